@@ -1,0 +1,1 @@
+"""FastAGI server: what happens to a call to a user now."""

@@ -1,0 +1,105 @@
+"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,TENANT,USER` what to do with a call to a
+user and gets the answer as channel variables (see docs/architecture.md, "Dialplan contract").
+
+Built on panoramisk's FastAGI `Application` (routes, `Request.send_command`). Its connection
+handler is replaced: in panoramisk 1.4 a peer that closes before the blank line ending the AGI
+environment makes it spin on EOF without ever yielding, which freezes the whole event loop
+(ARI included). Ours reads the environment with a size limit and a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from panoramisk.fast_agi import Application, Request
+
+from asterisk_conf.model import Config
+
+from .routing import decide
+
+log = logging.getLogger(__name__)
+
+ENV_TIMEOUT = 5.0  # seconds for Asterisk to send the AGI environment
+REQUEST_TIMEOUT = 10.0  # seconds for a whole request: a stuck peer must not hold a socket forever
+
+
+class AgiError(Exception):
+    """Asterisk refused an AGI command or the call hung up meanwhile."""
+
+
+def quote(value: str) -> str:
+    """An AGI command argument: double-quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def agi_args(request: Request) -> list[str]:
+    """agi_arg_1, agi_arg_2, ... in order."""
+    args: list[str] = []
+    while f"agi_arg_{len(args) + 1}" in request.headers:
+        args.append(request.headers[f"agi_arg_{len(args) + 1}"])
+    return args
+
+
+async def set_variables(request: Request, variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        result = await request.send_command(f"SET VARIABLE {name} {quote(value)}")
+        if "error" in result or result.get("status_code") != 200:
+            raise AgiError(f"SET VARIABLE {name}: {result.get('msg') or result}")
+
+
+class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no type hints
+    """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.add_route("route", self.route)
+        self.add_route("ping", self.ping)
+
+    async def route(self, request: Request) -> None:
+        args = agi_args(request)
+        tenant_id, user_id = (args + ["", ""])[:2]
+        decision = decide(self.config, tenant_id, user_id)
+        if not decision.known:
+            log.warning("route: unknown tenant/user %r/%r, letting the devices ring", tenant_id, user_id)
+        await set_variables(request, decision.variables())
+
+    async def ping(self, request: Request) -> None:
+        await set_variables(request, {"VIPBX_PONG": "1"})
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            try:
+                raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), ENV_TIMEOUT)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+                log.warning("FastAGI: no complete AGI environment from %s", peer)
+                return
+            lines = raw.decode(self.default_encoding, errors="replace").splitlines()
+            headers: OrderedDict[str, str] = OrderedDict()
+            for line in lines:
+                key, sep, value = line.partition(": ")
+                if sep:
+                    headers[key] = value
+            # agi://host/script?x=y sends "script?x=y"; the script name is what routes.
+            script = headers.get("agi_network_script", "").lstrip("/").split("?", 1)[0]
+            endpoint = self._route.get(script)
+            if endpoint is None:
+                log.error("FastAGI: no script %r (from %s)", script, peer)
+                return
+            request = Request(app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding)
+            await asyncio.wait_for(endpoint(request), REQUEST_TIMEOUT)
+        except Exception:
+            log.exception("FastAGI: request from %s failed", peer)
+        finally:
+            writer.close()
+
+
+async def start_agi_server(config: Config, host: str, port: int) -> tuple[asyncio.Server, AgiApplication]:
+    """Listen for FastAGI requests; the caller owns (and closes) the returned server."""
+    app = AgiApplication(config)
+    server = await asyncio.start_server(app.handler, host, port)
+    log.info("FastAGI listening on %s:%d", host, port)
+    return server, app

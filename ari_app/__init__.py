@@ -1,0 +1,1 @@
+"""The Stasis application and its typed ARI client."""

@@ -1,0 +1,64 @@
+"""The call-handling service: the Stasis app and the FastAGI server in one asyncio process.
+
+Asterisk may restart under it at any time: the ARI client reconnects by itself (and the app
+re-syncs), and FastAGI is a listener Asterisk connects to per call, so it needs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from agi.server import start_agi_server
+from asterisk_conf.model import Config
+
+from .app import Handler, StasisApp
+from .client import AriClient
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """`client` and `app` are exposed so callers can wait for readiness (`client.wait_connected`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        ari_url: str,
+        ari_user: str,
+        ari_password: str,
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
+        self.app = StasisApp(self.client, handlers or {})
+
+    async def run(self) -> None:
+        """Until cancelled. FastAGI listens on `config.platform.agi`."""
+        platform = self.config.platform
+        agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port)
+        log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
+                 sorted(self.app.handlers) or "none")
+        try:
+            await self.app.run()
+        finally:
+            # Hand live calls back to the dialplan first, then let go of ARI and the listener.
+            await self.app.shutdown()
+            await self.client.close()
+            agi_server.close()
+            await agi_server.wait_closed()
+            log.info("stopped")
+
+
+async def serve(
+    config: Config,
+    ari_url: str,
+    ari_user: str,
+    ari_password: str,
+    *,
+    handlers: Mapping[str, Handler] | None = None,
+) -> None:
+    """Run the service until cancelled. `ari_url` like "http://127.0.0.1:8088/ari"; entries
+    without a handler go back to the dialplan's fallback."""
+    await Service(config, ari_url, ari_user, ari_password, handlers=handlers).run()

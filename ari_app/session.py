@@ -1,0 +1,217 @@
+"""One call in our Stasis app, as a handler sees it: the channel, its entry and arguments, and the
+basic moves (answer, play with barge-in, collect digits, hang up, back to the dialplan).
+
+The StasisApp feeds the session the channel's events (`feed`); everything else is ARI requests.
+Once the channel has hung up or left the app, every move raises `ChannelGone` so a handler stops
+where it is without checking after each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from .client import AriClient, AriError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long to wait for Asterisk to confirm that a barged-in prompt has stopped.
+STOP_CONFIRM_SECONDS = 1.0
+
+
+class ChannelGone(Exception):
+    """The channel hung up or left our Stasis app: the handler has nothing left to do."""
+
+
+class CallSession:
+    def __init__(self, client: AriClient, channel: dict[str, Any], entry: str, args: Sequence[str]) -> None:
+        self.client = client
+        self.channel = channel
+        self.id: str = channel["id"]
+        self.entry = entry
+        self.args: list[str] = list(args)
+        # Variables listed in ari.conf `channelvars`, kept current from ChannelVarset events.
+        self.vars: dict[str, str] = dict(channel.get("channelvars") or {})
+        self.resumed = False  # True when picked up by a re-sync rather than a StasisStart
+        self.disposed = False  # we hung it up or sent it back to the dialplan
+        self._gone = asyncio.Event()
+        self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._playbacks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<CallSession {self.id} {self.entry}{self.args}>"
+
+    @property
+    def caller_number(self) -> str:
+        return str(self.channel.get("caller", {}).get("number", ""))
+
+    @property
+    def gone(self) -> bool:
+        return self._gone.is_set()
+
+    async def wait_gone(self) -> None:
+        await self._gone.wait()
+
+    # --- events (called by StasisApp, synchronously and in order) ---------------------
+
+    def feed(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "ChannelDtmfReceived":
+            self._digits.put_nowait(event["digit"])
+        elif kind in ("PlaybackFinished", "PlaybackFailed"):
+            playback = event.get("playback", {})
+            future = self._playbacks.pop(playback.get("id", ""), None)
+            if future is not None and not future.done():
+                future.set_result(playback)
+        elif kind == "ChannelVarset" and "variable" in event:
+            self.vars[event["variable"]] = event.get("value", "")
+        elif kind in ("StasisEnd", "ChannelDestroyed"):
+            self._gone.set()
+        if "channel" in event and event["channel"].get("id") == self.id:
+            self.channel = event["channel"]
+
+    def mark_gone(self) -> None:
+        """The channel is known to be gone without an event saying so (missed while away)."""
+        self._gone.set()
+
+    # --- the basic moves --------------------------------------------------------------
+
+    async def answer(self) -> None:
+        await self._call("POST", f"/channels/{self.id}/answer")
+
+    async def hangup(self, reason: str = "normal") -> None:
+        self.disposed = True
+        await self._call("DELETE", f"/channels/{self.id}", reason=reason)
+
+    async def continue_in_dialplan(
+        self, context: str | None = None, exten: str | None = None, priority: int | None = None
+    ) -> None:
+        """Leave Stasis; with no arguments the dialplan goes on after our Stasis() line."""
+        self.disposed = True
+        await self._call(
+            "POST", f"/channels/{self.id}/continue", context=context, extension=exten, priority=priority
+        )
+
+    async def get_var(self, name: str) -> str | None:
+        """A channel variable or dialplan function, e.g. `REDIRECTING(from-num)`; None if unset."""
+        try:
+            answer = await self._call("GET", f"/channels/{self.id}/variable", variable=name)
+        except AriError as exc:
+            if exc.status == 404:  # unset variable (the channel itself is checked in _call)
+                return None
+            raise
+        return None if answer is None else answer.get("value")
+
+    async def set_var(self, name: str, value: str) -> None:
+        await self._call("POST", f"/channels/{self.id}/variable", variable=name, value=value)
+
+    async def play(self, media: str | Sequence[str], *, barge_in: bool = True, lang: str | None = None) -> str | None:
+        """Play one or more media URIs (`sound:...`) to the end.
+
+        With barge-in a DTMF key stops the prompt and is returned (a key pressed before the prompt
+        started skips it). Without barge-in, keys stay queued for `get_digits`.
+        """
+        if barge_in and not self._digits.empty():
+            return self._digits.get_nowait()
+        playback_id = str(uuid.uuid4())
+        finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._playbacks[playback_id] = finished
+        try:
+            await self._call(
+                "POST",
+                f"/channels/{self.id}/play/{playback_id}",
+                media=[media] if isinstance(media, str) else list(media),
+                lang=lang,
+            )
+            digit_wait = self._digits.get() if barge_in else None
+            done, digit = await self._first(finished, digit_wait)
+            if done is finished:
+                if finished.result().get("state") == "failed":
+                    log.warning("%r: playback of %s failed", self, media)
+                return None
+            await self._stop_playback(playback_id, finished)
+            return digit
+        finally:
+            self._playbacks.pop(playback_id, None)
+
+    async def get_digits(self, max_digits: int = 1, timeout: float = 5.0, terminator: str = "#") -> str:
+        """Up to `max_digits` keys, each within `timeout` s of the previous; the terminator key
+        ends early and is not returned. An empty string means no key at all."""
+        digits = ""
+        while len(digits) < max_digits:
+            try:
+                _, digit = await self._first(None, self._digits.get(), timeout=timeout)
+            except TimeoutError:
+                break
+            if digit is None or digit in terminator:
+                break
+            digits += digit
+        return digits
+
+    async def read(self, media: str | Sequence[str], max_digits: int, timeout: float = 5.0, terminator: str = "#") -> str:
+        """A prompt the caller may talk over, then the rest of a multi-key answer."""
+        first = await self.play(media)
+        if first is None:
+            return await self.get_digits(max_digits, timeout, terminator)
+        if first in terminator:
+            return ""
+        return first + await self.get_digits(max_digits - 1, timeout, terminator)
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, **params: Any) -> Any:
+        if self.gone:
+            raise ChannelGone(self.id)
+        try:
+            return await self.client.request(method, path, params=params)
+        except AriError as exc:
+            # 404 on the channel itself: hung up; 409: no longer in our Stasis app.
+            if exc.status == 409 or (exc.status == 404 and "channel" in exc.body.lower()):
+                self._gone.set()
+                raise ChannelGone(self.id) from exc
+            raise
+
+    async def _first(
+        self, future: asyncio.Future[Any] | None, aw: Awaitable[T] | None, timeout: float | None = None
+    ) -> tuple[Any, T | None]:
+        """Wait for `future` or `aw`, whichever comes first; ChannelGone if the call ends first,
+        TimeoutError after `timeout`. Returns (None, result of aw) or (future, None)."""
+        waiters: dict[asyncio.Future[Any], str] = {}
+        if future is not None:
+            waiters[future] = "future"
+        if aw is not None:
+            waiters[asyncio.ensure_future(aw)] = "aw"
+        gone = asyncio.ensure_future(self._gone.wait())
+        waiters[gone] = "gone"
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter, name in waiters.items():
+                if name != "future" and not waiter.done():
+                    waiter.cancel()
+        if not done:
+            raise TimeoutError
+        # A key that arrived is never dropped, even if the prompt ended at the same moment.
+        for waiter in done:
+            if waiters[waiter] == "aw":
+                return None, waiter.result()
+        if future is not None and future.done():
+            return future, None
+        raise ChannelGone(self.id)
+
+    async def _stop_playback(self, playback_id: str, finished: asyncio.Future[dict[str, Any]]) -> None:
+        try:
+            await self.client.delete(f"/playbacks/{playback_id}")
+        except AriError as exc:
+            if exc.status != 404:  # 404: it ended on its own meanwhile
+                raise
+        # Let the stop land before the next prompt, so prompts never overlap.
+        try:
+            await asyncio.wait_for(asyncio.shield(finished), STOP_CONFIRM_SECONDS)
+        except TimeoutError:
+            log.debug("%r: no PlaybackFinished after stop of %s", self, playback_id)

@@ -1,0 +1,207 @@
+"""`vipbx`: the operators' command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import cliargs
+from . import deploy as deploying
+from .ami import AmiError, AmiSettings, ami_session
+from .errors import ConfigError
+from .model import Config
+from .render import AMI_USER, render_config
+from .secrets import SecretStore
+from .validate import load_config, validate_files
+
+DEFAULT_HOME = "/var/lib/vipbx"
+
+config_files = cliargs.config_files()
+
+
+class Context:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    @property
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.home / "secrets.json")
+
+    def load(self, files: tuple[str, ...]) -> Config:
+        try:
+            return load_config(files)
+        except ConfigError as exc:
+            raise click.ClickException(f"the configuration has {len(exc.problems)} problem(s):\n{exc}") from exc
+
+    def ami_settings(self, config: Config) -> AmiSettings:
+        host = config.platform.ami.bind
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return AmiSettings(host, config.platform.ami.port, AMI_USER, self.secrets.get("ami"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    envvar="VIPBX_HOME",
+    default=DEFAULT_HOME,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State folder: secrets, configuration generations, the Asterisk instance. Env: VIPBX_HOME.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def main(ctx: click.Context, home: Path, verbose: bool) -> None:
+    """Hosted mobile-PBX bundle for Asterisk: YAML tenants in, a running PBX out.
+
+    FILES are YAML files with `platform:` and `tenants:` (several are merged); they may also be
+    given in the VIPBX_CONFIG environment variable, separated by spaces.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(home.absolute())
+
+
+@main.command()
+@config_files
+def validate(files: tuple[str, ...]) -> None:
+    """Check FILES and report every problem with file, line and key. Writes nothing."""
+    problems = validate_files(files)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found")
+    click.echo(f"ok: {', '.join(files)}")
+
+
+@main.command()
+@config_files
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write the Asterisk files into.")
+@click.pass_obj
+def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
+    """Write the Asterisk configuration for FILES into --out (nothing is deployed)."""
+    rendered = render_config(obj.load(files), obj.secrets)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (out / name).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(rendered)} files to {out}")
+
+
+@main.command()
+@config_files
+@click.pass_obj
+def diff(obj: Context, files: tuple[str, ...]) -> None:
+    """Show what `deploy` would change in the live configuration (unified diff). Exit 1 if anything."""
+    text = deploying.Generations(obj.home).diff(render_config(obj.load(files), obj.secrets))
+    if not text:
+        click.echo("no changes")
+        return
+    # Secrets never reach a terminal or a log.
+    click.echo(_mask_secrets(text, obj.secrets), nl=False)
+    sys.exit(1)
+
+
+@main.command()
+@config_files
+@click.option("--no-reload", is_flag=True, help="Swap the files in but do not ask Asterisk to reload.")
+@click.pass_obj
+def deploy(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
+    """Render FILES, check, swap in atomically and reload only the changed Asterisk modules.
+
+    The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload the
+    previous files are restored and reloaded, and the command fails.
+    """
+    config = obj.load(files)
+    rendered = render_config(config, obj.secrets)
+    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.deploy(obj.home, rendered, r)))
+    _report(result, "deployed")
+
+
+@main.command()
+@config_files
+@click.option("--no-reload", is_flag=True, help="Swap the files back but do not ask Asterisk to reload.")
+@click.pass_obj
+def rollback(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
+    """Return to the configuration generation before the last deploy.
+
+    FILES tell where Asterisk's AMI listens (the platform section).
+    """
+    config = obj.load(files)
+    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.rollback(obj.home, r)))
+    _report(result, "rolled back to")
+
+
+async def _with_reloader(obj: Context, config: Config, no_reload: bool, action):  # type: ignore[no-untyped-def]
+    settings = obj.ami_settings(config)
+    reload = None
+    if not no_reload:
+        try:
+            async with ami_session(settings, timeout=3):
+                reload = _ami_reloader(settings)
+        except AmiError as exc:
+            click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
+    try:
+        return await action(reload)
+    except deploying.DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _ami_reloader(settings: AmiSettings) -> deploying.Reloader:
+    async def reload(targets: list[str]) -> None:
+        async with ami_session(settings) as ami:
+            for target in targets:
+                await ami.action("Reload", Module=target)
+
+    return reload
+
+
+def _report(result: deploying.DeployResult, verb: str) -> None:
+    if result.generation is None:
+        click.echo("no changes: nothing deployed")
+        return
+    click.echo(f"{verb} generation {result.generation}; changed: {', '.join(result.changed)}")
+    if result.reloaded:
+        click.echo(f"reloaded: {', '.join(result.reloaded)}")
+    if result.restart_needed:
+        click.echo("modules.conf changed: restart Asterisk (`vipbx asterisk stop && vipbx asterisk start`) to load or unload modules", err=True)
+
+
+def _mask_secrets(text: str, secrets: SecretStore) -> str:
+    for value in secrets.values():
+        text = text.replace(value, "********")
+    return text
+
+
+@main.command()
+@config_files
+@click.pass_obj
+def serve(obj: Context, files: tuple[str, ...]) -> None:
+    """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk)."""
+    from ari_app.service import serve as run_service
+
+    config = obj.load(files)
+    http = config.platform.http
+    host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
+    host = f"[{host}]" if ":" in host else host
+    try:
+        asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", "vipbx", obj.secrets.get("ari")))
+    except KeyboardInterrupt:
+        pass
+
+
+def _attach_groups() -> None:
+    from asterisk_host.cli import asterisk
+    from testphone.cli import phone
+
+    main.add_command(asterisk)
+    main.add_command(phone)
+
+
+_attach_groups()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

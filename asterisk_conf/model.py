@@ -1,0 +1,130 @@
+"""The validated tenant model: what the YAML means once every value has been checked.
+
+Everything here is immutable and already safe to put into Asterisk configuration: identifiers,
+numbers and addresses match strict allow-lists (see `validate.py`), free text has been screened.
+Templates therefore only loop and quote; they never decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NO_VOICEMAIL_GROUP = "No voicemail"
+LANGUAGES = ("fi", "sv", "en")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A TCP/UDP listener of Asterisk or of our own services."""
+
+    bind: str
+    port: int
+
+
+@dataclass(frozen=True)
+class FeatureCodes:
+    immediate_forward: str = "987"
+    call_waiting_on: str = "*43#"
+    call_waiting_off: str = "#43#"
+    call_waiting_status: str = "*#43#"
+    blind_transfer: str = "*1"
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """The SIP trunk towards the mobile/fixed network."""
+
+    host: str
+    port: int = 5060
+    # Source addresses (IP or CIDR) whose INVITEs are taken as carrier calls.
+    match: tuple[str, ...] = ()
+    codecs: tuple[str, ...] = ("alaw", "ulaw")
+
+
+@dataclass(frozen=True)
+class Platform:
+    voicemail_number: str = "+358201243100"
+    activity_number: str = "+358201243200"
+    default_language: str = "fi"
+    feature_codes: FeatureCodes = field(default_factory=FeatureCodes)
+    sip: Listener = field(default_factory=lambda: Listener("127.0.0.1", 5060))
+    rtp_start: int = 10000
+    rtp_end: int = 20000
+    http: Listener = field(default_factory=lambda: Listener("127.0.0.1", 8088))
+    ami: Listener = field(default_factory=lambda: Listener("127.0.0.1", 5038))
+    agi: Listener = field(default_factory=lambda: Listener("127.0.0.1", 4573))
+    ari_app: str = "vipbx"
+    carrier: Carrier | None = None
+    no_answer_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class Device:
+    """A SIP softphone/desk phone of a user; registers with its id as user name."""
+
+    id: str
+    # Codec allow-list for the endpoint.
+    codecs: tuple[str, ...] = ("alaw", "ulaw")
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    number: str  # E.164, the user's public (mobile) number
+    extension: str
+    email: str | None
+    pin: str
+    language: str
+    groups: tuple[str, ...] = ()
+    devices: tuple[Device, ...] = ()
+    role: str = ""
+
+    @property
+    def has_voicemail(self) -> bool:
+        return NO_VOICEMAIL_GROUP not in self.groups
+
+
+@dataclass(frozen=True)
+class TenantNumber:
+    """An extra public number of a tenant (e.g. a main number) that rings one user."""
+
+    number: str
+    user: str
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    domain: str
+    country_code: str = "358"
+    max_message_seconds: int = 180
+    groups: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
+    numbers: tuple[TenantNumber, ...] = ()
+    users: tuple[User, ...] = ()
+
+    def user(self, user_id: str) -> User:
+        for user in self.users:
+            if user.id == user_id:
+                return user
+        raise KeyError(user_id)
+
+
+@dataclass(frozen=True)
+class Config:
+    platform: Platform
+    tenants: tuple[Tenant, ...]
+    # The YAML files this came from, in the order given (for messages and `diff`).
+    sources: tuple[str, ...] = ()
+
+    def find_number(self, number: str) -> tuple[Tenant, User] | None:
+        """The tenant and user that own a public number (user number or tenant number)."""
+        for tenant in self.tenants:
+            for user in tenant.users:
+                if user.number == number:
+                    return tenant, user
+            for extra in tenant.numbers:
+                if extra.number == number:
+                    return tenant, tenant.user(extra.user)
+        return None

@@ -1,0 +1,114 @@
+"""Validated model + generated secrets → the text of every Asterisk file we own.
+
+Rendering is a pure function: the same Config and secrets give byte-identical files, so
+`vipbx diff` shows only real changes and a deploy reloads only the modules whose files changed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import conffilters
+from .model import Config, Tenant, User
+from .secrets import SecretStore
+
+# Output file → template. Order is the order files are written and checked.
+FILES = (
+    "pjsip.conf",
+    "extensions.conf",
+    "voicemail.conf",
+    "http.conf",
+    "ari.conf",
+    "manager.conf",
+    "features.conf",
+    "modules.conf",
+    "logger.conf",
+    "rtp.conf",
+    "indications.conf",
+    "cdr.conf",
+    "cel.conf",
+    "ccss.conf",
+)
+# Files Asterisk looks for at start whose defaults are right for us: rendered empty.
+QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf")
+
+ARI_USER = "vipbx"
+AMI_USER = "vipbx"
+
+
+def templates_dir() -> Path:
+    """The repo's templates/ when run from a checkout, else the installed copy."""
+    candidates = (
+        Path(__file__).resolve().parent.parent / "templates",
+        Path(sys.prefix) / "share" / "vipbx" / "templates",
+    )
+    for candidate in candidates:
+        if (candidate / "pjsip.conf.j2").is_file():
+            return candidate
+    raise FileNotFoundError("vipbx templates not found (looked in: " + ", ".join(map(str, candidates)) + ")")
+
+
+@dataclass(frozen=True)
+class UserView:
+    """What the templates need of a user, derived once so templates stay logic-free."""
+
+    tenant: Tenant
+    user: User
+    mailbox: str  # app_voicemail mailbox: the E.164 number without '+'
+    national: str  # the number as dialled nationally (040...), for carriers that send that form
+    dial: str  # Dial() string for all the user's devices, '' when none
+
+    @classmethod
+    def of(cls, tenant: Tenant, user: User) -> "UserView":
+        digits = user.number[1:]
+        cc = tenant.country_code
+        national = "0" + digits[len(cc):] if digits.startswith(cc) else ""
+        dial = "&".join(f"PJSIP/{device.id}" for device in user.devices)
+        return cls(tenant, user, digits, national, dial)
+
+
+def user_views(config: Config) -> list[UserView]:
+    return [UserView.of(tenant, user) for tenant in config.tenants for user in tenant.users]
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # Asterisk files, not HTML: quoting is done by the conf filters
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(conffilters.FILTERS)
+    env.globals.update(conffilters.GLOBALS)
+    return env
+
+
+def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
+    """Every generated file name → its text."""
+    views = user_views(config)
+    context = {
+        "platform": config.platform,
+        "tenants": config.tenants,
+        "users": views,
+        "users_by_tenant": {t.id: [v for v in views if v.tenant.id == t.id] for t in config.tenants},
+        "ari_user": ARI_USER,
+        "ami_user": AMI_USER,
+        "ari_password": secrets.get("ari"),
+        "ami_secret": secrets.get("ami"),
+        # One batch: a first render of a large platform creates many secrets, saved once.
+        "device_passwords": {
+            name.removeprefix("device:"): value
+            for name, value in secrets.ensure([f"device:{d.id}" for v in views for d in v.user.devices]).items()
+        },
+    }
+    env = environment()
+    files = {name: env.get_template(f"{name}.j2").render(context) for name in FILES}
+    quiet = env.get_template("quiet.conf.j2").render(context)
+    files.update({name: quiet for name in QUIET_FILES})
+    return files

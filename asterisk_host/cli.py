@@ -1,0 +1,115 @@
+"""`vipbx asterisk ...`: find or build Asterisk and run the PBX instance on the deployed files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from asterisk_host.instance import AsteriskError, AsteriskInstance
+from asterisk_host.runtime import AsteriskRuntime, RuntimeUnavailable
+
+DEFAULT_HOME = Path("/var/lib/vipbx")
+
+
+def vipbx_home(ctx: click.Context | None = None) -> Path:
+    """The main group's --home when attached to `vipbx`, else VIPBX_HOME, else the default."""
+    home = getattr(ctx.find_root().obj, "home", None) if ctx is not None else None
+    return Path(home or os.environ.get("VIPBX_HOME") or DEFAULT_HOME).absolute()
+
+
+def pbx_instance(home: Path, runtime: AsteriskRuntime) -> AsteriskInstance:
+    """The PBX: its own folders in `home/pbx`, its configuration the live generation."""
+    return AsteriskInstance(runtime, home / "pbx", home / "etc" / "current", name="pbx")
+
+
+def _runtime(build: bool = False) -> AsteriskRuntime:
+    try:
+        return AsteriskRuntime.locate(build=build)
+    except RuntimeUnavailable as exc:
+        raise click.ClickException(f"{exc} (run `vipbx asterisk setup`)") from exc
+
+
+@click.group("asterisk")
+def asterisk() -> None:
+    """Run the PBX's Asterisk: the system's own, else one in a cached Debian rootfs."""
+
+
+@asterisk.command()
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the rootfs is built and kept. Env: VIPBX_CACHE; default /var/cache/vipbx.")
+def setup(cache_dir: Path | None) -> None:
+    """Find Asterisk, building a Debian-unstable rootfs with it if there is none (about 1 min)."""
+    try:
+        runtime = AsteriskRuntime.locate(cache_dir, build=True)
+    except RuntimeUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    where = "system" if runtime.is_system else f"rootfs {runtime.root}"
+    click.echo(f"Asterisk {runtime.version()} ({where})")
+
+
+@asterisk.command()
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for it to boot.")
+@click.pass_context
+def start(ctx: click.Context, timeout: float) -> None:
+    """Start the PBX on the deployed configuration and wait until it is fully booted."""
+    home = vipbx_home(ctx)
+    if not (home / "etc" / "current").exists():
+        raise click.ClickException(f"nothing deployed in {home} yet: run `vipbx deploy FILES` first")
+    instance = pbx_instance(home, _runtime())
+    if instance.running:
+        click.echo(f"already running (pid {instance.pid})")
+        return
+    try:
+        pid = instance.start(timeout)
+    except AsteriskError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"started (pid {pid}); log: {instance.log_path}")
+
+
+@asterisk.command()
+@click.pass_context
+def stop(ctx: click.Context) -> None:
+    """Stop the PBX (SIGTERM, then SIGKILL after 20 s)."""
+    instance = pbx_instance(vipbx_home(ctx), _runtime())
+    pid = instance.pid
+    if pid is None:
+        click.echo("not running")
+        return
+    instance.stop()
+    click.echo(f"stopped (pid {pid})")
+
+
+@asterisk.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Say whether the PBX runs; exit 1 when it does not."""
+    runtime = _runtime()
+    instance = pbx_instance(vipbx_home(ctx), runtime)
+    if not instance.running:
+        click.echo("asterisk: stopped")
+        sys.exit(1)
+    uptime = ""
+    try:
+        # "System uptime: 12\nLast reload: 3"
+        lines = instance.cli("core show uptime seconds").splitlines()
+        seconds = [line.split(":")[-1].strip() for line in lines if ":" in line]
+        if seconds:
+            uptime = f", up {seconds[0]} s"
+    except AsteriskError:
+        uptime = ", not answering on its control socket"
+    click.echo(f"asterisk: running (pid {instance.pid}, {runtime.version()}{uptime})")
+
+
+@asterisk.command(name="cli")
+@click.argument("command", nargs=-1, required=True)
+@click.pass_context
+def cli_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Run an Asterisk CLI COMMAND on the PBX, e.g. `vipbx asterisk cli pjsip show contacts`."""
+    instance = pbx_instance(vipbx_home(ctx), _runtime())
+    try:
+        click.echo(instance.cli(" ".join(command)), nl=False)
+    except AsteriskError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Set up and run vipbx on a Debian machine.
+#
+#   ./deploy.sh [start]   install everything, deploy the example tenants, start Asterisk,
+#                         the vipbx service and the test phone (all in the background)
+#   ./deploy.sh stop      stop what `start` started (by pid)
+#   ./deploy.sh status    show what runs
+#   ./deploy.sh test      install everything and run the whole test suite (real Asterisk included)
+#
+# Environment: VIPBX_HOME (state, default /var/lib/vipbx), VIPBX_CACHE (Asterisk rootfs cache,
+# default /var/cache/vipbx), VIPBX_CONFIG (tenant YAML files, default the bundled examples).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+venv="$here/.venv"
+export VIPBX_HOME=${VIPBX_HOME:-/var/lib/vipbx}
+export VIPBX_CACHE=${VIPBX_CACHE:-/var/cache/vipbx}
+export VIPBX_CONFIG=${VIPBX_CONFIG:-"$here/examples/platform.yaml $here/examples/acme.yaml $here/examples/borealis.yaml"}
+serve_pid="$VIPBX_HOME/serve.pid"
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "run as root (Asterisk and its rootfs need it)"; }
+
+install_system_packages() {
+    # debootstrap builds the Asterisk rootfs where the distribution has no asterisk package;
+    # espeak-ng and sox make the spoken prompt catalogue.
+    local missing=()
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+    command -v sox >/dev/null || missing+=(sox)
+    command -v unshare >/dev/null || missing+=(util-linux)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+}
+
+install_python() {
+    local extras=${1:-}
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating the Python environment"
+        python3 -m venv "$venv"
+    fi
+    say "installing vipbx${extras:+ with [$extras]}"
+    "$venv/bin/pip" install -q --upgrade pip >/dev/null
+    "$venv/bin/pip" install -q "$here${extras:+[$extras]}"
+}
+
+vipbx() { "$venv/bin/vipbx" "$@"; }
+
+start() {
+    need_root
+    install_system_packages
+    install_python
+    say "locating Asterisk (the system's, else a Debian-unstable rootfs, built once)"
+    vipbx asterisk setup
+    say "validating and deploying the tenant configuration"
+    # shellcheck disable=SC2086
+    vipbx validate $VIPBX_CONFIG
+    # shellcheck disable=SC2086
+    vipbx deploy $VIPBX_CONFIG
+    say "starting Asterisk"
+    vipbx asterisk start
+    start_service
+    say "starting the test phone (every example user's softphone, and the carrier)"
+    # shellcheck disable=SC2086
+    vipbx phone start $VIPBX_CONFIG
+    say "ready. Try:  $venv/bin/vipbx phone call +358201243100 --caller +358401110001 --wait 5"
+    status
+}
+
+start_service() {
+    if [ -f "$serve_pid" ] && kill -0 "$(cat "$serve_pid")" 2>/dev/null; then
+        say "vipbx serve already runs (pid $(cat "$serve_pid"))"
+        return
+    fi
+    say "starting vipbx serve (ARI application + FastAGI)"
+    mkdir -p "$VIPBX_HOME"
+    # shellcheck disable=SC2086
+    nohup "$venv/bin/vipbx" serve $VIPBX_CONFIG >>"$VIPBX_HOME/serve.log" 2>&1 &
+    echo $! >"$serve_pid"
+    # Healthy = the Stasis application is registered with Asterisk.
+    for _ in $(seq 1 50); do
+        if vipbx asterisk cli "ari show apps" 2>/dev/null | grep -qw vipbx; then
+            say "vipbx serve is up (pid $(cat "$serve_pid"))"
+            return
+        fi
+        kill -0 "$(cat "$serve_pid")" 2>/dev/null || { tail -20 "$VIPBX_HOME/serve.log" >&2; die "vipbx serve exited"; }
+        sleep 0.2
+    done
+    tail -20 "$VIPBX_HOME/serve.log" >&2
+    die "vipbx serve did not register its ARI application"
+}
+
+stop() {
+    need_root
+    if [ -x "$venv/bin/vipbx" ]; then
+        # shellcheck disable=SC2086
+        vipbx phone stop $VIPBX_CONFIG || true
+    fi
+    if [ -f "$serve_pid" ]; then
+        local pid
+        pid=$(cat "$serve_pid")
+        if kill -0 "$pid" 2>/dev/null; then
+            say "stopping vipbx serve (pid $pid)"
+            kill "$pid"
+            for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+        rm -f "$serve_pid"
+    fi
+    if [ -x "$venv/bin/vipbx" ]; then
+        vipbx asterisk stop || true
+    fi
+}
+
+status() {
+    [ -x "$venv/bin/vipbx" ] || die "not installed yet: run ./deploy.sh start"
+    vipbx asterisk status || true
+    if [ -f "$serve_pid" ] && kill -0 "$(cat "$serve_pid")" 2>/dev/null; then
+        echo "vipbx serve: running (pid $(cat "$serve_pid"))"
+    else
+        echo "vipbx serve: stopped"
+    fi
+}
+
+run_tests() {
+    need_root
+    install_system_packages
+    install_python test
+    say "locating Asterisk for the tests"
+    vipbx asterisk setup
+    say "running the test suite"
+    cd "$here"
+    exec "$venv/bin/python" -m pytest "$@"
+}
+
+cmd=${1:-start}
+shift || true
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    test) run_tests "$@" ;;
+    *) die "usage: $0 [start|stop|status|test [pytest args]]" ;;
+esac

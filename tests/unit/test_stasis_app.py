@@ -1,0 +1,359 @@
+"""StasisApp and CallSession against a fake ARI (real websocket for events, MockTransport REST)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from ari_app import client as client_module
+from ari_app.app import StasisApp, stasis_args
+from ari_app.client import AriClient
+from ari_app.session import CallSession, ChannelGone
+from ari_app.testing import FakeAri, channel
+
+
+class Harness:
+    """A fake ARI, a connected client and a StasisApp with the test's handlers."""
+
+    def __init__(self, fake: FakeAri, client: AriClient) -> None:
+        self.fake = fake
+        self.client = client
+        self.app: StasisApp | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.auto_finish = True  # answer every play with PlaybackFinished
+        fake.route("POST", r"/channels/([^/]+)/play/([^/]+)", self._play)
+
+    async def start(self, app: StasisApp) -> None:
+        self.app = app
+        self.task = asyncio.create_task(app.run())
+        await self.client.wait_connected(5)
+        await self.fake.wait_connections(1)
+
+    def _play(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        channel_id, playback_id = match.groups()
+        playback = {"id": playback_id, "target_uri": f"channel:{channel_id}", "state": "queued",
+                    "media_uri": request.url.params["media"]}
+        if self.auto_finish:
+            asyncio.get_running_loop().create_task(self.finish(playback_id, channel_id))
+        return httpx.Response(201, json=playback)
+
+    async def finish(self, playback_id: str, channel_id: str, state: str = "done") -> None:
+        await self.fake.send({"type": "PlaybackFinished",
+                              "playback": {"id": playback_id, "target_uri": f"channel:{channel_id}", "state": state}})
+
+    async def stasis_start(self, channel_id: str, *args: str, number: str = "+358401234567") -> None:
+        chan = channel(channel_id, app_data=",".join(("vipbx",) + args), number=number)
+        chan["channelvars"] = {"VIPBX_TENANT": "acme"}
+        self.fake.channels[channel_id] = chan
+        await self.fake.send({"type": "StasisStart", "args": list(args), "channel": chan})
+
+    async def send(self, kind: str, channel_id: str, **extra: Any) -> None:
+        await self.fake.send({"type": kind, "channel": channel(channel_id), **extra})
+
+    async def hang_up(self, channel_id: str) -> None:
+        self.fake.channels.pop(channel_id, None)
+        await self.send("StasisEnd", channel_id)
+        await self.send("ChannelDestroyed", channel_id)
+
+    async def until(self, predicate: Any, timeout: float = 2.0) -> None:
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    def calls(self, method: str, pattern: str) -> list[httpx.Request]:
+        return self.fake.calls(method, pattern)
+
+
+@pytest.fixture
+async def h(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    monkeypatch.setattr(client_module, "BACKOFF_FIRST", 0.01)
+    fake = FakeAri()
+    await fake.start()
+    client = AriClient(fake.base_url, fake.user, fake.password, fake.app, transport=fake.transport)
+    harness = Harness(fake, client)
+    yield harness
+    if harness.app is not None:
+        await harness.app.shutdown()
+    await client.close()
+    if harness.task is not None:
+        await asyncio.wait_for(harness.task, 2)
+    await fake.stop()
+
+
+def test_stasis_args() -> None:
+    assert stasis_args(channel("c", app_data="vipbx,deposit,acme,anna"), "vipbx") == ["deposit", "acme", "anna"]
+    assert stasis_args(channel("c", app_data="vipbx"), "vipbx") == []
+    assert stasis_args(channel("c", app_data="other,deposit"), "vipbx") is None
+    assert stasis_args(channel("c"), "vipbx") is None
+
+
+async def test_handler_gets_entry_args_and_vars(h: Harness) -> None:
+    seen: list[CallSession] = []
+
+    async def deposit(call: CallSession) -> None:
+        seen.append(call)
+        await call.answer()
+        await call.hangup()
+
+    await h.start(StasisApp(h.client, {"deposit": deposit}))
+    await h.stasis_start("c1", "deposit", "acme", "anna")
+    await h.until(lambda: h.calls("DELETE", "/channels/c1"))
+    call = seen[0]
+    assert (call.id, call.entry, call.args) == ("c1", "deposit", ["acme", "anna"])
+    assert call.vars == {"VIPBX_TENANT": "acme"}
+    assert call.caller_number == "+358401234567"
+    assert h.calls("POST", "/channels/c1/answer")
+    assert not h.calls("POST", "/channels/c1/continue")
+
+
+async def test_unknown_entry_is_continued(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    await h.start(StasisApp(h.client, {}))
+    await h.stasis_start("c1", "activity")
+    await h.until(lambda: h.calls("POST", "/channels/c1/continue"))
+    assert "no handler for entry 'activity'" in caplog.text
+    assert h.fake.calls("POST", "/channels/c1/continue")[0].url.params.get("context") is None
+
+
+async def test_handler_exception_continues_call_and_app_survives(h: Harness) -> None:
+    async def broken(call: CallSession) -> None:
+        raise RuntimeError("bug in handler")
+
+    async def fine(call: CallSession) -> None:
+        await call.answer()
+
+    await h.start(StasisApp(h.client, {"broken": broken, "fine": fine}))
+    await h.stasis_start("c1", "broken")
+    await h.until(lambda: h.calls("POST", "/channels/c1/continue"))
+    await h.stasis_start("c2", "fine")
+    await h.until(lambda: h.calls("DELETE", "/channels/c2"))  # returned normally: hung up
+    assert h.calls("POST", "/channels/c2/answer")
+
+
+async def test_play_waits_for_playback_finished(h: Harness) -> None:
+    results: list[str | None] = []
+
+    async def greet(call: CallSession) -> None:
+        results.append(await call.play(["sound:hello", "sound:goodbye"]))
+
+    await h.start(StasisApp(h.client, {"greet": greet}))
+    await h.stasis_start("c1", "greet")
+    await h.until(lambda: results)
+    assert results == [None]
+    play = h.calls("POST", r"/channels/c1/play/.+")[0]
+    assert play.url.params["media"] == "sound:hello,sound:goodbye"
+
+
+async def test_dtmf_barges_in(h: Harness) -> None:
+    h.auto_finish = False
+    results: list[str | None] = []
+
+    async def menu(call: CallSession) -> None:
+        results.append(await call.play("sound:menu"))
+        results.append(await call.get_digits(4, timeout=1))
+
+    await h.start(StasisApp(h.client, {"menu": menu}))
+    await h.stasis_start("c1", "menu")
+    await h.until(lambda: h.calls("POST", r"/channels/c1/play/.+"))
+    await h.send("ChannelDtmfReceived", "c1", digit="5")
+    await h.until(lambda: h.calls("DELETE", r"/playbacks/.+"))
+    playback_id = h.calls("DELETE", r"/playbacks/.+")[0].url.path.rsplit("/", 1)[1]
+    await h.finish(playback_id, "c1", state="done")
+    for digit in "12#":
+        await h.send("ChannelDtmfReceived", "c1", digit=digit)
+    await h.until(lambda: len(results) == 2)
+    assert results == ["5", "12"]
+
+
+async def test_typed_ahead_key_skips_prompt_and_get_digits_times_out(h: Harness) -> None:
+    results: list[Any] = []
+    ready = asyncio.Event()
+    go = asyncio.Event()
+
+    async def menu(call: CallSession) -> None:
+        ready.set()
+        await go.wait()
+        results.append(await call.play("sound:menu"))
+        results.append(await call.get_digits(3, timeout=0.1))
+
+    await h.start(StasisApp(h.client, {"menu": menu}))
+    await h.stasis_start("c1", "menu")
+    await asyncio.wait_for(ready.wait(), 2)
+    await h.send("ChannelDtmfReceived", "c1", digit="9")
+    await asyncio.sleep(0.1)
+    go.set()
+    await h.until(lambda: len(results) == 2)
+    assert results == ["9", ""]
+    assert not h.calls("POST", r"/channels/c1/play/.+")
+
+
+async def test_hangup_stops_handler(h: Harness) -> None:
+    h.auto_finish = False
+    outcome: list[str] = []
+
+    async def long_prompt(call: CallSession) -> None:
+        try:
+            await call.play("sound:very-long")
+        except ChannelGone:
+            outcome.append("gone")
+            raise
+
+    app = StasisApp(h.client, {"long": long_prompt})
+    await h.start(app)
+    await h.stasis_start("c1", "long")
+    await h.until(lambda: h.calls("POST", r"/channels/c1/play/.+"))
+    await h.hang_up("c1")
+    await h.until(lambda: outcome == ["gone"] and not app.sessions)
+    assert not h.calls("POST", "/channels/c1/continue")
+    assert not h.calls("DELETE", "/channels/c1")
+
+
+async def test_channel_gone_on_rest_404(h: Harness) -> None:
+    h.fake.route("POST", "/channels/c1/answer", lambda r, m: httpx.Response(404, json={"message": "Channel not found"}))
+    outcome: list[bool] = []
+
+    async def answer(call: CallSession) -> None:
+        try:
+            await call.answer()
+        finally:
+            outcome.append(call.gone)
+
+    await h.start(StasisApp(h.client, {"answer": answer}))
+    await h.stasis_start("c1", "answer")
+    await h.until(lambda: outcome)
+    assert outcome == [True]
+    await asyncio.sleep(0.05)
+    assert not h.calls("POST", "/channels/c1/continue")
+
+
+async def test_resync_continues_orphans_only(h: Harness) -> None:
+    h.fake.channels["orphan"] = channel("orphan", app_data="vipbx,deposit,acme")
+    h.fake.channels["elsewhere"] = channel("elsewhere", app_data="otherapp,deposit")
+    h.fake.channels["dialplan"] = channel("dialplan")
+    app = StasisApp(h.client, {}, resync_grace=0.01)
+    await h.start(app)
+    await h.until(lambda: h.calls("POST", "/channels/orphan/continue"))
+    await asyncio.sleep(0.05)
+    continued = {r.url.path for r in h.calls("POST", r"/channels/[^/]+/continue")}
+    assert continued == {"/ari/channels/orphan/continue"}
+
+
+async def test_resync_after_reconnect_keeps_live_sessions(h: Harness) -> None:
+    release = asyncio.Event()
+
+    async def waiting(call: CallSession) -> None:
+        await release.wait()
+        await call.hangup()
+
+    app = StasisApp(h.client, {"wait": waiting}, resync_grace=0.01)
+    await h.start(app)
+    await h.stasis_start("live", "wait")
+    await h.until(lambda: "live" in app.sessions)
+    # While the socket is down a call entered the app: no StasisStart ever reaches us for it.
+    await h.fake.drop()
+    h.fake.channels["missed"] = channel("missed", app_data="vipbx,access")
+    await h.fake.wait_connections(2)
+    await h.until(lambda: h.calls("POST", "/channels/missed/continue"))
+    assert not h.calls("POST", "/channels/live/continue")
+    release.set()
+    await h.until(lambda: h.calls("DELETE", "/channels/live"))
+
+
+async def test_stasis_start_within_grace_is_not_an_orphan(h: Harness) -> None:
+    served: list[str] = []
+
+    async def deposit(call: CallSession) -> None:
+        served.append(call.id)
+
+    listed = asyncio.Event()
+
+    async def list_channels(request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        # GET /channels already shows the call, its StasisStart is still on the wire.
+        listed.set()
+        return httpx.Response(200, json=[channel("new", app_data="vipbx,deposit")])
+
+    h.fake.route("GET", "/channels", list_channels)
+    app = StasisApp(h.client, {"deposit": deposit}, resync_grace=0.3)
+    await h.start(app)
+    await asyncio.wait_for(listed.wait(), 2)
+    await h.stasis_start("new", "deposit")
+    await h.until(lambda: served == ["new"])
+    await asyncio.sleep(0.4)
+    assert not h.calls("POST", "/channels/new/continue")
+
+
+async def test_resume_orphan_hook_can_be_overridden(h: Harness) -> None:
+    resumed: list[tuple[str, str, list[str], bool]] = []
+
+    class Resuming(StasisApp):
+        async def resume_orphan(self, call: CallSession) -> None:
+            resumed.append((call.id, call.entry, call.args, call.resumed))
+            await call.hangup()
+
+    h.fake.channels["o1"] = channel("o1", app_data="vipbx,access,acme,anna")
+    await h.start(Resuming(h.client, {}, resync_grace=0.01))
+    await h.until(lambda: resumed)
+    assert resumed == [("o1", "access", ["acme", "anna"], True)]
+    assert not h.calls("POST", "/channels/o1/continue")
+
+
+async def test_shutdown_hands_live_calls_back(h: Harness) -> None:
+    async def forever(call: CallSession) -> None:
+        await asyncio.Event().wait()
+
+    app = StasisApp(h.client, {"forever": forever})
+    await h.start(app)
+    await h.stasis_start("c1", "forever")
+    await h.until(lambda: "c1" in app.sessions)
+    await app.shutdown()
+    assert h.calls("POST", "/channels/c1/continue")
+    assert not app.sessions
+
+
+async def test_resync_ends_sessions_whose_channel_vanished(h: Harness) -> None:
+    h.auto_finish = False
+    outcome: list[str] = []
+
+    async def long_prompt(call: CallSession) -> None:
+        try:
+            await call.play("sound:very-long")
+        except ChannelGone:
+            outcome.append("gone")
+            raise
+
+    app = StasisApp(h.client, {"long": long_prompt}, resync_grace=0.01)
+    await h.start(app)
+    await h.stasis_start("c1", "long")
+    await h.until(lambda: h.calls("POST", r"/channels/c1/play/.+"))
+    # Asterisk restarts: the channel is gone and no StasisEnd will ever be sent.
+    await h.fake.stop()
+    h.fake.channels.clear()
+    await h.fake.start()
+    await h.fake.wait_connections(2)
+    await h.until(lambda: outcome == ["gone"] and not app.sessions)
+
+
+async def test_reused_channel_id_ends_the_stale_session(h: Harness) -> None:
+    h.auto_finish = False
+    outcome: list[str] = []
+
+    async def long_prompt(call: CallSession) -> None:
+        try:
+            await call.play("sound:very-long")
+        except ChannelGone:
+            outcome.append("stale gone")
+            raise
+
+    app = StasisApp(h.client, {"long": long_prompt})
+    await h.start(app)
+    await h.stasis_start("1700000000.1", "long")
+    await h.until(lambda: h.calls("POST", r"/channels/1700000000.1/play/.+"))
+    await h.stasis_start("1700000000.1", "long")  # a restarted Asterisk reuses the id
+    await h.until(lambda: outcome == ["stale gone"])
+    assert app.sessions["1700000000.1"].gone is False

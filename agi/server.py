@@ -65,6 +65,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         if not decision.known:
             log.warning("route: unknown tenant/user %r/%r, letting the devices ring", tenant_id, user_id)
         await set_variables(request, decision.variables())
+        log.info("route %s/%s: %s", tenant_id, user_id, decision.variables())
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from panoramisk import Manager
 
 log = logging.getLogger(__name__)
+# panoramisk logs a warning per failed (re)connect; we raise AmiError with the reason instead.
+_quiet = logging.getLogger(__name__ + ".panoramisk")
+_quiet.setLevel(logging.ERROR)
 
 
 class AmiError(Exception):
@@ -57,6 +60,7 @@ async def ami_session(settings: AmiSettings, timeout: float = 5.0) -> AsyncItera
         reconnect_timeout=3600,  # and no background reconnects after we are done
         events="off",
         loop=asyncio.get_running_loop(),
+        log=_quiet,
     )
     try:
         try:

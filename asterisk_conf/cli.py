@@ -63,6 +63,9 @@ def main(ctx: click.Context, home: Path, verbose: bool) -> None:
     given in the VIPBX_CONFIG environment variable, separated by spaces.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # httpx logs every ARI request at INFO: that would bury what happens to calls.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = Context(home.absolute())
 
 

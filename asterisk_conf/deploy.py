@@ -139,7 +139,8 @@ async def deploy(home: Path, files: dict[str, str], reload: Reloader | None) -> 
     new_generation = gens.stage(files)
     gens.point(gens.current, new_generation)
     result = DeployResult(generation=new_generation.name, changed=changed)
-    result.restart_needed = bool(RESTART_FILES & set(changed))
+    # A first deploy is read whole when Asterisk starts: nothing to restart for.
+    result.restart_needed = old_generation is not None and bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
         try:

@@ -1,0 +1,1 @@
+"""YAML tenant configuration → validated model → Asterisk files → atomic deploy; the vipbx CLI."""

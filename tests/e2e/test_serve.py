@@ -1,0 +1,129 @@
+"""`vipbx serve` against a real PBX, through real calls: it registers the Stasis app, answers the
+FastAGI router's questions, hands entries it has no handler for back to the dialplan's fallback,
+and when it is killed calls still get the fallback; restarted, it serves again.
+
+Everything runs as operators run it: `vipbx deploy`, `vipbx asterisk start`, `vipbx phone start`
+and `vipbx serve` as subprocesses on a PBX of this module's own (127.0.0.32).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from asterisk_conf.secrets import SecretStore
+from asterisk_host import AsteriskRuntime
+from clitool import REPO, Vipbx, write_yaml
+from testphone import PhoneInstance, TestPhone
+
+OUTSIDE = "+358451234567"
+ANNA = "+358401110001"
+ACTIVITY = "+358201243200"
+
+
+class Serve:
+    """`vipbx serve` as a child process, its output in a log file."""
+
+    def __init__(self, vipbx: Vipbx, files: list[Path], log: Path) -> None:
+        self.vipbx, self.files, self.log = vipbx, files, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.vipbx.argv("serve", *map(str, self.files)), env=self.vipbx.env(), cwd=REPO,
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while "vipbx" not in self.vipbx.cli("ari show apps"):
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "vipbx serve did not register its ARI app\n" + self.log.read_text()
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def stack(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vipbx, Serve]]:
+    files = write_yaml(tmp_path_factory.mktemp("yaml"), "127.0.0.32", "127.0.0.34", 18000)
+    vipbx = Vipbx(tmp_path_factory.mktemp("home"))
+    vipbx("deploy", *map(str, files))
+    vipbx("asterisk", "start")
+    serve = Serve(vipbx, files, vipbx.home / "serve.log")
+    try:
+        vipbx("phone", "start", *map(str, files), "--phones-ip", "127.0.0.33", "--sip-port", "18160",
+              "--http-port", "18188", "--rtp", "18200-18399")
+        serve.start()
+        yield vipbx, serve
+    finally:
+        serve.stop()
+        vipbx("phone", "stop", check=False)
+        vipbx("asterisk", "stop", check=False)
+
+
+@pytest_asyncio.fixture
+async def phone(stack: tuple[Vipbx, Serve], asterisk_runtime: AsteriskRuntime) -> AsyncIterator[TestPhone]:
+    vipbx, _ = stack
+    instance = PhoneInstance(asterisk_runtime, vipbx.home / "phone", SecretStore(vipbx.home / "secrets.json"))
+    async with instance.connect() as connected:
+        yield connected
+
+
+async def test_router_is_asked_and_the_user_rings(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+    _, serve = stack
+    call = await phone.call(ANNA, caller_number=OUTSIDE)
+    ringing = await phone.incoming("acme-anna-soft", timeout=10)
+    assert ringing.caller["number"] == OUTSIDE
+    await ringing.answer()
+    await call.wait_state("Up", timeout=10)
+    await call.hangup()
+    await ringing.wait_hangup(timeout=10)
+    assert "route acme/anna.virtanen: {'VIPBX_ACTION': 'ring', 'VIPBX_TIMEOUT': '20'}" in serve.text()
+
+
+async def test_entry_without_handler_falls_back_to_the_dialplan(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+    _, serve = stack
+    call = await phone.call(ACTIVITY, caller_number=ANNA)
+    await call.wait_state("Up", timeout=10)
+    # The fallback says "feature not available" (about 2 s) and hangs up.
+    await call.wait_hangup(timeout=15)
+    assert call.hung_up_by == "far"
+    assert call.audio_seconds > 1.0
+    assert "no handler for entry 'activity', continuing in the dialplan" in serve.text()
+
+
+async def test_calls_survive_the_app_being_killed_and_it_comes_back(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+    vipbx, serve = stack
+    serve.kill()
+    try:
+        # Stasis() fails at once without the app; the native fallback still answers ...
+        call = await phone.call(ACTIVITY, caller_number=ANNA)
+        await call.wait_state("Up", timeout=10)
+        await call.wait_hangup(timeout=15)
+        assert call.audio_seconds > 1.0
+        # ... and with FastAGI down too, a user still rings.
+        call = await phone.call(ANNA, caller_number=OUTSIDE)
+        ringing = await phone.incoming("acme-anna-soft", timeout=10)
+        await call.hangup()
+        await ringing.wait_hangup(timeout=10)
+    finally:
+        await asyncio.to_thread(serve.start)
+    assert "vipbx" in vipbx.cli("ari show apps")

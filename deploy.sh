@@ -25,8 +25,14 @@ need_root() { [ "$(id -u)" = 0 ] || die "run as root (Asterisk and its rootfs ne
 
 install_system_packages() {
     # debootstrap builds the Asterisk rootfs where the distribution has no asterisk package;
-    # espeak-ng and sox make the spoken prompt catalogue.
+    # espeak-ng and sox make the spoken prompt catalogue. With "test": Kannel (a real SMS gateway
+    # and its fake SMSC) and openssl for the notification tests.
     local missing=()
+    if [ "${1:-}" = test ]; then
+        dpkg -s kannel >/dev/null 2>&1 || missing+=(kannel)
+        dpkg -s kannel-extras >/dev/null 2>&1 || missing+=(kannel-extras)
+        command -v openssl >/dev/null || missing+=(openssl)
+    fi
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
     command -v sox >/dev/null || missing+=(sox)
@@ -58,6 +64,8 @@ start() {
     install_python
     say "locating Asterisk (the system's, else a Debian-unstable rootfs, built once)"
     vipbx asterisk setup
+    say "building the spoken prompt catalogue (fi, sv, en)"
+    vipbx prompts build
     say "validating and deploying the tenant configuration"
     # shellcheck disable=SC2086
     vipbx validate $VIPBX_CONFIG
@@ -129,7 +137,7 @@ status() {
 
 run_tests() {
     need_root
-    install_system_packages
+    install_system_packages test
     install_python test
     say "locating Asterisk for the tests"
     vipbx asterisk setup

@@ -6,8 +6,9 @@ re-syncs), and FastAGI is a listener Asterisk connects to per call, so it needs 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from agi.server import start_agi_server
 from asterisk_conf.model import Config
@@ -29,8 +30,10 @@ class Service:
         ari_password: str,
         *,
         handlers: Mapping[str, Handler] | None = None,
+        background: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.config = config
+        self.background = list(background)
         self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
         self.app = StasisApp(self.client, handlers or {})
 
@@ -40,15 +43,28 @@ class Service:
         agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port)
         log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
                  sorted(self.app.handlers) or "none")
+        # Plugins' own loops (orphan recovery, notification retries): a crash is logged, not fatal.
+        tasks = [asyncio.create_task(_logged(job), name=getattr(job, "__name__", "job")) for job in self.background]
         try:
             await self.app.run()
         finally:
+            for task in tasks:
+                task.cancel()
             # Hand live calls back to the dialplan first, then let go of ARI and the listener.
             await self.app.shutdown()
             await self.client.close()
             agi_server.close()
             await agi_server.wait_closed()
             log.info("stopped")
+
+
+async def _logged(job: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await job()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background job %s stopped", getattr(job, "__name__", job))
 
 
 async def serve(
@@ -58,7 +74,8 @@ async def serve(
     ari_password: str,
     *,
     handlers: Mapping[str, Handler] | None = None,
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     """Run the service until cancelled. `ari_url` like "http://127.0.0.1:8088/ari"; entries
     without a handler go back to the dialplan's fallback."""
-    await Service(config, ari_url, ari_user, ari_password, handlers=handlers).run()
+    await Service(config, ari_url, ari_user, ari_password, handlers=handlers, background=background).run()

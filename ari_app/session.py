@@ -42,6 +42,7 @@ class CallSession:
         self._gone = asyncio.Event()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._playbacks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._recordings: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"<CallSession {self.id} {self.entry}{self.args}>"
@@ -68,6 +69,11 @@ class CallSession:
             future = self._playbacks.pop(playback.get("id", ""), None)
             if future is not None and not future.done():
                 future.set_result(playback)
+        elif kind in ("RecordingFinished", "RecordingFailed"):
+            recording = event.get("recording", {})
+            future = self._recordings.pop(recording.get("name", ""), None)
+            if future is not None and not future.done():
+                future.set_result(recording)
         elif kind == "ChannelVarset" and "variable" in event:
             self.vars[event["variable"]] = event.get("value", "")
         elif kind in ("StasisEnd", "ChannelDestroyed"):
@@ -138,6 +144,40 @@ class CallSession:
             return digit
         finally:
             self._playbacks.pop(playback_id, None)
+
+    async def record(
+        self,
+        name: str,
+        *,
+        max_seconds: int,
+        max_silence: int = 0,
+        terminate_on: str = "#",
+        beep: bool = True,
+    ) -> dict[str, Any] | None:
+        """Record the caller into `<spool>/recording/<name>.wav` until `terminate_on`, silence,
+        `max_seconds` or hang-up. Returns the finished recording, or None when the caller hung up
+        (Asterisk then keeps what was recorded: the caller of this method delivers the file)."""
+        finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._recordings[name] = finished
+        try:
+            await self._call(
+                "POST",
+                f"/channels/{self.id}/record",
+                name=name,
+                format="wav",
+                maxDurationSeconds=max_seconds,
+                maxSilenceSeconds=max_silence,
+                ifExists="overwrite",
+                beep=beep,
+                terminateOn=terminate_on or "none",
+            )
+            try:
+                done, _ = await self._first(finished, None)
+            except ChannelGone:
+                return None
+            return done.result() if done is finished else None
+        finally:
+            self._recordings.pop(name, None)
 
     async def get_digits(self, max_digits: int = 1, timeout: float = 5.0, terminator: str = "#") -> str:
         """Up to `max_digits` keys, each within `timeout` s of the previous; the terminator key

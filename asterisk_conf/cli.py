@@ -15,7 +15,7 @@ from . import deploy as deploying
 from .ami import AmiError, AmiSettings, ami_session
 from .errors import ConfigError
 from .model import Config
-from .render import AMI_USER, render_config
+from .render import AMI_USER, ARI_USER, render_config
 from .secrets import SecretStore
 from .validate import load_config, validate_files
 
@@ -184,24 +184,29 @@ def _mask_secrets(text: str, secrets: SecretStore) -> str:
 @click.pass_obj
 def serve(obj: Context, files: tuple[str, ...]) -> None:
     """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk)."""
+    from ari_app import plugins
     from ari_app.service import serve as run_service
 
     config = obj.load(files)
     http = config.platform.http
     host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
     host = f"[{host}]" if ":" in host else host
+    plugin, _ = plugins.load(config, obj.home, obj.ami_settings(config), obj.secrets.get)
     try:
-        asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", "vipbx", obj.secrets.get("ari")))
+        asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
+                                handlers=plugin.handlers, background=plugin.background))
     except KeyboardInterrupt:
         pass
 
 
 def _attach_groups() -> None:
     from asterisk_host.cli import asterisk
+    from prompts.cli import prompts_group
     from testphone.cli import phone
+    from vmstore.cli import voicemail
 
-    main.add_command(asterisk)
-    main.add_command(phone)
+    for group in (asterisk, phone, prompts_group, voicemail):
+        main.add_command(group)
 
 
 _attach_groups()

@@ -42,6 +42,27 @@ class Carrier:
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """New-voicemail notifications (see docs/notifications.md). Passwords are generated secrets
+    (`kannel`, `smtp` in secrets.json), never YAML."""
+
+    timezone: str = "Europe/Helsinki"
+    retry_backoff: tuple[int, ...] = (10, 60, 300, 1800)
+    retry_max_attempts: int = 8
+    sms_url: str | None = None  # Kannel sendsms URL; None: no SMS
+    sms_username: str | None = None
+    sms_sender: str | None = None
+    sms_timeout: int = 10
+    smtp_host: str | None = None  # None: no e-mail
+    smtp_port: int = 25
+    smtp_sender: str | None = None
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_timeout: int = 30
+    smtp_max_attachment_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Platform:
     voicemail_number: str = "+358201243100"
     activity_number: str = "+358201243200"
@@ -56,6 +77,7 @@ class Platform:
     ari_app: str = "vipbx"
     carrier: Carrier | None = None
     no_answer_seconds: int = 20
+    notifications: Notifications = field(default_factory=Notifications)
 
 
 @dataclass(frozen=True)

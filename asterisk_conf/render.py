@@ -92,11 +92,15 @@ def environment() -> jinja2.Environment:
 def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     """Every generated file name → its text."""
     views = user_views(config)
+    # One pass over the users, not one per tenant (that was tenants x users: quadratic).
+    users_by_tenant: dict[str, list[UserView]] = {t.id: [] for t in config.tenants}
+    for view in views:
+        users_by_tenant[view.tenant.id].append(view)
     context = {
         "platform": config.platform,
         "tenants": config.tenants,
         "users": views,
-        "users_by_tenant": {t.id: [v for v in views if v.tenant.id == t.id] for t in config.tenants},
+        "users_by_tenant": users_by_tenant,
         "ari_user": ARI_USER,
         "ami_user": AMI_USER,
         "ari_password": secrets.get("ari"),

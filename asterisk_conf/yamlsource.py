@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,20 +51,35 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 
-@dataclass
+@dataclass(slots=True)
 class Lines:
-    """Line of one value (for a mapping entry: of its key), and of the values inside it."""
+    """Line of one value (for a mapping entry: of its key), and of the values inside it.
+
+    A child that has no children of its own (a scalar) is stored as its bare line number: a
+    Lines object and an empty dict per scalar were most of the memory of a large platform."""
 
     line: int
-    children: dict[PathPart, Lines] = field(default_factory=dict)
+    children: dict[PathPart, Lines | int] = field(default_factory=dict)
 
 
 @dataclass
 class Document:
     file: str
     data: Any  # None for an empty, unreadable or unparsable file
-    lines: Lines
+    # The line map; None when not kept, and rebuilt from `_text` on first use. Only problems
+    # need lines, and kept for every file of a large platform the maps took ~1 KB a user, far
+    # more than the text they come from.
+    _lines: Lines | None
     problems: list[Problem]
+    _text: str | None = field(default=None, repr=False)
+
+    @property
+    def lines(self) -> Lines:
+        if self._lines is None:
+            assert self._text is not None, "a document without lines keeps its text"
+            root = yaml.compose(self._text, Loader=_LOADER)  # parsed before: cannot fail now
+            self._lines = _Builder().build(root, (), 0)[1]
+        return self._lines
 
     def line_of(self, path: KeyPath) -> int:
         """Line of `path`, or of its nearest existing parent (e.g. for a missing key)."""
@@ -72,6 +88,8 @@ class Document:
             child = lines.children.get(part)
             if child is None:
                 break
+            if isinstance(child, int):  # a scalar: nothing below it
+                return child
             lines = child
         return lines.line
 
@@ -156,12 +174,12 @@ def parse_yaml(source: bytes | str, file: str) -> Document:
     if root is None:
         return Document(file, None, Lines(1), [])
     builder = _Builder()
-    data, lines = builder.build(root, (), 0)
+    data, _lines = builder.build(root, (), 0)
     problems = [
         Problem(file, line, format_key(data, path), message)
         for path, line, message in builder.problems
     ]
-    return Document(file, data, lines, problems)
+    return Document(file, data, None, problems, text)  # lines: see `Document._lines`
 
 
 def _failed(file: str, line: int | None, message: str) -> Document:
@@ -170,6 +188,11 @@ def _failed(file: str, line: int | None, message: str) -> Document:
 
 def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
+
+
+def _line_in(lines: Lines, key: PathPart) -> int:
+    child = lines.children[key]
+    return child if isinstance(child, int) else child.line
 
 
 def _tag_name(tag: str) -> str:
@@ -241,10 +264,24 @@ class _Builder:
         if node.tag != _SEQ:
             return self._bad_tag(node, path), lines
         items: list[Any] = []
+        children = lines.children
+        done, shallow = self.done, depth < MAX_DEPTH
         for index, child in enumerate(node.value):
+            # A text scalar that `build` would return as is is taken directly, without the
+            # per-node bookkeeping: most nodes are such scalars, they cannot recurse, and
+            # building one twice gives the same value. One `build` has seen keeps its result.
+            if (
+                child.__class__ is ScalarNode
+                and child.tag in _TEXT_TAGS
+                and shallow
+                and child not in done
+            ):
+                items.append(child.value)
+                children[index] = child.start_mark.line + 1
+                continue
             value, child_lines = self.build(child, path + (index,), depth + 1)
             items.append(value)
-            lines.children[index] = child_lines
+            children[index] = child_lines if child_lines.children else child_lines.line
         return items, lines
 
     def _mapping(self, node: MappingNode, path: KeyPath, depth: int) -> tuple[Any, Lines]:
@@ -253,8 +290,10 @@ class _Builder:
             return self._bad_tag(node, path), lines
         result: dict[str, Any] = {}
         merges: list[Node] = []
+        children = lines.children
+        done, shallow = self.done, depth < MAX_DEPTH
         for key_node, value_node in node.value:
-            key_line = _line(key_node)
+            key_line = key_node.start_mark.line + 1  # _line(), inline: this runs for every key
             if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE:
                 merges.append(value_node)
                 continue
@@ -263,18 +302,31 @@ class _Builder:
                 what = show(key_node.value) if is_scalar else "a list or mapping"
                 self.report(path, key_line, f"a key must be plain text, not {what} (quote it)")
                 continue
-            key = key_node.value
+            # Interned: 100,000 users share one "name" string instead of holding one each.
+            key = sys.intern(key_node.value)
             if key in result:
                 self.report(
                     path + (key,),
                     key_line,
-                    f"duplicate key {show(key)} (first at line {lines.children[key].line}); "
+                    f"duplicate key {show(key)} (first at line {_line_in(lines, key)}); "
                     "YAML would silently keep only the last one",
                 )
                 continue
+            if (  # a text scalar taken directly, as in `_sequence`
+                value_node.__class__ is ScalarNode
+                and value_node.tag in _TEXT_TAGS
+                and shallow
+                and value_node not in done
+            ):
+                result[key] = value_node.value
+                children[key] = key_line
+                continue
             value, value_lines = self.build(value_node, path + (key,), depth + 1)
             result[key] = value
-            lines.children[key] = Lines(key_line, value_lines.children)
+            # A value without children needs only its key's line (see `Lines`).
+            children[key] = (
+                Lines(key_line, value_lines.children) if value_lines.children else key_line
+            )
         for source in merges:
             self._merge(source, path, depth, result, lines)
         return result, lines

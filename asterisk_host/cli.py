@@ -21,8 +21,10 @@ def vipbx_home(ctx: click.Context | None = None) -> Path:
 
 
 def pbx_instance(home: Path, runtime: AsteriskRuntime) -> AsteriskInstance:
-    """The PBX: its own folders in `home/pbx`, its configuration the live generation."""
-    return AsteriskInstance(runtime, home / "pbx", home / "etc" / "current", name="pbx")
+    """The PBX: its own folders in `home/pbx`, its configuration the live generation, and the
+    prompt catalogue `home/sounds` shared with the application."""
+    return AsteriskInstance(runtime, home / "pbx", home / "etc" / "current", name="pbx",
+                            shared=[home / "sounds"])
 
 
 def _runtime(build: bool = False) -> AsteriskRuntime:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,7 +23,8 @@ class AsteriskError(RuntimeError):
 
 class AsteriskInstance:
     def __init__(self, runtime: AsteriskRuntime, home: Path, etc_dir: Path, *, name: str = "pbx",
-                 verbose: int = 0, options: Mapping[str, str] | None = None) -> None:
+                 verbose: int = 0, options: Mapping[str, str] | None = None,
+                 shared: Sequence[Path] = ()) -> None:
         self.runtime = runtime
         self.name = name
         self.verbose = verbose
@@ -36,6 +37,8 @@ class AsteriskInstance:
         # folder holding it visible so each reload follows the link to the new generation.
         self.etc_dir = etc.parent.resolve() / etc.name
         self._proc: subprocess.Popen[bytes] | None = None
+        # Folders the application shares with Asterisk at the same path (e.g. the prompt sounds).
+        self.shared = [Path(p).absolute() for p in shared]
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -144,7 +147,9 @@ class AsteriskInstance:
 
     def _binds(self) -> list[Path]:
         etc = self.etc_dir.parent if self.etc_dir.is_symlink() else self.etc_dir.resolve()
-        return self.runtime.prepare_mountpoints([self.home, etc])
+        for folder in self.shared:
+            folder.mkdir(parents=True, exist_ok=True)
+        return self.runtime.prepare_mountpoints([self.home, etc, *(p.resolve() for p in self.shared)])
 
     def start(self, timeout: float = 60) -> int:
         """Start Asterisk in the foreground of a new session; returns once it is fully booted."""

@@ -1,0 +1,66 @@
+"""Builds the shared services from the configuration and VIPBX_HOME, and loads every plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from asterisk_conf.ami import AmiSettings
+from asterisk_conf.model import Config
+from callstate import CallStateService
+from notify import KannelGateway, KannelSettings, Notifier, RetryPolicy, SmtpSender, SmtpSettings
+from vmstore import VoicemailStore
+
+from .plugin_api import Plugin, PluginDeps, merge
+from .voicemail import plugin as voicemail_plugin
+
+PLUGINS = (voicemail_plugin,)
+
+SecretGetter = Callable[[str], str]
+
+
+class Layout:
+    """Where things live under VIPBX_HOME (the same paths Asterisk sees: see asterisk_host)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.spool = home / "pbx" / "spool"
+        self.recordings = self.spool / "recording"
+        self.sounds = home / "sounds"
+        self.state_db = home / "state.sqlite3"
+        self.outbox_db = home / "outbox.sqlite3"
+
+
+def build_notifier(config: Config, layout: Layout, secret: SecretGetter) -> Notifier:
+    """Always a notifier: with no gateway configured, notices are logged as not sendable."""
+    n = config.platform.notifications
+    sms = email = None
+    if n.sms_url and n.sms_username:
+        sms = KannelGateway(KannelSettings(url=n.sms_url, username=n.sms_username, password=secret("kannel"),
+                                           sender=n.sms_sender, timeout=n.sms_timeout))
+    if n.smtp_host and n.smtp_sender:
+        email = SmtpSender(SmtpSettings(
+            host=n.smtp_host, port=n.smtp_port, sender=n.smtp_sender, starttls=n.smtp_starttls,
+            username=n.smtp_username, password=secret("smtp") if n.smtp_username else None,
+            timeout=n.smtp_timeout, max_attachment_bytes=n.smtp_max_attachment_bytes,
+        ))
+    policy = RetryPolicy(backoff=n.retry_backoff, max_attempts=n.retry_max_attempts)
+    return Notifier(layout.outbox_db, sms=sms, email=email, policy=policy, tz=ZoneInfo(n.timezone))
+
+
+def load(config: Config, home: Path, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
+    layout = Layout(home)
+    notifier = build_notifier(config, layout, secret)
+    deps = PluginDeps(
+        config=config,
+        store=VoicemailStore(layout.spool),
+        callstate=CallStateService(layout.state_db, config),
+        notifier=notifier,
+        ami=ami,
+        recordings_dir=layout.recordings,
+        sounds_dir=layout.sounds,
+    )
+    plugin = merge([module.load(deps) for module in PLUGINS])
+    plugin.background.append(notifier.run)
+    return plugin, deps

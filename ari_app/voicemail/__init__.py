@@ -1,0 +1,1 @@
+"""The voicemail plugin: leaving messages (deposit) and the shared access number (access)."""

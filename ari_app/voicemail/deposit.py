@@ -1,0 +1,109 @@
+"""Leaving a message: `Stasis(app,deposit)` for calls the network diverted to the voicemail number
+(the user is in REDIRECTING(from-num)), `Stasis(app,deposit,TENANT,USER,REASON)` for calls the
+PBX's own routing sends to voicemail.
+
+Greeting (own, else the default that says the number) → optional activity sentence → optional
+"press 1 for customer service" → beep → record until hang-up, #, silence or the maximum length.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+from ari_app.session import CallSession, ChannelGone
+
+from .services import Mailbox, VoicemailService
+from .voice import Voice
+
+log = logging.getLogger(__name__)
+
+RECORDING_FOLDER = "vipbx"
+MAX_SILENCE_SECONDS = 5
+CONNECT_CONTEXT = "vipbx-connect"  # the dialplan context that reaches a number (see extensions.conf)
+
+
+class Deposit:
+    def __init__(self, service: VoicemailService, voice: Voice, activity_sentence=None) -> None:  # type: ignore[no-untyped-def]
+        self.service = service
+        self.voice = voice
+        # Hook for the presence feature: (mailbox, language) -> prompt names, or None.
+        self.activity_sentence = activity_sentence
+
+    async def __call__(self, call: CallSession) -> None:
+        mailbox, called = await self._mailbox(call)
+        if mailbox is None:
+            log.warning("%r: voicemail for %r, which is no user's number", call, called)
+            await call.answer()
+            await call.play(self.voice.media(self.service.config.platform.default_language, ["vm-unknown-number-apology"]), barge_in=False)
+            await call.hangup()
+            return
+        if not mailbox.user.has_voicemail:
+            # "No voicemail": the caller gets busy treatment, never a greeting.
+            await call.hangup(reason="busy")
+            return
+        await call.answer()
+        lang = mailbox.user.language
+        settings = self.service.callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
+        key = await call.play(self._greeting(mailbox, lang, settings.play_activity, settings.press1_number))
+        if key == "1" and settings.press1_number:
+            log.info("%r: caller pressed 1, connecting to %s", call, settings.press1_number)
+            await call.continue_in_dialplan(CONNECT_CONTEXT, settings.press1_number, 1)
+            return
+        await self._record(call, mailbox, called)
+
+    async def _mailbox(self, call: CallSession) -> tuple[Mailbox | None, str]:
+        if len(call.args) >= 2 and call.args[0]:
+            return self.service.by_ids(call.args[0], call.args[1]), f"{call.args[0]}/{call.args[1]}"
+        diverted = await call.get_var("REDIRECTING(from-num)") or ""
+        return self.service.by_number(diverted), diverted
+
+    def _greeting(self, mailbox: Mailbox, lang: str, play_activity: bool, press1: str | None) -> list[str]:
+        own = self.service.store.greeting(mailbox.context, mailbox.box)
+        if own is not None:
+            media = [f"sound:{own.with_suffix('')}"]
+        else:
+            media = self.voice.media(lang, self.voice.greeting(lang, mailbox.user.number))
+        if play_activity and self.activity_sentence is not None:
+            sentence = self.activity_sentence(mailbox, lang)
+            if sentence:
+                media += self.voice.media(lang, sentence)
+        if press1:
+            media += self.voice.media(lang, ["vm-press-1-customer-service"])
+        return media
+
+    async def _record(self, call: CallSession, mailbox: Mailbox, called: str) -> None:
+        name = f"{RECORDING_FOLDER}/{uuid.uuid4()}"
+        caller = call.channel.get("caller", {})
+        meta = {
+            "name": name,
+            "tenant": mailbox.tenant.id,
+            "user": mailbox.user.id,
+            "context": mailbox.context,
+            "mailbox": mailbox.box,
+            "caller_number": caller.get("number", ""),
+            "caller_name": caller.get("name", ""),
+            "called_number": mailbox.user.number,
+            "channel": call.channel.get("name", ""),
+            "started": datetime.now(timezone.utc).isoformat(),
+            "language": mailbox.user.language,
+        }
+        # Written before recording starts: if we die now, the next start delivers the message.
+        self.service.journal.begin(name, meta)
+        finished = None
+        try:
+            finished = await call.record(
+                name, max_seconds=mailbox.tenant.max_message_seconds, max_silence=MAX_SILENCE_SECONDS, terminate_on="#"
+            )
+        except ChannelGone:
+            pass
+        message = await self.service.deliver(name, meta)
+        if finished is None or call.gone:
+            return  # hung up: the message is saved, nobody to talk to
+        try:
+            goodbye = ["vm-message-saved", "vm-goodbye"] if message else ["vm-goodbye"]
+            await call.play(self.voice.media(mailbox.user.language, goodbye), barge_in=False)
+            await call.hangup()
+        except ChannelGone:
+            pass

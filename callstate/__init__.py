@@ -1,0 +1,36 @@
+"""The call-state service: the one writer of per-user state (voicemail settings, PIN lockout,
+later forwards, call waiting and presence), with an audit trail. See docs/callstate.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .audit import AuditEntry
+from .errors import SettingsError, StorageError, UnknownUserError
+from .pin import PinCheck, PinStatus
+from .service import CallStateService
+from .voicemail import VoicemailSettings, parse_value
+
+DB_FILE_NAME = "state.sqlite3"
+DEFAULT_HOME = "/var/lib/vipbx"
+
+
+def default_db_path(home: str | Path | None = None) -> Path:
+    """`HOME/state.sqlite3`, HOME being `home`, else $VIPBX_HOME, else the documented default."""
+    return Path(home or os.environ.get("VIPBX_HOME") or DEFAULT_HOME) / DB_FILE_NAME
+
+
+__all__ = [
+    "DB_FILE_NAME",
+    "AuditEntry",
+    "CallStateService",
+    "PinCheck",
+    "PinStatus",
+    "SettingsError",
+    "StorageError",
+    "UnknownUserError",
+    "VoicemailSettings",
+    "default_db_path",
+    "parse_value",
+]

@@ -1,0 +1,50 @@
+"""Reading and writing the per-user rows; "no row" reads as the defaults."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .db import Tx
+from .pin import PinStatus
+from .times import from_text, to_text
+from .voicemail import VoicemailSettings
+
+
+def load_voicemail(tx: Tx, tenant_id: str, user_id: str) -> VoicemailSettings:
+    row = tx.one("SELECT play_activity, press1_number, notify_sms, notify_email, always_ask_pin "
+                 "FROM voicemail_settings WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id))
+    if row is None:
+        return VoicemailSettings()
+    return VoicemailSettings(play_activity=bool(row[0]), press1_number=row[1], notify_sms=bool(row[2]),
+                             notify_email=bool(row[3]), always_ask_pin=bool(row[4]))
+
+
+def store_voicemail(tx: Tx, tenant_id: str, user_id: str, settings: VoicemailSettings,
+                    now: datetime) -> None:
+    # Every column, from values read in this same (serializable) transaction: nothing is lost.
+    tx.run("INSERT INTO voicemail_settings (tenant_id, user_id, play_activity, press1_number, "
+           "notify_sms, notify_email, always_ask_pin, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (tenant_id, user_id) DO UPDATE SET play_activity = excluded.play_activity, "
+           "press1_number = excluded.press1_number, notify_sms = excluded.notify_sms, "
+           "notify_email = excluded.notify_email, always_ask_pin = excluded.always_ask_pin, "
+           "updated_at = excluded.updated_at",
+           (tenant_id, user_id, int(settings.play_activity), settings.press1_number,
+            int(settings.notify_sms), int(settings.notify_email), int(settings.always_ask_pin),
+            to_text(now)))
+
+
+def load_pin(tx: Tx, tenant_id: str, user_id: str) -> PinStatus:
+    row = tx.one("SELECT failures, locked_until FROM pin_lockout WHERE tenant_id = ? AND user_id = ?",
+                 (tenant_id, user_id))
+    if row is None:
+        return PinStatus()
+    return PinStatus(int(row[0]), from_text(row[1]) if row[1] is not None else None)
+
+
+def store_pin(tx: Tx, tenant_id: str, user_id: str, status: PinStatus, now: datetime) -> None:
+    locked_until = to_text(status.locked_until) if status.locked_until is not None else None
+    tx.run("INSERT INTO pin_lockout (tenant_id, user_id, failures, locked_until, updated_at) "
+           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, user_id) DO UPDATE SET "
+           "failures = excluded.failures, locked_until = excluded.locked_until, "
+           "updated_at = excluded.updated_at",
+           (tenant_id, user_id, status.failures, locked_until, to_text(now)))

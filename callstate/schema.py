@@ -1,0 +1,65 @@
+"""The schema, as numbered migrations. Append, never edit: a file that has seen migration N
+will never run it again.
+
+Portable SQL only (SQLite and PostgreSQL): VARCHAR/INTEGER/SMALLINT/TEXT, booleans as SMALLINT
+0/1, instants as fixed-width UTC text (`times.py`). `{identity_pk}` is the one word that differs
+and is filled in from the backend's dialect. Users live in the YAML, not here, so there are no
+foreign keys: a row is keyed by (tenant_id, user_id), and "no row" means "the defaults".
+
+Planned, as new migrations of their own issues (see docs/callstate.md):
+- routing: `forwards` (tenant_id, user_id, kind immediate|busy|no_answer|unreachable,
+  target voicemail|number, number, delay_seconds) and `call_waiting` (tenant_id, user_id, enabled);
+- presence: `presence` (tenant_id, user_id, activity, until, note).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "voicemail settings, PIN lockout, audit log", (
+        """CREATE TABLE voicemail_settings (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            play_activity SMALLINT NOT NULL CHECK (play_activity IN (0, 1)),
+            press1_number VARCHAR(16),
+            notify_sms SMALLINT NOT NULL CHECK (notify_sms IN (0, 1)),
+            notify_email SMALLINT NOT NULL CHECK (notify_email IN (0, 1)),
+            always_ask_pin SMALLINT NOT NULL CHECK (always_ask_pin IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        # The PINs themselves stay in the YAML; only the failure counter and the lock live here.
+        """CREATE TABLE pin_lockout (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            failures INTEGER NOT NULL CHECK (failures >= 0),
+            locked_until VARCHAR(32),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        # One row per changed field or per PIN event; `field` is namespaced ("voicemail.notify_sms",
+        # later "forward.busy", "presence.activity") so every issue shares this one table.
+        """CREATE TABLE audit_log (
+            id {identity_pk},
+            at VARCHAR(32) NOT NULL,
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            actor VARCHAR(200) NOT NULL,
+            source VARCHAR(32) NOT NULL,
+            event VARCHAR(32) NOT NULL,
+            field VARCHAR(64) NOT NULL,
+            old_value TEXT,
+            new_value TEXT
+        )""",
+        "CREATE INDEX audit_log_user ON audit_log (tenant_id, user_id, id)",
+    )),
+)

@@ -1,0 +1,220 @@
+"""CallStateService: the one writer of per-user call state.
+
+Every entry point (IVRs, feature codes, the FastAGI router, the CLI, the web page) calls this, so
+they cannot disagree. Each change is one short transaction that also writes its audit rows; the
+Python log gets a line after the commit. Methods are synchronous and fast (one small transaction);
+asyncio callers that must never block can run them with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from asterisk_conf.model import Config
+
+from . import audit as audit_log
+from . import rows
+from .audit import SETTING_CHANGED, AuditEntry
+from .db import Database, Tx
+from .errors import SettingsError
+from .pin import (
+    PIN_FAILED,
+    PIN_LOCKED,
+    PIN_OK,
+    PIN_REFUSED,
+    PIN_UNLOCKED,
+    LockoutPolicy,
+    PinCheck,
+    PinStatus,
+    after_failure,
+    effective,
+    pin_matches,
+)
+from .times import Clock, aware_utc, to_text, utc_now
+from .users import Origin, find_user
+from .voicemail import (
+    AUDIT_PREFIX,
+    FIELDS,
+    VoicemailSettings,
+    apply_changes,
+    to_audit_text,
+)
+
+log = logging.getLogger(__name__)
+
+AUDIT_LIMIT_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class _Event:
+    """An audit row about to be written, kept to log the same facts after the commit."""
+
+    event: str
+    field: str
+    old: str | None
+    new: str | None
+
+
+class CallStateService:
+    def __init__(
+        self,
+        db_path: Path,
+        config: Config,
+        *,
+        lockout_attempts: int = 5,
+        lockout_minutes: int = 15,
+        clock: Clock = utc_now,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._policy = LockoutPolicy(lockout_attempts, lockout_minutes)
+        self._clock = clock
+        self._config = config
+        self._db = Database(Path(db_path), busy_timeout=busy_timeout)
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.schema_version
+
+    def reload(self, config: Config) -> None:
+        """Swap in a new configuration; a call in progress keeps the one it started with."""
+        self._config = config  # one reference assignment: atomic for other threads
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return aware_utc(self._clock())
+
+    # ------------------------------------------------------------------ voicemail settings
+
+    def voicemail_settings(self, tenant_id: str, user_id: str) -> VoicemailSettings:
+        find_user(self._config, tenant_id, user_id)
+        return self._db.read(lambda tx: rows.load_voicemail(tx, tenant_id, user_id))
+
+    def update_voicemail_settings(self, tenant_id: str, user_id: str, *, actor: str, source: str,
+                                  **changes: Any) -> VoicemailSettings:
+        """The settings after `changes`; SettingsError (and nothing written) if any is refused."""
+        config = self._config
+        tenant, user = find_user(config, tenant_id, user_id)
+        origin = Origin(actor, source)
+        # Every rule is checked before the write lock is taken; none depends on the stored values.
+        apply_changes(config, tenant, user, VoicemailSettings(), changes)
+
+        def work(tx: Tx) -> tuple[VoicemailSettings, list[_Event]]:
+            current = rows.load_voicemail(tx, tenant_id, user_id)
+            new = apply_changes(config, tenant, user, current, changes)
+            events = [_Event(SETTING_CHANGED, AUDIT_PREFIX + name, to_audit_text(getattr(current, name)),
+                             to_audit_text(getattr(new, name)))
+                      for name in FIELDS if getattr(current, name) != getattr(new, name)]
+            if events:
+                now = self._now()
+                rows.store_voicemail(tx, tenant_id, user_id, new, now)
+                self._record(tx, now, tenant_id, user_id, origin, events)
+            return new, events
+
+        new, events = self._db.write(work)
+        for e in events:
+            log.info("%s/%s %s: %s -> %s (by %s via %s)", tenant_id, user_id, e.field, e.old, e.new,
+                     origin.actor, origin.source)
+        return new
+
+    # ------------------------------------------------------------------ PIN and lockout
+
+    def pin_status(self, tenant_id: str, user_id: str) -> PinStatus:
+        find_user(self._config, tenant_id, user_id)
+        stored = self._db.read(lambda tx: rows.load_pin(tx, tenant_id, user_id))
+        return effective(stored, self._now())
+
+    def check_pin(self, tenant_id: str, user_id: str, pin: str, *, source: str,
+                  actor: str = "caller") -> PinCheck:
+        """One login attempt against the user's PIN from the configuration.
+
+        While locked the PIN is not even compared. `actor` is who tried (e.g. the calling number).
+        An unknown tenant or user raises UnknownUserError: there is no counter to lock.
+        """
+        _, user = find_user(self._config, tenant_id, user_id)
+        origin = Origin(actor, source)
+        if not isinstance(pin, str):
+            raise SettingsError(f"a PIN is text, not {type(pin).__name__}")
+
+        def work(tx: Tx) -> tuple[PinCheck, list[_Event]]:
+            now = self._now()  # inside the lock: the order of attempts is the order of their times
+            stored = rows.load_pin(tx, tenant_id, user_id)
+            status = effective(stored, now)
+            if status.locked_until is not None:
+                events = [_Event(PIN_REFUSED, "pin", None, to_text(status.locked_until))]
+                self._record(tx, now, tenant_id, user_id, origin, events)
+                return PinCheck(False, status), events
+            ok = pin_matches(user.pin, pin)
+            new = PinStatus() if ok else after_failure(status, now, self._policy)
+            events = [_Event(PIN_OK if ok else PIN_FAILED, "pin", str(status.failures), str(new.failures))]
+            if new.locked_until is not None:
+                events.append(_Event(PIN_LOCKED, "pin", None, to_text(new.locked_until)))
+            if new != stored:
+                rows.store_pin(tx, tenant_id, user_id, new, now)
+            self._record(tx, now, tenant_id, user_id, origin, events)
+            return PinCheck(ok, new), events
+
+        result, events = self._db.write(work)
+        who = f"{tenant_id}/{user_id} by {origin.actor} via {origin.source}"
+        for e in events:
+            if e.event == PIN_OK:
+                log.info("PIN login ok: %s", who)
+            elif e.event == PIN_FAILED:
+                log.warning("PIN login failed (%s of %d): %s", e.new, self._policy.attempts, who)
+            elif e.event == PIN_LOCKED:
+                log.warning("PIN locked until %s after %d failures: %s", e.new, self._policy.attempts, who)
+            else:
+                log.warning("PIN login refused, locked until %s: %s", e.new, who)
+        return result
+
+    def reset_pin_lockout(self, tenant_id: str, user_id: str, *, actor: str, source: str) -> PinStatus:
+        """Clears the failure counter and any lock (an operator's "unlock")."""
+        find_user(self._config, tenant_id, user_id)
+        origin = Origin(actor, source)
+
+        def work(tx: Tx) -> list[_Event]:
+            stored = rows.load_pin(tx, tenant_id, user_id)
+            if stored == PinStatus():
+                return []
+            now = self._now()
+            events = [_Event(PIN_UNLOCKED, "pin", str(stored.failures), "0")]
+            rows.store_pin(tx, tenant_id, user_id, PinStatus(), now)
+            self._record(tx, now, tenant_id, user_id, origin, events)
+            return events
+
+        if self._db.write(work):
+            log.info("PIN counter and lock cleared: %s/%s by %s via %s", tenant_id, user_id,
+                     origin.actor, origin.source)
+        return PinStatus()
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(self, tenant_id: str | None = None, user_id: str | None = None,
+              limit: int = 100) -> list[AuditEntry]:
+        """The newest `limit` audit rows, newest first, optionally of one tenant and/or user."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= AUDIT_LIMIT_MAX:
+            raise SettingsError(f"limit must be 1 to {AUDIT_LIMIT_MAX}, not {limit!r}")
+        return self._db.read(lambda tx: audit_log.query(tx, tenant_id, user_id, limit))
+
+    @staticmethod
+    def _record(tx: Tx, now: datetime, tenant_id: str, user_id: str, origin: Origin,
+                events: list[_Event]) -> None:
+        for e in events:
+            audit_log.record(tx, now, tenant_id, user_id, origin, e.event, e.field, e.old, e.new)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, Problem
 from .model import (
@@ -30,12 +31,13 @@ from .model import (
     Device,
     FeatureCodes,
     Listener,
+    Notifications,
     Platform,
     Tenant,
     TenantNumber,
     User,
 )
-from .yamlsource import INVALID, Document, KeyPath, load_yaml, show
+from .yamlsource import INVALID, Document, KeyPath, load_all, show
 
 T = TypeVar("T")
 
@@ -67,7 +69,7 @@ _CHAR_NAMES = {"\n": "newline", "\t": "tab", "\r": "carriage return", "\x00": "N
 
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
-    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier",
+    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 TENANT_KEYS = (
@@ -132,21 +134,27 @@ class Uniques:
     def __init__(self) -> None:
         # The first place of each value; a list of places only for values used more than once
         # (a list per value cost ~90 bytes each for the hundreds of thousands that are unique).
-        self.seen: dict[tuple[str, str, str], Place] = {}
-        self.repeated: dict[tuple[str, str, str], list[Place]] = {}
+        self.seen: dict[tuple[str, str, str], Place | tuple[Loc, str]] = {}
+        self.repeated: dict[tuple[str, str, str], list[Place | tuple[Loc, str]]] = {}
 
-    def add(self, what: str, scope: str, value: str, place: Place) -> None:
+    def add(self, what: str, scope: str, value: str, place: Place | tuple[Loc, str]) -> None:
         if value:  # "" stands for a value already reported as invalid
             key = (what, scope, value)
             first = self.seen.setdefault(key, place)
             if first is not place:
                 self.repeated.setdefault(key, [first]).append(place)
 
+    def add_at(self, what: str, scope: str, value: str, loc: Loc, part: str) -> None:
+        """`add` with the place `loc / part`, kept as (loc, part) until reported: this runs
+        several times per user, and a Place and a Loc each would be made and kept for all."""
+        self.add(what, scope, value, (loc, part))
+
     def report(self, chk: Checker) -> None:
         for key in self.seen:  # in order of first use, as before
-            places = self.repeated.get(key)
-            if places is None:
+            stored = self.repeated.get(key)
+            if stored is None:
                 continue
+            places = [p if isinstance(p, Place) else Place(p[0] / p[1], "") for p in stored]
             what, _scope, value = key
             for place in places:
                 if place.loc is None:
@@ -584,6 +592,80 @@ def carrier(chk: Checker, loc: Loc, value: Any) -> Carrier:
     )
 
 
+
+# ---------------------------------------------------------------- notifications
+
+NOTIFICATION_KEYS = (
+    "timezone", "retry_backoff", "retry_max_attempts",
+    "sms_url", "sms_username", "sms_sender", "sms_timeout",
+    "smtp_host", "smtp_port", "smtp_sender", "smtp_starttls", "smtp_username", "smtp_timeout",
+    "smtp_max_attachment_bytes",
+)
+HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+SMS_SENDER = re.compile(r"\+?[A-Za-z0-9]{1,15}")
+LOGIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+TIME_ZONE = re.compile(r"[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}")
+
+sms_url = pattern(HTTP_URL, "an http(s) URL of Kannel's sendsms", "http://127.0.0.1:13013/cgi-bin/sendsms")
+sms_sender = pattern(SMS_SENDER, "a number or up to 15 letters and digits", '"+358201243100"')
+login_name = pattern(LOGIN_NAME, "letters, digits, '.', '_', '@' and '-', at most 64", "vipbx")
+
+
+def boolean(chk: Checker, loc: Loc, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    chk.report(loc, f"must be true or false, not {show(value)}")
+    return False
+
+
+def time_zone(chk: Checker, loc: Loc, value: Any) -> str:
+    got = _string(chk, loc, value, "Europe/Helsinki")
+    if got is None:
+        return Notifications().timezone
+    try:
+        if TIME_ZONE.fullmatch(got):
+            ZoneInfo(got)
+            return got
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    chk.report(loc, f"{show(got)} is not a time zone name (e.g. Europe/Helsinki)")
+    return Notifications().timezone
+
+
+def backoff(chk: Checker, loc: Loc, value: Any) -> tuple[int, ...]:
+    items = _items(chk, loc, value, "seconds")
+    if not 1 <= len(items) <= 10:
+        chk.report(loc, "must list 1 to 10 waits in seconds, e.g. [10, 60, 300]")
+        return Notifications().retry_backoff
+    return tuple(integer(1, 86400)(chk, item_loc, item) for item, item_loc in items)
+
+
+def notifications(chk: Checker, loc: Loc, value: Any) -> Notifications:
+    f = Fields(chk, loc, value, NOTIFICATION_KEYS, "notifications")
+    d = Notifications()
+    result = Notifications(
+        timezone=f.get("timezone", time_zone, d.timezone),
+        retry_backoff=f.get("retry_backoff", backoff, d.retry_backoff),
+        retry_max_attempts=f.get("retry_max_attempts", integer(1, 50), d.retry_max_attempts),
+        sms_url=f.get("sms_url", sms_url, None) or None,
+        sms_username=f.get("sms_username", login_name, None) or None,
+        sms_sender=f.get("sms_sender", sms_sender, None) or None,
+        sms_timeout=f.get("sms_timeout", integer(1, 120), d.sms_timeout),
+        smtp_host=f.get("smtp_host", host, None) or None,
+        smtp_port=f.get("smtp_port", port, d.smtp_port),
+        smtp_sender=f.get("smtp_sender", email, None) or None,
+        smtp_starttls=f.get("smtp_starttls", boolean, d.smtp_starttls),
+        smtp_username=f.get("smtp_username", login_name, None) or None,
+        smtp_timeout=f.get("smtp_timeout", integer(1, 300), d.smtp_timeout),
+        smtp_max_attachment_bytes=f.get("smtp_max_attachment_bytes", integer(0, 50 * 1024 * 1024), d.smtp_max_attachment_bytes),
+    )
+    if f.has("sms_url") and not f.has("sms_username"):
+        chk.report(loc / "sms_username", "missing: Kannel's sendsms needs a user name with sms_url")
+    if f.has("smtp_host") and not f.has("smtp_sender"):
+        chk.report(loc / "smtp_sender", "missing: e-mail needs a sender address with smtp_host")
+    return result
+
+
 def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
     default = Platform()
     if loc is None:
@@ -605,6 +687,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         ari_app=f.get("ari_app", ari_app, default.ari_app),
         carrier=f.get("carrier", carrier, None),
         no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
+        notifications=f.get("notifications", notifications, default.notifications),
         **ports,
     )
 
@@ -649,10 +732,10 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
     if ident in RESERVED_TENANT_IDS:
         chk.report(loc / "id", f"{ident!r} is reserved (an Asterisk voicemail.conf section)")
         ident = ""
-    scope.uniques.add("tenant id", "", ident, Place(loc / "id", ""))
+    scope.uniques.add_at("tenant id", "", ident, loc, "id")
     name = f.get("name", text, "", missing="missing (required)")
     dom = f.get("domain", domain, "", missing="missing (required: the tenant's DNS domain)")
-    scope.uniques.add("domain", "", dom, Place(loc / "domain", ""))
+    scope.uniques.add_at("domain", "", dom, loc, "domain")
     builtin: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
     groups = f.get("groups", tenant_groups, builtin)
     users: list[User] = []
@@ -696,12 +779,12 @@ def user(chk: Checker, loc: Loc, value: Any, scope: Scope, groups: Sequence[str]
     # Interned: the same text for every user of the tenant, kept once per unique value.
     tenant_key = sys.intern(f"{loc.doc.file}{loc.path[:2]}")
     ident = f.get("id", user_id, "", missing="missing (required)")
-    scope.uniques.add("user id", tenant_key, ident, Place(loc / "id", ""))
+    scope.uniques.add_at("user id", tenant_key, ident, loc, "id")
     number = f.get("number", e164, "", missing="missing (required: the user's E.164 number)")
-    scope.uniques.add("number", "", number, Place(loc / "number", ""))
+    scope.uniques.add_at("number", "", number, loc, "number")
     ext = f.get("extension", extension, "", missing="missing (required)")
     ext = _check_extension(chk, loc / "extension", ext, scope.platform.feature_codes)
-    scope.uniques.add("extension", tenant_key, ext, Place(loc / "extension", ""))
+    scope.uniques.add_at("extension", tenant_key, ext, loc, "extension")
     devices = [
         device(chk, item_loc, item, scope) for item, item_loc in f.items("devices", "devices")
     ]
@@ -768,7 +851,7 @@ def device(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Device:
         )
         ident = ""
     # The device id is the SIP user name: unique on the whole platform, not just the tenant.
-    scope.uniques.add("device id", "", ident, Place(loc / "id", ""))
+    scope.uniques.add_at("device id", "", ident, loc, "id")
     return Device(id=ident, codecs=f.get("codecs", codecs, Device(id="").codecs))
 
 
@@ -784,7 +867,7 @@ def tenant_number(
         '{number: "+358923130000", user: anna}',
     )
     number = f.get("number", e164, "", missing="missing (required)")
-    scope.uniques.add("number", "", number, Place(loc / "number", ""))
+    scope.uniques.add_at("number", "", number, loc, "number")
     owner = f.get("user", user_id, "", missing="missing (required: the id of the user it rings)")
     if owner and owner not in user_ids:
         chk.report(loc / "user", f"no user {owner!r} in this tenant")
@@ -797,8 +880,7 @@ def tenant_number(
 def _documents(chk: Checker, paths: Sequence[str | Path]) -> list[Document]:
     docs: list[Document] = []
     seen: dict[Path, str] = {}
-    for path in paths:
-        doc = load_yaml(path)
+    for path, doc in zip(paths, load_all(paths)):
         try:
             resolved = Path(path).resolve()
         except (OSError, ValueError, RuntimeError):  # unreadable: load_yaml has said so

@@ -229,11 +229,17 @@ class Menus:
     async def record_greeting(self) -> None:
         await self.call.play(self.say("vm-greeting-record-after-beep"))
         name = f"vipbx/greeting-{uuid.uuid4()}"
-        finished = await self.call.record(name, max_seconds=GREETING_MAX_SECONDS, max_silence=5, terminate_on="#")
         wav = self.service.recording_path(name)
+        # Asterisk makes subfolders of <spool>/recording but not that folder itself, which a fresh
+        # install lacks until a first message: without it ARI refuses the recording (HTTP 500).
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        finished = await self.call.record(name, max_seconds=GREETING_MAX_SECONDS, max_silence=5, terminate_on="#")
         if finished is None:  # hung up while recording: keep the old greeting
             wav.unlink(missing_ok=True)
             return
+        # Keys pressed while recording, the ending # included, are queued too (their events come
+        # before RecordingFinished): drop them, or they would barge in on the playback below.
+        await self.call.get_digits(max_digits=100, timeout=0.05, terminator="")
         if wav_seconds(wav) < 1.0:
             wav.unlink(missing_ok=True)
             await self.call.play(self.say("vm-greeting-too-short"))

@@ -83,7 +83,9 @@ def start_pbx(runtime: AsteriskRuntime, home: Path, config: Config,
         assert not problems, "rendered configuration fails its check:\n" + "\n".join(problems)
     generations = Generations(home)
     generations.point(generations.current, generations.stage(files))
-    instance = AsteriskInstance(runtime, home / "pbx", generations.current, name="pbx")
+    # The prompt catalogue (`home/sounds`, see `prompt_catalogue`) is mounted where the app names it.
+    instance = AsteriskInstance(runtime, home / "pbx", generations.current, name="pbx",
+                                shared=[home / "sounds"])
     instance.start()
     return Pbx(instance, config, secrets, home)
 
@@ -155,6 +157,17 @@ def make_phone(asterisk_runtime: AsteriskRuntime) -> Iterator[Callable[..., Phon
 def pbx(make_pbx: Callable[..., Pbx], e2e_config: Config) -> Pbx:
     """The product: the example tenants rendered by the real renderer, running."""
     return make_pbx(e2e_config)
+
+
+@pytest.fixture(scope="session")
+def prompt_catalogue(pbx: Pbx) -> Path:
+    """The voicemail prompt catalogue, built once (espeak-ng + sox, a few seconds) into
+    `<pbx.home>/sounds`: where the app's `plugins.Layout` looks and the PBX sees it (bind mount)."""
+    from prompts.build import build
+
+    sounds = pbx.home / "sounds"
+    build(sounds)
+    return sounds
 
 
 @pytest.fixture(scope="session")

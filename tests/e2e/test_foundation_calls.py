@@ -84,6 +84,31 @@ async def pbx_channels(pbx: Any) -> list[PbxChannel]:
     return parse_channels(await asyncio.to_thread(pbx.cli, "core show channels concise"))
 
 
+async def dialling_channel(pbx: Any, endpoint: str) -> PbxChannel:
+    """The PBX's channel from `endpoint`, which must be running Dial() now."""
+    channels = await pbx_channels(pbx)
+    found = [c for c in channels if c.endpoint == endpoint and c.app == "Dial"]
+    assert len(found) == 1, f"no Dial() from {endpoint} on the PBX: {channels}"
+    return found[0]
+
+
+async def assert_bridged(pbx: Any, *endpoints: str, timeout: float = 5) -> None:
+    """The PBX has exactly these endpoints' channels, all Up and in one bridge.
+
+    Polled: the far end sees 200 OK a moment before the PBX has bridged the two legs.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        channels = await pbx_channels(pbx)
+        bridges = {c.bridge for c in channels}
+        if (sorted(c.endpoint for c in channels) == sorted(endpoints)
+                and all(c.state == "Up" for c in channels) and len(bridges) == 1 and "" not in bridges):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {sorted(endpoints)} Up in one bridge, the PBX has {channels}")
+        await asyncio.sleep(0.1)
+
+
 def wait_idle(pbx: Any, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while channels := parse_channels(pbx.cli("core show channels concise")):
@@ -220,8 +245,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, an
     # The PBX: Anna's channel dialling both devices, each of them ringing.
     channels = {c.endpoint: c for c in (await pbx_channels(pbx))}
     assert set(channels) == {anna_device, *MIKKO_DEVICES}
-    assert channels[anna_device].app == "Dial"
-    assert channels[anna_device].data.startswith(
+    assert (await dialling_channel(pbx, anna_device)).data.startswith(
         "&".join(f"PJSIP/{d}" for d in MIKKO_DEVICES) + ",")
     assert all(channels[d].state == "Ringing" for d in MIKKO_DEVICES)
 
@@ -233,10 +257,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, an
     assert await other.wait_hangup(5) == ANSWERED_ELSEWHERE
     assert "Up" not in other.states_seen
 
-    up = (await pbx_channels(pbx))
-    assert sorted(c.endpoint for c in up) == sorted([anna_device, answering])
-    assert all(c.state == "Up" for c in up), up
-    assert up[0].bridge and up[0].bridge == up[1].bridge, "the two legs are not bridged together"
+    await assert_bridged(pbx, anna_device, answering)
 
     await asyncio.sleep(0.3)
     await assert_audio_both_ways(caller, callee)
@@ -274,9 +295,7 @@ async def test_carrier_call_rings_the_user_with_the_caller_number(
     callee = ringing[devices[0]]
     await callee.answer()
     await caller.wait_state("Up", 5)
-    up = (await pbx_channels(pbx))
-    assert sorted(c.endpoint for c in up) == sorted(["carrier", devices[0]])
-    assert all(c.state == "Up" for c in up), up
+    await assert_bridged(pbx, "carrier", devices[0])
     await asyncio.sleep(0.3)
     await assert_audio_both_ways(caller, callee)
     await callee.hangup()
@@ -307,7 +326,7 @@ async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, de
     assert leg.caller.get("number") == number
     await leg.answer()
     await call.wait_state("Up", 5)
-    assert sorted(c.endpoint for c in (await pbx_channels(pbx))) == sorted([device, reached])
+    await assert_bridged(pbx, device, reached)
     await call.hangup()
     assert await leg.wait_hangup(5) == NORMAL_CLEARING
 
@@ -366,7 +385,7 @@ async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, e2e_con
     caller = await phone.call("102", device=ANNA[0])
     ringing = {device: await phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert await rang(phone) == set(MIKKO_DEVICES)
-    dialling = next(c for c in (await pbx_channels(pbx)) if c.endpoint == ANNA[0])
+    dialling = await dialling_channel(pbx, ANNA[0])
     # The dialplan's own default ring time: the platform's no-answer seconds.
     assert dialling.data.endswith(f",{e2e_config.platform.no_answer_seconds},t"), dialling.data
     new_log = pbx.instance.log_path.read_text(errors="replace").splitlines()[log_before:]
@@ -391,7 +410,7 @@ async def test_fastagi_up_is_asked_and_its_answer_rules(phone: TestPhone, pbx: A
     caller = await phone.call("102", device=ANNA[0])
     ringing = {device: await phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert asked == [("acme", "mikko.korhonen")]
-    dialling = next(c for c in (await pbx_channels(pbx)) if c.endpoint == ANNA[0])
+    dialling = await dialling_channel(pbx, ANNA[0])
     assert dialling.data.endswith(f",{agi_seconds},t"), dialling.data
     await ringing[MIKKO_DEVICES[1]].answer()
     await caller.wait_state("Up", 5)

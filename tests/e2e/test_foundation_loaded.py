@@ -73,6 +73,16 @@ def test_endpoints_are_exactly_the_devices_and_the_carrier(pbx: Any, e2e_config:
     assert not any("erik" in name for name in endpoints)
 
 
+def test_each_device_lands_in_its_own_tenants_context(pbx: Any, e2e_config: Config) -> None:
+    for tenant_id, user in users(e2e_config):
+        for device in user.devices:
+            text = pbx.cli(f"pjsip show endpoint {device.id}")
+            options = dict(re.findall(r"^\s*(context|subscribe_context)\s*:\s*(\S+)", text,
+                                      re.MULTILINE))
+            expected = f"vipbx-t-{tenant_id}"
+            assert options == {"context": expected, "subscribe_context": expected}, (device.id, options)
+
+
 def test_carrier_is_identified_by_its_address_only(pbx: Any, e2e_config: Config) -> None:
     carrier = e2e_config.platform.carrier
     assert carrier is not None

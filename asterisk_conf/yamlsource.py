@@ -156,7 +156,10 @@ def load_all(paths: Sequence[str | Path]) -> list[Document]:
     platform, files parse independently, and a parsed file comes back from another process
     (pickled) ~30x faster than it parses: so big inputs are parsed by one process per core."""
     workers = min(len(paths), _cores())
-    if workers > 1 and _total_size(paths) >= PARALLEL_BYTES:
+    # A daemonic process (e.g. a multiprocessing pool's worker) may not start processes.
+    if workers > 1 and not multiprocessing.current_process().daemon and (
+        _total_size(paths) >= PARALLEL_BYTES
+    ):
         try:
             # fork: starts in milliseconds and, unlike spawn, needs no __main__ guard in callers.
             context = multiprocessing.get_context("fork")

@@ -121,18 +121,21 @@ async def wait_pbx_idle(pbx: Any, timeout: float = 10) -> None:
     await asyncio.to_thread(wait_idle, pbx, timeout)
 
 
-async def rang(phone: TestPhone, settle: float = SETTLE) -> set[str]:
+async def rang(phone: TestPhone, settle: float = SETTLE, limit: float = 10) -> set[str]:
     """Every device (or carrier number) the PBX has called so far in this test.
 
-    Waits `settle` seconds without a new call first, so a late wrong ring is caught too.
+    Returns after `settle` seconds without a new call, so a late wrong ring is caught too; a
+    PBX still calling devices after `limit` seconds fails the test.
     """
     targets: set[str] = set()
-    while True:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
         try:
             call = await phone.incoming_any(settle)
         except TimeoutError:
             return targets
         targets.add(call.target)
+    raise AssertionError(f"the PBX kept calling devices for {limit} s: {sorted(targets)}")
 
 
 def tone_frequency(call: Call, since: float = 0.0) -> float:
@@ -228,7 +231,7 @@ def no_error_logged_by_these_calls(pbx: Any) -> Iterator[None]:
 @pytest.mark.parametrize(("dialled", "answering", "hangs_up"), [
     ("102", "acme-mikko-soft", "caller"),
     ("102", "acme-mikko-desk", "callee"),
-    ("+358401110002", "acme-mikko-desk", "caller"),
+    (MIKKO_NUMBER, "acme-mikko-desk", "caller"),
     ("0401110002", "acme-mikko-soft", "callee"),  # national form, Acme's country code
 ])
 async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, answering: str,
@@ -272,7 +275,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, an
 # --- 3. outside callers through the carrier ------------------------------------------------------
 
 @pytest.mark.parametrize(("dialled", "devices"), [
-    ("+358401110002", MIKKO_DEVICES),
+    (MIKKO_NUMBER, MIKKO_DEVICES),
     ("358401110002", MIKKO_DEVICES),  # a carrier that drops the '+'
     ("+358401110001", (ANNA[0],)),
     ("+358501220001", (JAMES[0],)),  # the other tenant's user, same platform
@@ -404,7 +407,6 @@ async def test_fastagi_up_is_asked_and_its_answer_rules(phone: TestPhone, pbx: A
     assert agi_seconds != e2e_config.platform.no_answer_seconds
     asked = await fastagi(replace(e2e_config, platform=replace(e2e_config.platform,
                                                              no_answer_seconds=agi_seconds)))
-    assert agi_reachable(e2e_config)
 
     # A colleague call: asked once, about the callee; rings and connects.
     caller = await phone.call("102", device=ANNA[0])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import struct
 import time
@@ -362,7 +361,6 @@ def test_unknown_name_without_recording_is_refused(tmp_path: Path) -> None:
 
 
 @needs_tools
-@pytest.mark.skipif(not os.environ.get("VIPBX_FULL_PROMPT_BUILD"), reason="set VIPBX_FULL_PROMPT_BUILD=1 (about 6 s on 2 CPUs)")
 def test_full_build_of_the_catalogue(tmp_path: Path) -> None:
     _write_recording(tmp_path / "custom" / "sv" / "act-consulting.wav")  # a tenant's own activity
     started = time.monotonic()

@@ -80,7 +80,8 @@ class Access:
             # Unknown mailbox: ask the PIN anyway, so probing reveals nothing.
             await call.read(self.voice.media(lang, ["vm-enter-pin"]), max_digits=10, timeout=KEY_TIMEOUT)
             log.info("%r: login to unknown mailbox %r", call, typed)
-            await call.play(self.voice.media(lang, ["vm-pin-wrong"]))
+            # Not interruptible: keys typed over it are the next answer (see _pin_login).
+            await call.play(self.voice.media(lang, ["vm-pin-wrong"]), barge_in=False)
         return None
 
     async def _pin_login(self, call: CallSession, mailbox: Mailbox, lang: str) -> Mailbox | None:
@@ -99,7 +100,10 @@ class Access:
             if check.status.locked_until is not None:
                 await call.play(self.voice.media(lang, ["vm-locked"]), barge_in=False)
                 return None
-            await call.play(self.voice.media(lang, ["vm-pin-wrong"]))
+            # Not interruptible: a barge-in key would be swallowed here, and a caller typing the
+            # PIN again over this prompt would lose its first digit (one more failure to the lock).
+            # Kept queued, the keys are the next PIN.
+            await call.play(self.voice.media(lang, ["vm-pin-wrong"]), barge_in=False)
         return None
 
 

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
+from conftest import EXAMPLES, PHONES_IP, Pbx
 
 from ari_app import plugins
 from ari_app.client import AriClient
@@ -48,7 +49,6 @@ from asterisk_conf.model import Config
 from asterisk_conf.render import AMI_USER, ARI_USER
 from asterisk_conf.validate import load_config
 from callstate import CallStateService
-from conftest import EXAMPLES, PHONES_IP, Pbx
 from testphone import TestPhone
 from testphone.driver import Call
 from testphone.media import write_tone
@@ -649,7 +649,7 @@ async def test_own_number_plays_skips_replays_and_deletes(rig: Rig, tmp_path: Pa
 
 async def test_own_softphone_counts_and_old_messages(rig: Rig, tmp_path: Path) -> None:
     """From the user's own device: straight in; the count follows the mailbox; 2 plays old ones."""
-    first, second = seed(rig.store, ANNA, tmp_path, ["201", "202"])
+    first, _ = seed(rig.store, ANNA, tmp_path, ["201", "202"])
     rig.store.mark_old(first)
     obs, me = rig.observer, ANNA.number
     call = await rig.phone.call(VOICEMAIL, device=ANNA.device)
@@ -673,20 +673,41 @@ async def test_own_softphone_counts_and_old_messages(rig: Rig, tmp_path: Path) -
 
 async def test_another_number_needs_mailbox_and_pin(rig: Rig) -> None:
     obs = rig.observer
+    began = datetime.now(UTC)
     call = await rig.phone.call(VOICEMAIL, caller_number=OUTSIDE)
     await obs.wait_prompt(OUTSIDE, "vm-enter-mailbox")
     await type_digits(call, "0401110001#")  # Anna's number, national form
     await obs.wait_prompt(OUTSIDE, "vm-enter-pin")
-    await type_digits(call, ANNA.pin + "#")
+    await type_digits(call, "000000#")  # a typo ...
+    await obs.wait_prompt(OUTSIDE, "vm-pin-wrong")
+    await type_digits(call, ANNA.pin + "#")  # ... and the right PIN at once, over the error prompt
     await obs.wait_prompt(OUTSIDE, "vm-main-menu")
-    assert obs.prompts(OUTSIDE) == ["vm-enter-mailbox", "vm-enter-pin", "vm-no-messages", "vm-main-menu"]
+    played = obs.prompts(OUTSIDE)
+    assert played[:3] == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong"]
+    assert played[-2:] == ["vm-no-messages", "vm-main-menu"]  # in: the empty mailbox's count
     await call.send_dtmf("*", wait=False)
     await call.wait_hangup(10)
-    events = [(e.event, e.actor) for e in rig.callstate.audit(ANNA.tenant, ANNA.user, limit=5)]
-    assert events[0] == ("pin_ok", OUTSIDE)
+    events = [(e.event, e.actor) for e in reversed(rig.callstate.audit(ANNA.tenant, ANNA.user, limit=20))
+              if e.at >= began and e.field == "pin"]
+    assert events == [("pin_failed", OUTSIDE), ("pin_ok", OUTSIDE)]
 
 
-async def test_five_wrong_pins_across_calls_lock_the_mailbox(rig: Rig) -> None:
+async def test_always_ask_pin_asks_even_the_own_number(rig: Rig) -> None:
+    """Caller ID can be spoofed: with the setting on, the own number gets the PIN question."""
+    rig.callstate.update_voicemail_settings(ANNA.tenant, ANNA.user, actor="e2e", source="test",
+                                            always_ask_pin=True)
+    obs, me = rig.observer, ANNA.number
+    call = await rig.phone.call(VOICEMAIL, caller_number=me)
+    await obs.wait_prompt(me, "vm-enter-pin")
+    await type_digits(call, ANNA.pin + "#")
+    await obs.wait_prompt(me, "vm-main-menu")
+    assert obs.prompts(me) == ["vm-enter-pin", "vm-no-messages", "vm-main-menu"]  # no mailbox asked
+    await call.send_dtmf("*", wait=False)
+    await call.wait_hangup(10)
+
+
+async def test_five_wrong_pins_across_calls_lock_the_mailbox(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ari_app.voicemail")
     obs = rig.observer
     began = datetime.now(UTC)
 
@@ -719,15 +740,17 @@ async def test_five_wrong_pins_across_calls_lock_the_mailbox(rig: Rig) -> None:
     played = await attempt(["444444", "555555"])
     assert played[-2:] == ["vm-locked", "vm-goodbye"] and "vm-main-menu" not in played
     assert rig.callstate.pin_status(ANNA.tenant, ANNA.user).locked_until is not None
-    # Third call, the right PIN: refused while locked.
+    # Third call, with the right PIN ready: the locked mailbox is refused before any PIN is taken.
     played = await attempt([ANNA.pin])
     assert played == ["vm-enter-mailbox", "vm-locked", "vm-goodbye"]
     status = rig.callstate.pin_status(ANNA.tenant, ANNA.user)
-    assert status.failures == 5 and status.locked_until > datetime.now(UTC) + timedelta(minutes=10)
+    assert status.failures == 5 and status.locked_until is not None
+    assert status.locked_until > datetime.now(UTC) + timedelta(minutes=10)  # "for a while"
+    # Every attempt and the lock are in the audit trail; the refused call in the service log.
     events = [e.event for e in reversed(rig.callstate.audit(ANNA.tenant, ANNA.user, limit=50))
               if e.at >= began and e.field == "pin"]
-    assert events.count("pin_failed") == 5 and events.count("pin_locked") == 1
-    assert "pin_ok" not in events and events[-1] == "pin_refused"
+    assert events == ["pin_failed"] * 5 + ["pin_locked"]
+    assert any("mailbox acme/anna.virtanen is locked" in r.getMessage() for r in caplog.records)
 
 
 # --- 3. own greeting ------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ access IVR (ARI) beside Asterisk's own VoiceMailMain on the same mailboxes, in t
     python3 bench/bench_ivr.py                          # N = 1, 50, 100 listeners, both IVRs
     python3 bench/bench_ivr.py --sizes 1,10 --keys 3    # a quick look
     python3 bench/bench_ivr.py --tap                    # also time the test phone's RTP tap
+    python3 bench/bench_ivr.py --report rows.json       # the tables of an earlier --json run
+
+Figures and how to read them: bench/README.md ("Voicemail IVR").
 
 What it starts (each stopped by its pid at the end, also on failure or Ctrl-C):
   * a PBX rendered from a bench tenant (`make_tenants.py`: 1 tenant × USERS users, each with a
@@ -22,12 +25,15 @@ VoiceMailMain(<mailbox>@<tenant>) for the caller's mailbox, which asks for the P
 number +358201243100 goes to the vipbx IVR (caller-ID login, straight to the main menu).
 
 For N in SIZES, first the vipbx IVR, then VoiceMailMain: N carrier calls from N users' own
-numbers (their start spread over RAMP s), each
+numbers (started --ramp-per-call s apart), each
   vipbx:         waits for the first prompt burst (message count + main menu) to end, then
-                 KEYS times: presses "0" (main menu: repeat) → the main menu plays again;
+                 --keys times (--keys-single with one listener): presses "0" (main menu:
+                 repeat) → the main menu plays again;
   VoiceMailMain: waits for "password", types the PIN and #, waits for the intro + instructions,
-                 then KEYS times: presses "*" (help: the options are said again).
-A key is pressed THINK s (randomised) after the previous prompt ended, as a listener would.
+                 then as many times: presses "*" (help: the options are said again).
+A key is pressed QUIET_S + --think-min..--think-max s after the previous prompt ended (no RTP
+from the PBX for QUIET_S), as a listener who heard the menu out. Before each run the bench waits
+(--wait-quiet) until other processes use under --quiet-cores: it measures on a shared machine.
 
 Measurement point: the PBX's own RTP, captured on the loopback interface by a raw packet socket
 (kernel time stamps, SO_TIMESTAMPNS) with a BPF filter on the PBX's RTP port range. The latency of
@@ -67,7 +73,7 @@ import threading
 import time
 import wave
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,19 +83,19 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from make_tenants import write as write_tenants  # noqa: E402
+from make_tenants import write as write_tenants
 
-from asterisk_conf import confcheck  # noqa: E402
-from asterisk_conf.ami import AmiSettings  # noqa: E402
-from asterisk_conf.deploy import Generations  # noqa: E402
-from asterisk_conf.model import Config, Tenant, User  # noqa: E402
-from asterisk_conf.render import AMI_USER, ARI_USER, render_config  # noqa: E402
-from asterisk_conf.secrets import SecretStore  # noqa: E402
-from asterisk_conf.validate import load_config  # noqa: E402
-from asterisk_host import AsteriskInstance, AsteriskRuntime  # noqa: E402
-from testphone import PhoneInstance, PhoneSettings, TestPhone  # noqa: E402
-from testphone.driver import Call  # noqa: E402
-from vmstore import Envelope, VoicemailStore, new_msg_id  # noqa: E402
+from asterisk_conf import confcheck
+from asterisk_conf.ami import AmiSettings
+from asterisk_conf.deploy import Generations
+from asterisk_conf.model import Config, Tenant, User
+from asterisk_conf.render import AMI_USER, ARI_USER, render_config
+from asterisk_conf.secrets import SecretStore
+from asterisk_conf.validate import load_config
+from asterisk_host import AsteriskInstance, AsteriskRuntime
+from testphone import PhoneInstance, PhoneSettings, TestPhone
+from testphone.driver import Call
+from vmstore import Envelope, VoicemailStore, new_msg_id
 
 PBX_IP, PHONES_IP, CARRIER_IP, AGI_IP = "127.0.0.60", "127.0.0.61", "127.0.0.62", "127.0.0.63"
 PBX_RTP = (21100, 21399)
@@ -113,7 +119,7 @@ exten => {VMM_NUMBER},1,Set(VIPBX_CALLER=${{FILTER(0-9+,${{CALLERID(num)}})}})
  same => n,Hangup(1)
 """
 
-QUIET_S = 0.35  # no RTP from the PBX for this long: the prompt has ended
+QUIET_S = 0.5  # no RTP from the PBX for this long: the prompt has ended
 STALL_S = 0.06  # a hole this long between two packets of a prompt (20 ms apart) is a stall
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -152,6 +158,7 @@ class Sample:
     audio: float  # first RTP audio packet from the PBX after key_end
     quiet_before: bool  # nothing from the PBX between key_begin and key_end (a clean sample)
     last_before: float  # the PBX's last packet before this one
+    marker: bool = False  # the RTP marker bit of the first packet (a new talk spurt)
 
     @property
     def latency(self) -> float:
@@ -168,16 +175,19 @@ class Stream:
         self.pending: tuple[float, float] | None = None  # (begin, end) of the armed key
         self.samples: list[Sample] = []
         self.stalls: list[float] = []
+        self.markers = 0
         self.events: dict[int, list[float]] = {}  # RTP timestamp → [begin, end or 0]
 
-    def on_audio(self, t: float) -> None:
+    def on_audio(self, t: float, marker: bool = False) -> None:
         gap = t - self.last_audio
         if STALL_S <= gap < QUIET_S and self.pending is None:
             self.stalls.append(gap)  # a hole inside a prompt: the PBX sent late
         if self.pending is not None and t > self.pending[1]:
             begin, end = self.pending
-            self.samples.append(Sample(begin, end, t, self.last_audio < begin, self.last_audio))
+            self.samples.append(Sample(begin, end, t, self.last_audio < begin, self.last_audio, marker))
             self.pending = None
+        if marker:
+            self.markers += 1
         self.last_audio = t
         self.audio_packets += 1
 
@@ -261,7 +271,7 @@ class Sniffer:
                 with self.lock:
                     stream = self.streams.get(sport)
                 if stream is not None:
-                    stream.on_audio(t)
+                    stream.on_audio(t, bool(data[rtp + 1] & 0x80))
             elif low <= dport <= high and pt >= 96:  # RFC 4733 from the phone
                 csrc = data[rtp] & 0x0F
                 payload = rtp + 12 + 4 * csrc
@@ -480,6 +490,8 @@ class CallResult:
     tap_delays: list[float] = field(default_factory=list)  # tap's first voiced packet − wire
     audio_packets: int = 0  # RTP packets of prompts the PBX sent in this call
     stalls: list[float] = field(default_factory=list)
+    call_s: float = 0.0  # answered → hung up
+    markers: int = 0  # RTP packets with the marker bit
     error: str = ""
 
 
@@ -530,9 +542,11 @@ async def one_call(phone: TestPhone, sniffer: Sniffer, system: str, user: User, 
     key = "0" if system == "vipbx" else "*"
     call = None
     port = None
+    answered = 0.0
     try:
         call = await phone.call(number, caller_number=user.number)
         await call.wait_state("Up", 30)
+        answered = time.monotonic()
         port = await pbx_port(call)
         stream = sniffer.stream(port)
         start = time.time() - 1
@@ -557,6 +571,8 @@ async def one_call(phone: TestPhone, sniffer: Sniffer, system: str, user: User, 
             with suppress(Exception):
                 await call.hangup()
                 await call.wait_hangup(10)
+            if answered:
+                result.call_s = time.monotonic() - answered
             for sample in result.samples:
                 delay_s = tap_delay(call, sample, clock_offset)
                 if delay_s is not None:
@@ -564,6 +580,7 @@ async def one_call(phone: TestPhone, sniffer: Sniffer, system: str, user: User, 
         if port is not None:
             result.audio_packets = sniffer.stream(port).audio_packets
             result.stalls = sniffer.stream(port).stalls
+            result.markers = sniffer.stream(port).markers
             sniffer.forget(port)
     return result
 
@@ -617,13 +634,15 @@ async def run(stack: Stack, phone: TestPhone, sniffer: Sniffer, system: str, n: 
         "p50_from_key_down_ms": pct(from_begin, 0.5), "p99_from_key_down_ms": pct(from_begin, 0.99),
         "tap_p50_ms": pct(taps, 0.5), "tap_p99_ms": pct(taps, 0.99), "tap_samples": len(taps),
         "wall_s": wall, "cpu_s": cpu, "idle_cpu_s": {k: idle_rate.get(k, 0.0) * wall for k in cpu},
-        "audio_s": sum(r.audio_packets for r in results) * 0.02, "cpu_per_call_s": {k: v / n for k, v in cpu.items()},
+        "audio_s": sum(r.audio_packets for r in results) * 0.02,
+        "call_s": sum(r.call_s for r in results), "cpu_per_call_s": {k: v / n for k, v in cpu.items()},
         "sniffed_packets": sniffer.packets - packets_before,
         "machine_busy_s": busy, "others_cpu_s": busy - sum(cpu.values()),
         "stalls": len(stalls), "stall_p99_ms": pct(stalls, 0.99), "stall_max_ms": max(stalls, default=0.0),
         # Per sample: latency ms, ms from the PBX's previous packet to the key, s into the run.
         "raw": [(round(s.latency * 1000, 2), round((s.key_begin - s.last_before) * 1000, 1),
-                 round(s.key_end - started_wall, 3)) for s in samples], "errors": errors[:10], "error_count": len(errors),
+                 round(s.key_end - started_wall, 3), s.marker) for s in samples],
+        "markers": sum(r.markers for r in results), "errors": errors[:10], "error_count": len(errors),
     }
     return row
 
@@ -633,39 +652,49 @@ def log(text: str) -> None:
 
 
 def fmt(value: float, digits: int = 0) -> str:
-    return "-" if value != value else f"{value:.{digits}f}"
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| IVR | listeners | samples | p50 ms | p90 ms | p99 ms | max ms | Asterisk CPU s/call "
-            "| app CPU s/call | Asterisk + app s/call | phone CPU s/call | bench CPU s/call | wall s | failed calls |")
-    lines = [head, "|---|" + "---:|" * (head.count("|") - 2)]
+def _name(system: str) -> str:
+    return "vipbx (ARI)" if system == "vipbx" else "VoiceMailMain"
+
+
+def latency_table(rows: list[dict[str, Any]]) -> str:
+    lines = [("| IVR | listeners | keys timed | left out | p50 ms | p90 ms | p99 ms | max ms | PBX media stalls "
+              "| failed calls | others' load, cores |"),
+             "|---|" + "---:|" * 10]
     for r in rows:
-        per = r["cpu_per_call_s"]
-        name = "vipbx (ARI)" if r["system"] == "vipbx" else "VoiceMailMain"
         lines.append("| " + " | ".join([
-            name, str(r["n"]), str(r["samples"]), fmt(r["p50_ms"]), fmt(r["p90_ms"]), fmt(r["p99_ms"]),
-            fmt(r["max_ms"]), fmt(per["asterisk"], 3), fmt(per["app"], 3),
-            fmt(per["asterisk"] + per["app"], 3), fmt(per["phone"], 3), fmt(per["bench"], 3),
-            fmt(r["wall_s"]), str(r["n"] - r["calls_ok"]),
-        ]) + " |")
+            _name(r["system"]), str(r["n"]), str(r["samples"]), str(r["unclean"]), fmt(r["p50_ms"], 1),
+            fmt(r["p90_ms"], 1), fmt(r["p99_ms"], 1), fmt(r["max_ms"], 1), str(r["stalls"]), str(r["n"] - r["calls_ok"]),
+            fmt(max(0.0, r["others_cpu_s"] / r["wall_s"]), 2)]) + " |")
     return "\n".join(lines)
 
 
-def ratios(rows: list[dict[str, Any]]) -> str:
-    out = []
+def cpu_table(rows: list[dict[str, Any]]) -> str:
     by = {(r["system"], r["n"]): r for r in rows}
-    for (system, n), r in sorted(by.items()):
+
+    def ours(r: dict[str, Any]) -> float:
+        return (r["cpu_s"]["asterisk"] + r["cpu_s"]["app"]) / r["n"]
+
+    def per_minute(r: dict[str, Any]) -> float:
+        return (r["cpu_s"]["asterisk"] + r["cpu_s"]["app"]) / max(r["call_s"] / 60, 1e-9)
+
+    lines = [("| IVR | listeners | call s | prompt audio s | Asterisk s/call | app s/call | Asterisk + app s/call "
+              "| × VoiceMailMain | Asterisk + app s per call-minute | × VoiceMailMain | phone s/call | bench s/call |"),
+             "|---|" + "---:|" * 11]
+    for r in rows:
+        n = r["n"]
         other = by.get(("voicemailmain", n))
-        if system != "vipbx" or other is None:
-            continue
-        ours = r["cpu_per_call_s"]["asterisk"] + r["cpu_per_call_s"]["app"]
-        theirs = other["cpu_per_call_s"]["asterisk"] + other["cpu_per_call_s"]["app"]
-        ours_s = ours / max(r["wall_s"], 1e-9) * n  # not used for the ratio; see README
-        del ours_s
-        out.append(f"N={n}: vipbx {ours:.3f} s/call vs VoiceMailMain {theirs:.3f} s/call → "
-                   f"{ours / theirs:.2f}×" if theirs else f"N={n}: VoiceMailMain used no CPU?")
-    return "\n".join(out)
+        ratio = ratio_min = float("nan")
+        if other is not None and ours(other) > 0:
+            ratio, ratio_min = ours(r) / ours(other), per_minute(r) / per_minute(other)
+        lines.append("| " + " | ".join([
+            _name(r["system"]), str(n), fmt(r["call_s"] / n), fmt(r["audio_s"] / n),
+            fmt(r["cpu_s"]["asterisk"] / n, 3), fmt(r["cpu_s"]["app"] / n, 3), fmt(ours(r), 3),
+            fmt(ratio, 2), fmt(per_minute(r), 3), fmt(ratio_min, 2),
+            fmt(r["cpu_s"]["phone"] / n, 3), fmt(r["cpu_s"]["bench"] / n, 3)]) + " |")
+    return "\n".join(lines)
 
 
 async def bench(args: argparse.Namespace, stack: Stack) -> list[dict[str, Any]]:
@@ -690,6 +719,8 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[dict[str, Any]]:
                     log(f"{system}: {n} listeners × {args.keys_single if n == 1 else args.keys} keys")
                     await asyncio.to_thread(stack.wait_idle)
                     await asyncio.sleep(args.settle)
+                    if args.wait_quiet:
+                        await wait_quiet(stack, args.wait_quiet, args.quiet_cores)
                     keys = args.keys_single if n == 1 else args.keys
                     row = await run(stack, phone, sniffer, system, n, keys, (args.think_min, args.think_max),
                                     min(args.ramp_per_call * n, args.ramp_max), args.run_timeout, idle_rate)
@@ -705,6 +736,23 @@ async def bench(args: argparse.Namespace, stack: Stack) -> list[dict[str, Any]]:
         sniffer.close()
         await stack.stop_in_process()
     return rows
+
+
+async def wait_quiet(stack: Stack, longest: float, cores: float, window: float = 3.0) -> None:
+    """Wait (at most `longest` s) until processes other than ours use under `cores` cores: other
+    people's builds and tests on the same machine skew both the latency and the CPU figures."""
+    deadline = time.monotonic() + longest
+    while True:
+        pids = stack.pids()
+        ours, busy = sum(cpu_seconds(p) for p in pids.values()), machine_busy()
+        await asyncio.sleep(window)
+        others = (machine_busy() - busy - (sum(cpu_seconds(p) for p in pids.values()) - ours)) / window
+        if others < cores:
+            return
+        if time.monotonic() > deadline:
+            log(f"  the machine is still busy ({others:.2f} cores used by others): running anyway")
+            return
+        log(f"  waiting for a quieter machine: others use {others:.2f} cores")
 
 
 def machine() -> str:
@@ -730,12 +778,19 @@ def main() -> int:
     parser.add_argument("--ramp-max", type=float, default=10.0, help="longest ramp, s")
     parser.add_argument("--settle", type=float, default=3.0, help="idle s between runs")
     parser.add_argument("--run-timeout", type=float, default=420.0, help="a run is cut after this many s")
+    parser.add_argument("--wait-quiet", type=float, default=300.0,
+                        help="before each run, wait up to this many s for other processes to calm down (0: never)")
+    parser.add_argument("--quiet-cores", type=float, default=0.3, help="... to under this many cores")
     parser.add_argument("--tap", action="store_true", help="keep the phone's RTP tap and time it against the wire")
     parser.add_argument("--in-process", action="store_true", help="run the vipbx service in this process")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, spool)")
     parser.add_argument("--json", type=Path, help="write the rows here as they come")
     parser.add_argument("--pbx-verbose", type=int, default=0, help=argparse.SUPPRESS)  # for debugging
+    parser.add_argument("--report", type=Path, help="only print the tables of an earlier --json file")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()))
+        return 0
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.systems = [s.strip() for s in args.systems.split(",")]
     if max(args.sizes) > args.users:
@@ -767,14 +822,19 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     if rows:
         print(f"machine: {machine()}")
-        print(table(rows))
-        print(ratios(rows))
-        if any(r["tap_samples"] for r in rows):
-            print("\ntap delay (phone's tap first voiced packet − wire first packet), ms:")
-            for r in rows:
-                print(f"  {r['system']} N={r['n']}: p50 {fmt(r['tap_p50_ms'])} p99 {fmt(r['tap_p99_ms'])} "
-                      f"({r['tap_samples']} samples)")
+        report(rows)
     return 0 if rows else 1
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(latency_table(rows))
+    print()
+    print(cpu_table(rows))
+    if any(r["tap_samples"] for r in rows):
+        print("\ntap delay (phone's tap first voiced packet − wire first packet), ms:")
+        for r in rows:
+            print(f"  {r['system']} N={r['n']}: p50 {fmt(r['tap_p50_ms'])} p99 {fmt(r['tap_p99_ms'])} "
+                  f"({r['tap_samples']} samples)")
 
 
 if __name__ == "__main__":

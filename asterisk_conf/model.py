@@ -106,6 +106,11 @@ class User:
     def has_voicemail(self) -> bool:
         return NO_VOICEMAIL_GROUP not in self.groups
 
+    @property
+    def mailbox(self) -> str:
+        """The app_voicemail mailbox id (in the tenant's voicemail context): the number without '+'."""
+        return self.number[1:]
+
 
 @dataclass(frozen=True)
 class TenantNumber:

@@ -58,13 +58,13 @@ class UserView:
 
     tenant: Tenant
     user: User
-    mailbox: str  # app_voicemail mailbox: the E.164 number without '+'
+    mailbox: str  # User.mailbox, kept here for the templates
     national: str  # the number as dialled nationally (040...), for carriers that send that form
     dial: str  # Dial() string for all the user's devices, '' when none
 
     @classmethod
     def of(cls, tenant: Tenant, user: User) -> "UserView":
-        digits = user.number[1:]
+        digits = user.mailbox  # the number's digits
         cc = tenant.country_code
         national = "0" + digits[len(cc):] if digits.startswith(cc) else ""
         dial = "&".join([f"PJSIP/{device.id}" for device in user.devices])

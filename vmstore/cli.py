@@ -21,7 +21,7 @@ from asterisk_conf import cliargs
 from asterisk_conf.ami import AmiSettings
 from asterisk_conf.errors import ConfigError
 from asterisk_conf.model import Config, Tenant, User
-from asterisk_conf.render import AMI_USER, UserView
+from asterisk_conf.render import AMI_USER
 from asterisk_conf.validate import load_config
 from asterisk_host.cli import vipbx_home
 
@@ -45,7 +45,7 @@ class Target:
 
     @property
     def mailbox(self) -> str:
-        return UserView.of(self.tenant, self.user).mailbox
+        return self.user.mailbox
 
     @property
     def label(self) -> str:

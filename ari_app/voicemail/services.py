@@ -40,7 +40,7 @@ class Mailbox:
 
     @property
     def box(self) -> str:
-        return self.user.number[1:]
+        return self.user.mailbox
 
 
 def wav_seconds(path: Path) -> float:

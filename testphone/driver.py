@@ -135,6 +135,9 @@ class Call:
     async def send_dtmf(self, digits: str, *, duration_ms: int = 120, between_ms: int = 120,
                         wait: bool = True) -> None:
         """Send RFC 4733 digits; with `wait`, return once they should all have been sent."""
+        # The far end may start talking a moment before our channel has seen the answer, and
+        # ARI refuses DTMF on a channel that is not Up yet (412).
+        await self.wait_state("Up", timeout=10)
         await self.phone.client.post(f"/channels/{self.id}/dtmf", dtmf=digits,
                                      duration=duration_ms, between=between_ms)
         if wait:

@@ -23,15 +23,28 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "run as root (Asterisk and its rootfs need it)"; }
 
+have_postgres_server() {
+    # Debian keeps the server programs out of PATH, in /usr/lib/postgresql/VERSION/bin.
+    local bindir
+    bindir=$(pg_config --bindir 2>/dev/null || true)
+    if [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then
+        return 0
+    fi
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
 install_system_packages() {
     # debootstrap builds the Asterisk rootfs where the distribution has no asterisk package;
     # espeak-ng and sox make the spoken prompt catalogue. With "test": Kannel (a real SMS gateway
-    # and its fake SMSC) and openssl for the notification tests.
+    # and its fake SMSC) and openssl for the notification tests, and the PostgreSQL server for the
+    # call-state tests (they run a cluster of their own on 127.0.0.1:15942; the default cluster
+    # that the package's installation may start is not used).
     local missing=()
     if [ "${1:-}" = test ]; then
         dpkg -s kannel >/dev/null 2>&1 || missing+=(kannel)
         dpkg -s kannel-extras >/dev/null 2>&1 || missing+=(kannel-extras)
         command -v openssl >/dev/null || missing+=(openssl)
+        have_postgres_server || missing+=(postgresql)
     fi
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)

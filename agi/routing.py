@@ -1,40 +1,155 @@
-"""What happens to a call to user X now: a pure function of the configuration (and, in later
-issues, of the user's call state), so it can be tested without Asterisk or sockets."""
+"""What happens to a call to user X now: a pure function of the configuration, the user's call
+state and what the dialplan knows about the call, so it is tested without Asterisk or sockets.
+
+The answer is a set of channel variables the dialplan applies (see docs/routing.md):
+
+| variable | values |
+| --- | --- |
+| VIPBX_ACTION | `ring`, `forward` (to VIPBX_TARGET at once), `busy` (busy treatment now), `voicemail` |
+| VIPBX_TIMEOUT | seconds to ring before the no-answer treatment |
+| VIPBX_TARGET | the E.164 number of an immediate forward |
+| VIPBX_ON_BUSY, VIPBX_ON_NOANSWER, VIPBX_ON_UNAVAIL | `voicemail`, `none` or an E.164 number |
+| VIPBX_FROM | the user's number: the Diversion a forwarded call carries |
+| VIPBX_CHAIN | the users this call has been forwarded through, for loop detection |
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from asterisk_conf.model import Config, User
+from asterisk_conf.model import Config, Tenant, User
+from callstate.routing import BUSY, IMMEDIATE, NO_ANSWER, NONE, UNREACHABLE, VOICEMAIL, Routing, defaults
+from callstate.targets import TargetRefused, check_target
 
 RING = "ring"
+FORWARD = "forward"
+BUSY_NOW = "busy"
+TO_VOICEMAIL = "voicemail"
+
+# Forwards followed per call before they are ignored (a carrier loop counts through Diversion).
+MAX_FORWARD_HOPS = 5
+# Device states (EXTENSION_STATE of the user's hint) that mean "already in a call".
+IN_CALL_STATES = frozenset({"INUSE", "BUSY", "RINGINUSE", "HOLDINUSE", "ONHOLD"})
+CHAIN_SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the dialplan tells about this call attempt."""
+
+    device_state: str = ""  # EXTENSION_STATE of the user's hint: NOT_INUSE, INUSE, ...
+    chain: tuple[str, ...] = ()  # "tenant:user" of each user this call was forwarded from
+    redirects: int = 0  # REDIRECTING(count): forwards before the call reached us
+
+    @property
+    def in_call(self) -> bool:
+        return self.device_state.upper() in IN_CALL_STATES
+
+    @classmethod
+    def parse(cls, device_state: str = "", chain: str = "", redirects: str = "") -> CallFacts:
+        hops = tuple(part for part in chain.split(CHAIN_SEPARATOR) if part)
+        try:
+            count = max(0, int(redirects or 0))
+        except ValueError:
+            count = 0
+        return cls(device_state.strip(), hops, count)
 
 
 @dataclass(frozen=True)
 class RouteDecision:
-    action: str  # VIPBX_ACTION: "ring" for now
-    timeout: int  # VIPBX_TIMEOUT: seconds to ring before no-answer treatment
+    action: str
+    timeout: int
+    target: str = ""
+    on_busy: str = NONE
+    on_no_answer: str = NONE
+    on_unavailable: str = NONE
+    from_number: str = ""
+    chain: tuple[str, ...] = ()
     known: bool = True  # False: tenant/user not in the configuration (the dialplan rings anyway)
+    loop: bool = False  # a forward was not followed because it would loop (or hop too often)
 
     def variables(self) -> dict[str, str]:
         """The channel variables the dialplan reads after AGI()."""
-        return {"VIPBX_ACTION": self.action, "VIPBX_TIMEOUT": str(self.timeout)}
+        return {
+            "VIPBX_ACTION": self.action,
+            "VIPBX_TIMEOUT": str(self.timeout),
+            "VIPBX_TARGET": self.target,
+            "VIPBX_ON_BUSY": self.on_busy,
+            "VIPBX_ON_NOANSWER": self.on_no_answer,
+            "VIPBX_ON_UNAVAIL": self.on_unavailable,
+            "VIPBX_FROM": self.from_number,
+            "VIPBX_CHAIN": CHAIN_SEPARATOR.join(self.chain),
+        }
 
 
-def find_user(config: Config, tenant_id: str, user_id: str) -> User | None:
-    for tenant in config.tenants:
-        if tenant.id == tenant_id:
-            try:
-                return tenant.user(user_id)
-            except KeyError:
-                return None
-    return None
+def find(config: Config, tenant_id: str, user_id: str) -> tuple[Tenant, User] | None:
+    return config.find_user(tenant_id, user_id)
 
 
-def decide(config: Config, tenant_id: str, user_id: str) -> RouteDecision:
-    timeout = config.platform.no_answer_seconds
-    if find_user(config, tenant_id, user_id) is None:
+def user_key(tenant_id: str, user_id: str) -> str:
+    return f"{tenant_id}:{user_id}"
+
+
+def decide(config: Config, tenant_id: str, user_id: str, routing: Routing | None = None,
+           facts: CallFacts = CallFacts()) -> RouteDecision:
+    found = find(config, tenant_id, user_id)
+    if found is None:
         # The dialplan was rendered from a configuration that knows this user (or this server's
         # copy is out of date): ringing is what the dialplan would do without us.
-        return RouteDecision(RING, timeout, known=False)
-    return RouteDecision(RING, timeout)
+        return RouteDecision(RING, config.platform.no_answer_seconds, known=False)
+    tenant, user = found
+    state = routing or defaults(config, user)
+    here = user_key(tenant_id, user_id)
+    chain = (*facts.chain, here)
+    loop = False
+
+    def follow(kind: str) -> str:
+        """The forward of `kind`, or the user's default where following it would loop."""
+        nonlocal loop
+        target = state.forward(kind)
+        if target in (NONE, VOICEMAIL):
+            return target
+        if not _still_allowed(config, tenant, user, target):
+            # Stored before the tenant's allow-list was tightened (or a service number changed):
+            # today's rules win over yesterday's setting.
+            return NONE if kind == IMMEDIATE else defaults(config, user).forward(kind)
+        if _would_loop(config, target, chain, facts.redirects):
+            loop = True
+            return NONE if kind == IMMEDIATE else defaults(config, user).forward(kind)
+        return target
+
+    immediate = follow(IMMEDIATE)
+    decision = RouteDecision(
+        action=RING,
+        timeout=state.no_answer_seconds,
+        on_busy=follow(BUSY),
+        on_no_answer=follow(NO_ANSWER),
+        on_unavailable=follow(UNREACHABLE),
+        from_number=user.number,
+        chain=chain,
+    )
+    if immediate == VOICEMAIL:
+        action, target = TO_VOICEMAIL, ""
+    elif immediate != NONE:
+        action, target = FORWARD, immediate
+    elif facts.in_call and not state.call_waiting:
+        action, target = BUSY_NOW, ""
+    else:
+        action, target = RING, ""
+    return replace(decision, action=action, target=target, loop=loop)
+
+
+def _still_allowed(config: Config, tenant: Tenant, user: User, target: str) -> bool:
+    try:
+        check_target(config, tenant, user, target)
+    except TargetRefused:
+        return False
+    return True
+
+
+def _would_loop(config: Config, target: str, chain: tuple[str, ...], redirects: int) -> bool:
+    if len(chain) > MAX_FORWARD_HOPS or redirects >= MAX_FORWARD_HOPS:
+        return True
+    owner = config.find_number(target)
+    return owner is not None and user_key(owner[0].id, owner[1].id) in chain
+

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
 from asterisk_conf.model import Config
 
-from .routing import decide
+from .routing import CallFacts, RouteDecision, decide, find
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +51,44 @@ async def set_variables(request: Request, variables: dict[str, str]) -> None:
 
 
 class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no type hints
-    """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy)."""
+    """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy).
 
-    def __init__(self, config: Config) -> None:
+    `state` is the call-state service (forwards, call waiting); without one, every user has the
+    default routing.
+    """
+
+    def __init__(self, config: Config, state: Any = None) -> None:
         super().__init__()
         self.config = config
+        self.state = state
         self.add_route("route", self.route)
         self.add_route("ping", self.ping)
 
     async def route(self, request: Request) -> None:
+        """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT`."""
         args = agi_args(request)
-        tenant_id, user_id = (args + ["", ""])[:2]
-        decision = decide(self.config, tenant_id, user_id)
+        tenant_id, user_id, device_state, chain, redirects = (args + [""] * 5)[:5]
+        facts = CallFacts.parse(device_state, chain, redirects)
+        decision = await self.decide(tenant_id, user_id, facts)
         if not decision.known:
+            # No answer: the dialplan's fallback rings and, for a user with voicemail, sends busy
+            # and unanswered calls there (our "ring" would come with ON_* = none).
             log.warning("route: unknown tenant/user %r/%r, letting the devices ring", tenant_id, user_id)
+            return
+        if decision.loop:
+            log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
+                        tenant_id, user_id, "/".join(decision.chain))
         await set_variables(request, decision.variables())
-        log.info("route %s/%s: %s", tenant_id, user_id, decision.variables())
+        log.info("route %s/%s (%s): %s %s", tenant_id, user_id, facts.device_state or "-",
+                 decision.action, decision.target)
+
+    async def decide(self, tenant_id: str, user_id: str, facts: CallFacts) -> RouteDecision:
+        config = self.config
+        routing = None
+        if self.state is not None and find(config, tenant_id, user_id) is not None:
+            # A thread: a database waiting on a lock must not stall every other call.
+            routing = await asyncio.to_thread(self.state.routing, tenant_id, user_id)
+        return decide(config, tenant_id, user_id, routing, facts)
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})
@@ -98,9 +121,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             writer.close()
 
 
-async def start_agi_server(config: Config, host: str, port: int) -> tuple[asyncio.Server, AgiApplication]:
+async def start_agi_server(config: Config, host: str, port: int,
+                           state: Any = None) -> tuple[asyncio.Server, AgiApplication]:
     """Listen for FastAGI requests; the caller owns (and closes) the returned server."""
-    app = AgiApplication(config)
+    app = AgiApplication(config, state)
     server = await asyncio.start_server(app.handler, host, port)
     log.info("FastAGI listening on %s:%d", host, port)
     return server, app

@@ -8,14 +8,15 @@ from zoneinfo import ZoneInfo
 
 from asterisk_conf.ami import AmiSettings
 from asterisk_conf.model import Config
-from callstate import CallStateService
+from callstate import open_service
 from notify import KannelGateway, KannelSettings, Notifier, RetryPolicy, SmtpSender, SmtpSettings
 from vmstore import VoicemailStore
 
+from .features import plugin as features_plugin
 from .plugin_api import Plugin, PluginDeps, merge
 from .voicemail import plugin as voicemail_plugin
 
-PLUGINS = (voicemail_plugin,)
+PLUGINS = (voicemail_plugin, features_plugin)
 
 SecretGetter = Callable[[str], str]
 
@@ -28,7 +29,7 @@ class Layout:
         self.spool = home / "pbx" / "spool"
         self.recordings = self.spool / "recording"
         self.sounds = home / "sounds"
-        self.state_db = home / "state.sqlite3"
+        self.state_db = home / "state.sqlite3"  # with the default (sqlite) state database
         self.outbox_db = home / "outbox.sqlite3"
 
 
@@ -55,7 +56,7 @@ def load(config: Config, home: Path, ami: AmiSettings | None, secret: SecretGett
     deps = PluginDeps(
         config=config,
         store=VoicemailStore(layout.spool),
-        callstate=CallStateService(layout.state_db, config),
+        callstate=open_service(config, home, secret),  # SQLite or PostgreSQL, as configured
         notifier=notifier,
         ami=ami,
         recordings_dir=layout.recordings,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from agi.server import start_agi_server
 from asterisk_conf.model import Config
@@ -31,8 +32,10 @@ class Service:
         *,
         handlers: Mapping[str, Handler] | None = None,
         background: Sequence[Callable[[], Awaitable[None]]] = (),
+        state: Any = None,
     ) -> None:
         self.config = config
+        self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
         self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
         self.app = StasisApp(self.client, handlers or {})
@@ -40,7 +43,7 @@ class Service:
     async def run(self) -> None:
         """Until cancelled. FastAGI listens on `config.platform.agi`."""
         platform = self.config.platform
-        agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port)
+        agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port, self.state)
         log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
                  sorted(self.app.handlers) or "none")
         # Plugins' own loops (orphan recovery, notification retries): a crash is logged, not fatal.
@@ -75,7 +78,9 @@ async def serve(
     *,
     handlers: Mapping[str, Handler] | None = None,
     background: Sequence[Callable[[], Awaitable[None]]] = (),
+    state: Any = None,
 ) -> None:
     """Run the service until cancelled. `ari_url` like "http://127.0.0.1:8088/ari"; entries
     without a handler go back to the dialplan's fallback."""
-    await Service(config, ari_url, ari_user, ari_password, handlers=handlers, background=background).run()
+    await Service(config, ari_url, ari_user, ari_password, handlers=handlers, background=background,
+                  state=state).run()

@@ -191,21 +191,23 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     http = config.platform.http
     host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
     host = f"[{host}]" if ":" in host else host
-    plugin, _ = plugins.load(config, obj.home, obj.ami_settings(config), obj.secrets.get)
+    plugin, deps = plugins.load(config, obj.home, obj.ami_settings(config), obj.secrets.get)
     try:
         asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
-                                handlers=plugin.handlers, background=plugin.background))
+                                handlers=plugin.handlers, background=plugin.background,
+                                state=deps.callstate))
     except KeyboardInterrupt:
         pass
 
 
 def _attach_groups() -> None:
     from asterisk_host.cli import asterisk
+    from callstate.cli import callwaiting_group, forward_group
     from prompts.cli import prompts_group
     from testphone.cli import phone
     from vmstore.cli import voicemail
 
-    for group in (asterisk, phone, prompts_group, voicemail):
+    for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group):
         main.add_command(group)
 
 

@@ -8,6 +8,7 @@ Templates therefore only loop and quote; they never decide.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
@@ -62,6 +63,23 @@ class Notifications:
     smtp_max_attachment_bytes: int = 10 * 1024 * 1024
 
 
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StateDatabase:
+    """Where the call-state service keeps per-user state (see docs/callstate.md). SQLite is a file
+    in VIPBX_HOME; PostgreSQL is shared by several Asterisk nodes. Its password is the generated
+    secret `postgresql` in secrets.json, never YAML."""
+
+    backend: str = "sqlite"
+    host: str = "127.0.0.1"
+    port: int = 5432
+    name: str = "vipbx"
+    user: str = "vipbx"
+    connect_timeout: int = 5  # seconds
+
+
 @dataclass(frozen=True)
 class Platform:
     voicemail_number: str = "+358201243100"
@@ -78,6 +96,7 @@ class Platform:
     carrier: Carrier | None = None
     no_answer_seconds: int = 20
     notifications: Notifications = field(default_factory=Notifications)
+    state_database: StateDatabase = field(default_factory=StateDatabase)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,31 @@ class TenantNumber:
     user: str
 
 
+# Premium-rate service ranges by country code, refused as forward or transfer targets unless a
+# tenant's `forwarding.deny` says otherwise (toll-fraud protection; see docs/routing.md).
+PREMIUM_PREFIXES: dict[str, tuple[str, ...]] = {
+    "358": ("+358100", "+358200", "+358300", "+35860", "+35870"),
+}
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """Where a tenant's users may forward or transfer calls: E.164 prefixes. A number is allowed
+    when it starts with an `allow` prefix and with no `deny` prefix."""
+
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+
+    @classmethod
+    def default(cls, country_code: str) -> Forwarding:
+        """National numbers only, premium-rate ranges excluded."""
+        return cls(allow=("+" + country_code,), deny=PREMIUM_PREFIXES.get(country_code, ()))
+
+    def permits(self, number: str) -> bool:
+        return (any(number.startswith(p) for p in self.allow)
+                and not any(number.startswith(p) for p in self.deny))
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -130,6 +174,11 @@ class Tenant:
     groups: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
     numbers: tuple[TenantNumber, ...] = ()
     users: tuple[User, ...] = ()
+    forwarding: Forwarding | None = None  # None: Forwarding.default(country_code)
+
+    @property
+    def forward_policy(self) -> Forwarding:
+        return self.forwarding or Forwarding.default(self.country_code)
 
     def user(self, user_id: str) -> User:
         for user in self.users:
@@ -147,11 +196,25 @@ class Config:
 
     def find_number(self, number: str) -> tuple[Tenant, User] | None:
         """The tenant and user that own a public number (user number or tenant number)."""
+        return self._owners.get(number)
+
+    def find_user(self, tenant_id: str, user_id: str) -> tuple[Tenant, User] | None:
+        return self._users.get((tenant_id, user_id))
+
+    # Indexes built on first use (per call lookups must not scan every user). The configuration is
+    # immutable, so they never go stale; cached_property writes past the frozen __setattr__.
+    @cached_property
+    def _owners(self) -> dict[str, tuple[Tenant, User]]:
+        owners: dict[str, tuple[Tenant, User]] = {}
         for tenant in self.tenants:
+            by_id = {user.id: user for user in tenant.users}
             for user in tenant.users:
-                if user.number == number:
-                    return tenant, user
+                owners.setdefault(user.number, (tenant, user))
             for extra in tenant.numbers:
-                if extra.number == number:
-                    return tenant, tenant.user(extra.user)
-        return None
+                if extra.user in by_id:
+                    owners.setdefault(extra.number, (tenant, by_id[extra.user]))
+        return owners
+
+    @cached_property
+    def _users(self) -> dict[tuple[str, str], tuple[Tenant, User]]:
+        return {(tenant.id, user.id): (tenant, user) for tenant in self.tenants for user in tenant.users}

@@ -26,13 +26,16 @@ from .errors import ConfigError, Problem
 from .model import (
     LANGUAGES,
     NO_VOICEMAIL_GROUP,
+    STATE_BACKENDS,
     Carrier,
     Config,
     Device,
     FeatureCodes,
+    Forwarding,
     Listener,
     Notifications,
     Platform,
+    StateDatabase,
     Tenant,
     TenantNumber,
     User,
@@ -49,6 +52,7 @@ EXTENSION = re.compile(r"[1-9][0-9]{1,5}")
 FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
 ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
+NUMBER_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}")
 PIN = re.compile(r"[0-9]{4,10}")
 DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}")
@@ -69,12 +73,14 @@ _CHAR_NAMES = {"\n": "newline", "\t": "tab", "\r": "carriage return", "\x00": "N
 
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
-    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications",
+    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications", "state_database",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
+    "forwarding",
 )  # fmt: skip
+FORWARDING_KEYS = ("allow", "deny")
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
 )  # fmt: skip
@@ -666,6 +672,28 @@ def notifications(chk: Checker, loc: Loc, value: Any) -> Notifications:
     return result
 
 
+# ---------------------------------------------------------------- state database
+
+STATE_DATABASE_KEYS = ("backend", "host", "port", "name", "user", "connect_timeout")
+# PostgreSQL names: at most 63 bytes; no quotes, spaces or '=' (they would change a libpq conninfo).
+PG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+pg_name = pattern(PG_NAME, "letters, digits, '_' and '-', not starting with a digit, at most 63", "vipbx")
+
+
+def state_database(chk: Checker, loc: Loc, value: Any) -> StateDatabase:
+    """Where the call-state service keeps its state; the password is the secret `postgresql`."""
+    f = Fields(chk, loc, value, STATE_DATABASE_KEYS, "state_database", "backend: postgresql")
+    d = StateDatabase()
+    return StateDatabase(
+        backend=f.get("backend", choice(STATE_BACKENDS), d.backend) or d.backend,
+        host=f.get("host", host, d.host) or d.host,
+        port=f.get("port", port, d.port),
+        name=f.get("name", pg_name, d.name) or d.name,
+        user=f.get("user", pg_name, d.user) or d.user,
+        connect_timeout=f.get("connect_timeout", integer(1, 300), d.connect_timeout),
+    )
+
+
 def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
     default = Platform()
     if loc is None:
@@ -688,6 +716,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         carrier=f.get("carrier", carrier, None),
         no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
         notifications=f.get("notifications", notifications, default.notifications),
+        state_database=f.get("state_database", state_database, default.state_database),
         **ports,
     )
 
@@ -746,11 +775,13 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
     for item, item_loc in f.items("numbers", "numbers"):
         numbers.append(tenant_number(chk, item_loc, item, scope, user_ids))
     default = Tenant(id="", name="", domain="")
+    cc = f.get("country_code", country_code, default.country_code) or default.country_code
     return Tenant(
         id=ident,
         name=name,
         domain=dom,
-        country_code=f.get("country_code", country_code, default.country_code),
+        country_code=cc,
+        forwarding=f.get("forwarding", lambda c, lo, v: forwarding(c, lo, v, cc), None),
         max_message_seconds=f.get(
             "max_message_seconds", integer(10, 600), default.max_message_seconds
         ),
@@ -758,6 +789,28 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         numbers=tuple(numbers),
         users=tuple(users),
     )
+
+
+def forwarding(chk: Checker, loc: Loc, value: Any, cc: str) -> Forwarding | None:
+    """A tenant's forward/transfer allow-list; absent keys keep the national default."""
+    f = Fields(chk, loc, value, FORWARDING_KEYS, "forwarding", 'allow: ["+358", "+46"]')
+    default = Forwarding.default(cc)
+    return Forwarding(allow=f.get("allow", number_prefixes, default.allow),
+                      deny=f.get("deny", number_prefixes, default.deny))
+
+
+def number_prefixes(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:
+    prefixes: list[str] = []
+    for item, item_loc in _items(chk, loc, value, 'E.164 prefixes such as "+358"'):
+        got = _string(chk, item_loc, item, '"+358"')
+        if got is None:
+            continue
+        if not NUMBER_PREFIX.fullmatch(got):
+            chk.report(item_loc, f"{show(got)} is not an E.164 prefix: '+' and 1 to 15 digits, "
+                       'e.g. "+358" or "+3589"')
+            continue
+        prefixes.append(got)
+    return tuple(prefixes)
 
 
 def tenant_groups(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from .audit import AuditEntry
 from .errors import SettingsError, StorageError, UnknownUserError
+from .factory import DB_FILE_NAME, open_database, open_service
 from .pin import PinCheck, PinStatus
+from .routing import KINDS, NONE, VOICEMAIL, Routing, parse_kind
 from .service import CallStateService
+from .targets import TargetRefused, check_target
 from .voicemail import VoicemailSettings, parse_value
 
-DB_FILE_NAME = "state.sqlite3"
 DEFAULT_HOME = "/var/lib/vipbx"
 
 
@@ -23,6 +25,13 @@ def default_db_path(home: str | Path | None = None) -> Path:
 
 __all__ = [
     "DB_FILE_NAME",
+    "KINDS",
+    "NONE",
+    "VOICEMAIL",
+    "Routing",
+    "TargetRefused",
+    "check_target",
+    "parse_kind",
     "AuditEntry",
     "CallStateService",
     "PinCheck",
@@ -32,5 +41,7 @@ __all__ = [
     "UnknownUserError",
     "VoicemailSettings",
     "default_db_path",
+    "open_database",
+    "open_service",
     "parse_value",
 ]

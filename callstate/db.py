@@ -1,11 +1,11 @@
-"""The one module that talks to the database driver: connections, transactions, migrations.
+"""The storage contract (`Backend`, `Tx`, `Dialect`, migrations) and its SQLite implementation.
 
 Everything above this module writes portable SQL with `?` parameters and calls `read` / `write`
 with a function of a `Tx`. The contract a backend must keep: `write` transactions are
 serializable (SQLite: `BEGIN IMMEDIATE` takes the single write lock up front, so a
-read-modify-write never loses an update and never deadlocks upgrading a read lock; a PostgreSQL
-backend would run SERIALIZABLE and retry on serialization failures — which is why transactions are
-functions, not `with` blocks: a function can be run again).
+read-modify-write never loses an update and never deadlocks upgrading a read lock; PostgreSQL,
+in `postgres.py`, runs SERIALIZABLE and retries on serialization failures — which is why
+transactions are functions, not `with` blocks: a function can be run again).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .errors import StorageError
 from .schema import MIGRATIONS, Migration
@@ -52,10 +52,40 @@ SQLITE = Dialect(
 )
 
 
+class Cursor(Protocol):
+    """What `Tx` needs of a driver's cursor (sqlite3 and psycopg both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Statements(Protocol):
+    """Runs one statement with `?` parameters: an sqlite3 connection, or a translating wrapper."""
+
+    def execute(self, sql: str, params: Params, /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """What `CallStateService` needs of a database: `Database` (SQLite) and `PostgresDatabase`."""
+
+    dialect: Dialect
+    schema_version: int
+
+    def read(self, work: Callable[[Tx], T]) -> T: ...
+
+    def write(self, work: Callable[[Tx], T]) -> T: ...
+
+    def close(self) -> None: ...
+
+
 class Tx:
     """One transaction's statements. Parameters are always bound, never formatted into SQL."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
@@ -89,7 +119,7 @@ class Database:
         self._closed = False
         self._create_file()
         self._enable_wal()
-        self.schema_version = self.write(lambda tx: _migrate(tx, self.dialect, migrations))
+        self.schema_version = self.write(lambda tx: migrate(tx, self.dialect, migrations))
 
     # ------------------------------------------------------------------ transactions
 
@@ -193,8 +223,11 @@ def _rollback(conn: sqlite3.Connection) -> None:
         pass  # nothing open (BEGIN or the failed statement already ended it)
 
 
-def _migrate(tx: Tx, dialect: Dialect, migrations: Sequence[Migration]) -> int:
-    """Applies the migrations this file has not seen, in order; the resulting schema version."""
+def migrate(tx: Tx, dialect: Dialect, migrations: Sequence[Migration]) -> int:
+    """Applies the migrations this database has not seen, in order; the resulting schema version.
+
+    The caller runs this in one transaction that no other migrator can interleave with (SQLite:
+    the write lock; PostgreSQL: an advisory lock), so each migration is applied once."""
     tx.run("CREATE TABLE IF NOT EXISTS schema_version ("
            "version INTEGER NOT NULL PRIMARY KEY, description VARCHAR(200) NOT NULL, "
            "applied_at VARCHAR(32) NOT NULL)")

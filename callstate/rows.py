@@ -6,6 +6,7 @@ from datetime import datetime
 
 from .db import Tx
 from .pin import PinStatus
+from .routing import KINDS
 from .times import from_text, to_text
 from .voicemail import VoicemailSettings
 
@@ -48,3 +49,23 @@ def store_pin(tx: Tx, tenant_id: str, user_id: str, status: PinStatus, now: date
            "failures = excluded.failures, locked_until = excluded.locked_until, "
            "updated_at = excluded.updated_at",
            (tenant_id, user_id, status.failures, locked_until, to_text(now)))
+
+
+# The stored routing columns, in this order: each forward kind, the delay, call waiting.
+ROUTING_COLUMNS = (*(f"fwd_{kind}" for kind in KINDS), "no_answer_seconds", "call_waiting")
+StoredRouting = dict[str, object]  # column → value; a missing or None value means "the default"
+
+
+def load_routing(tx: Tx, tenant_id: str, user_id: str) -> StoredRouting:
+    row = tx.one(f"SELECT {', '.join(ROUTING_COLUMNS)} FROM call_routing "
+                 "WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id))
+    return dict(zip(ROUTING_COLUMNS, row)) if row is not None else {}
+
+
+def store_routing(tx: Tx, tenant_id: str, user_id: str, stored: StoredRouting, now: datetime) -> None:
+    values = [stored.get(column) for column in ROUTING_COLUMNS]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ROUTING_COLUMNS)
+    tx.run(f"INSERT INTO call_routing (tenant_id, user_id, {', '.join(ROUTING_COLUMNS)}, updated_at) "
+           f"VALUES (?, ?, {', '.join('?' for _ in ROUTING_COLUMNS)}, ?) "
+           f"ON CONFLICT (tenant_id, user_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+           (tenant_id, user_id, *values, to_text(now)))

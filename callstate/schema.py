@@ -6,9 +6,7 @@ Portable SQL only (SQLite and PostgreSQL): VARCHAR/INTEGER/SMALLINT/TEXT, boolea
 and is filled in from the backend's dialect. Users live in the YAML, not here, so there are no
 foreign keys: a row is keyed by (tenant_id, user_id), and "no row" means "the defaults".
 
-Planned, as new migrations of their own issues (see docs/callstate.md):
-- routing: `forwards` (tenant_id, user_id, kind immediate|busy|no_answer|unreachable,
-  target voicemail|number, number, delay_seconds) and `call_waiting` (tenant_id, user_id, enabled);
+Planned, as a new migration of its own issue (see docs/callstate.md):
 - presence: `presence` (tenant_id, user_id, activity, until, note).
 """
 
@@ -61,5 +59,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             new_value TEXT
         )""",
         "CREATE INDEX audit_log_user ON audit_log (tenant_id, user_id, id)",
+    )),
+    Migration(2, "forwards and call waiting", (
+        # One row per user who changed anything; NULL in a column means "the default" (which
+        # depends on the YAML, e.g. on the "No voicemail" group), so a default follows the YAML.
+        # A forward column holds 'voicemail', 'none' or an E.164 number.
+        """CREATE TABLE call_routing (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            fwd_immediate VARCHAR(16),
+            fwd_busy VARCHAR(16),
+            fwd_no_answer VARCHAR(16),
+            fwd_unreachable VARCHAR(16),
+            no_answer_seconds INTEGER CHECK (no_answer_seconds BETWEEN 5 AND 120),
+            call_waiting SMALLINT CHECK (call_waiting IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
     )),
 )

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Any, Self
 
-from asterisk_conf.model import Config
+from asterisk_conf.model import Config, User
 
 from . import audit as audit_log
 from . import rows
 from .audit import SETTING_CHANGED, AuditEntry
-from .db import Database, Tx
+from .db import Backend, Database, Tx
 from .errors import SettingsError
 from .pin import (
     PIN_FAILED,
@@ -34,7 +35,10 @@ from .pin import (
     effective,
     pin_matches,
 )
+from . import routing as routing_rules
+from .routing import CALL_WAITING_FIELD, Routing
 from .times import Clock, aware_utc, to_text, utc_now
+from .targets import LOOP, TargetRefused
 from .users import Origin, find_user
 from .voicemail import (
     AUDIT_PREFIX,
@@ -62,7 +66,7 @@ class _Event:
 class CallStateService:
     def __init__(
         self,
-        db_path: Path,
+        db: Path | str | Backend,
         config: Config,
         *,
         lockout_attempts: int = 5,
@@ -73,7 +77,10 @@ class CallStateService:
         self._policy = LockoutPolicy(lockout_attempts, lockout_minutes)
         self._clock = clock
         self._config = config
-        self._db = Database(Path(db_path), busy_timeout=busy_timeout)
+        # A path is the SQLite file; anything else is a ready backend (see `open_service`), which
+        # the service then owns and closes.
+        self._db: Backend = (Database(Path(db), busy_timeout=busy_timeout)
+                             if isinstance(db, (str, PathLike)) else db)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -204,6 +211,88 @@ class CallStateService:
                      origin.actor, origin.source)
         return PinStatus()
 
+    # ------------------------------------------------------------------ forwards, call waiting
+
+    def routing(self, tenant_id: str, user_id: str) -> Routing:
+        """The user's forwards and call waiting (defaults where nothing was changed)."""
+        _, user = find_user(self._config, tenant_id, user_id)
+        stored = self._db.read(lambda tx: rows.load_routing(tx, tenant_id, user_id))
+        return routing_rules.effective(self._config, user, stored)
+
+    def set_forward(self, tenant_id: str, user_id: str, kind: str, target: str, *, actor: str,
+                    source: str, no_answer_seconds: int | None = None) -> Routing:
+        """Sets one forward: `target` is a number as dialled (national, E.164 or a colleague's
+        extension), 'voicemail' or 'none'. TargetRefused (a SettingsError with a `reason`) when the
+        number may not be used; nothing is written then."""
+        config = self._config
+        tenant, user = find_user(config, tenant_id, user_id)
+        origin = Origin(actor, source)
+        stored_target = routing_rules.check_forward(config, tenant, user, kind, target)
+        if kind == routing_rules.IMMEDIATE and stored_target.startswith("+"):
+            self._refuse_loop(tenant_id, user_id, stored_target)
+        changes: dict[str, object] = {f"fwd_{kind}": stored_target}
+        if no_answer_seconds is not None:
+            if kind != "no_answer":
+                raise SettingsError("a delay belongs to the no_answer forward only")
+            changes["no_answer_seconds"] = routing_rules.check_delay(no_answer_seconds)
+        return self._change_routing(tenant_id, user_id, user, origin, changes)
+
+    def reset_routing(self, tenant_id: str, user_id: str, *, actor: str, source: str) -> Routing:
+        """Back to the defaults: every forward, the no-answer delay and call waiting."""
+        _, user = find_user(self._config, tenant_id, user_id)
+        return self._change_routing(tenant_id, user_id, user, Origin(actor, source),
+                                    {column: None for column in rows.ROUTING_COLUMNS})
+
+    def _refuse_loop(self, tenant_id: str, user_id: str, target: str) -> None:
+        """TargetRefused when the target's immediate forwards lead back to this user (A→B→A).
+        The router stops loops anyway; refusing here tells the user at once."""
+        config = self._config
+        seen = {(tenant_id, user_id)}
+        for _ in range(routing_rules.LOOP_CHECK_HOPS):
+            owner = config.find_number(target)
+            if owner is None:
+                return
+            key = (owner[0].id, owner[1].id)
+            if key in seen:
+                raise TargetRefused(LOOP, f"{target} forwards calls back to {user_id}")
+            seen.add(key)
+            target = self.routing(*key).immediate
+            if not target.startswith("+"):
+                return
+
+    def set_call_waiting(self, tenant_id: str, user_id: str, enabled: bool, *, actor: str,
+                         source: str) -> Routing:
+        _, user = find_user(self._config, tenant_id, user_id)
+        if not isinstance(enabled, bool):
+            raise SettingsError(f"call waiting is on or off (true or false), not {enabled!r}")
+        return self._change_routing(tenant_id, user_id, user, Origin(actor, source),
+                                    {"call_waiting": int(enabled)})
+
+    def _change_routing(self, tenant_id: str, user_id: str, user: User, origin: Origin,
+                        changes: dict[str, object]) -> Routing:
+        config = self._config
+
+        def work(tx: Tx) -> tuple[Routing, list[_Event]]:
+            stored = rows.load_routing(tx, tenant_id, user_id)
+            before = routing_rules.effective(config, user, stored)
+            after = routing_rules.effective(config, user, {**stored, **changes})
+            events = [_Event(SETTING_CHANGED, _routing_field(name), _text(getattr(before, name)),
+                             _text(getattr(after, name)))
+                      for name in _ROUTING_FIELDS if getattr(before, name) != getattr(after, name)]
+            # Stored even when the effective value is unchanged: an explicit choice outlives a
+            # later change of the defaults.
+            if any(stored.get(column) != value for column, value in changes.items()):
+                now = self._now()
+                rows.store_routing(tx, tenant_id, user_id, {**stored, **changes}, now)
+                self._record(tx, now, tenant_id, user_id, origin, events)
+            return after, events
+
+        after, events = self._db.write(work)
+        for e in events:
+            log.info("%s/%s %s: %s -> %s (by %s via %s)", tenant_id, user_id, e.field, e.old, e.new,
+                     origin.actor, origin.source)
+        return after
+
     # ------------------------------------------------------------------ audit
 
     def audit(self, tenant_id: str | None = None, user_id: str | None = None,
@@ -218,3 +307,16 @@ class CallStateService:
                 events: list[_Event]) -> None:
         for e in events:
             audit_log.record(tx, now, tenant_id, user_id, origin, e.event, e.field, e.old, e.new)
+
+
+_ROUTING_FIELDS = ("immediate", "busy", "no_answer", "unreachable", "no_answer_seconds", "call_waiting")
+
+
+def _routing_field(name: str) -> str:
+    return CALL_WAITING_FIELD if name == "call_waiting" else routing_rules.AUDIT_PREFIX + name
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -31,6 +31,9 @@ class Origin:
 
 
 def find_user(config: Config, tenant_id: str, user_id: str) -> tuple[Tenant, User]:
+    found = config.find_user(tenant_id, user_id) if isinstance(tenant_id, str) and isinstance(user_id, str) else None
+    if found is not None:
+        return found
     for tenant in config.tenants:
         if tenant.id == tenant_id:
             for user in tenant.users:

@@ -182,6 +182,21 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
         "Du har inte behörighet till den här tjänsten.",
         "You are not allowed to use this service.",
     ),
+    "fc-refused-activity-number": (
+        "Puheluja ei voi siirtää tilanvaihtonumeroon.",
+        "Det går inte att koppla vidare till numret för statusbyte.",
+        "Calls cannot be forwarded to the activity-change number.",
+    ),
+    "fc-refused-number-barred": (
+        "Puheluja ei voi siirtää tähän numeroon.",
+        "Det går inte att koppla samtal till det här numret.",
+        "Calls cannot be forwarded to this number.",
+    ),
+    "xfer-refused": (
+        "Puhelua ei voitu siirtää tähän numeroon. Näkemiin.",
+        "Samtalet kunde inte kopplas till det numret. Hej då.",
+        "The call could not be transferred to that number. Goodbye.",
+    ),
     "fc-refused-error": (
         "Teknisen häiriön vuoksi toimintoa ei voitu suorittaa. Yritä myöhemmin uudelleen.",
         "På grund av ett tekniskt fel gick det inte att utföra. Försök igen senare.",

@@ -124,6 +124,12 @@ class Call:
         await self._wait(lambda: digits in self.dtmf_received, timeout, f"DTMF {digits}")
 
     # -- actions ---------------------------------------------------------------------------
+    async def get_var(self, name: str) -> str:
+        """A variable or function of this call's channel on the phone side, e.g.
+        `REDIRECTING(from-num)`: the Diversion the PBX sent with an incoming call."""
+        answer = await self.phone.client.get(f"/channels/{self.id}/variable", variable=name)
+        return str((answer or {}).get("value", ""))
+
     async def answer(self) -> None:
         await self.phone._attach_media(self)
         await self.phone.client.post(f"/channels/{self.id}/answer")

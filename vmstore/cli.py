@@ -22,6 +22,7 @@ from asterisk_conf.ami import AmiSettings
 from asterisk_conf.errors import ConfigError
 from asterisk_conf.model import Config, Tenant, User
 from asterisk_conf.render import AMI_USER
+from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
 from asterisk_host.cli import vipbx_home
 
@@ -53,6 +54,9 @@ class Target:
 
     def store(self) -> VoicemailStore:
         return VoicemailStore(self.home / "pbx" / "spool")
+
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.home / "secrets.json")
 
 
 def resolve(ctx: click.Context, who: str, files: tuple[str, ...]) -> Target:
@@ -205,19 +209,24 @@ def settings(ctx: click.Context, user: str, files: tuple[str, ...], sms: bool | 
         changes["press1_number"] = None
     target = resolve(ctx, user, files)
     from callstate import (  # written alongside; imported when used
-        CallStateService,
         SettingsError,
+        StorageError,
+        open_service,
     )
 
-    service = CallStateService(target.home / "state.sqlite3", target.config)
+    try:
+        # SQLite or PostgreSQL as configured; the secrets are read for PostgreSQL's password only.
+        service = open_service(target.config, target.home, target.secrets().get)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         if changes:
-            current = service.update_voicemail_settings(target.tenant.id, target.user.id, actor=_actor(),
+            current = service.update_voicemail_settings(target.tenant.id, target.user.id, actor=operator_name(),
                                                         source="cli", **changes)
             click.echo(f"updated: {', '.join(sorted(changes))}")
         else:
             current = service.voicemail_settings(target.tenant.id, target.user.id)
-    except SettingsError as exc:
+    except (SettingsError, StorageError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         getattr(service, "close", lambda: None)()
@@ -233,7 +242,7 @@ def settings(ctx: click.Context, user: str, files: tuple[str, ...], sms: bool | 
         click.echo(f"  {label + ':':<22}{value}")
 
 
-def _actor() -> str:
+def operator_name() -> str:
     try:
         return f"operator:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry (containers)

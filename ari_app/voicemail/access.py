@@ -14,7 +14,7 @@ from ari_app.session import CallSession
 from vmstore import Message
 
 from .services import Mailbox, VoicemailService, wav_seconds
-from .voice import Voice
+from ari_app.voice import Voice
 
 log = logging.getLogger(__name__)
 

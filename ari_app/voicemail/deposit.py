@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from ari_app.session import CallSession, ChannelGone
 
 from .services import Mailbox, VoicemailService
-from .voice import Voice
+from ari_app.voice import Voice
 
 log = logging.getLogger(__name__)
 

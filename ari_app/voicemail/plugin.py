@@ -10,7 +10,7 @@ from ari_app.plugin_api import Plugin, PluginDeps
 from .access import Access
 from .deposit import Deposit
 from .services import VoicemailService
-from .voice import Voice
+from ari_app.voice import Voice
 
 log = logging.getLogger(__name__)
 

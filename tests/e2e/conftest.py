@@ -181,3 +181,17 @@ async def phone(phone_instance: PhoneInstance) -> AsyncIterator[TestPhone]:
     """A TestPhone on the session's phone instance; its calls are hung up after the test."""
     async with phone_instance.connect() as connected:
         yield connected
+
+
+@pytest.fixture(scope="module")
+def no_pbx_errors(pbx: Pbx) -> Iterator[None]:
+    """Fails the module if the PBX logged an ERROR line while its tests ran (e.g. a dialplan
+    function that is not loaded: the call may still go on, wrongly)."""
+    def errors() -> list[str]:
+        text = pbx.instance.log_path.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if "ERROR[" in line]
+
+    before = errors()
+    yield
+    new = errors()[len(before):]
+    assert not new, "the PBX logged errors during these calls:\n" + "\n".join(new)

@@ -96,7 +96,7 @@ async def test_router_is_asked_and_the_user_rings(stack: tuple[Vipbx, Serve], ph
     await call.wait_state("Up", timeout=10)
     await call.hangup()
     await ringing.wait_hangup(timeout=10)
-    assert "route acme/anna.virtanen: {'VIPBX_ACTION': 'ring', 'VIPBX_TIMEOUT': '20'}" in serve.text()
+    assert "route acme/anna.virtanen (NOT_INUSE): ring" in serve.text()
 
 
 async def test_entry_without_handler_falls_back_to_the_dialplan(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from agi import server as server_module
-from agi.routing import RouteDecision, decide
+from agi.routing import MAX_FORWARD_HOPS, CallFacts, RouteDecision, decide
 from agi.server import AgiApplication, quote, start_agi_server
-from asterisk_conf.model import Config, Platform, Tenant, User
+from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Forwarding, Platform, Tenant, TenantNumber, User
+from callstate import CallStateService, Routing, StorageError
+
+ANNA, MIKKO, NORA = "+358401111111", "+358401111112", "+358401111113"
+ANNA_MAIN = "+358911111111"  # a tenant number that rings anna
+OUTSIDE = "+358501234567"
+
+
+def user(uid: str, number: str, ext: str, no_voicemail: bool = False) -> User:
+    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="1234", language="fi",
+                groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
+
 
 CONFIG = Config(
     platform=Platform(no_answer_seconds=25),
@@ -19,23 +33,165 @@ CONFIG = Config(
             id="acme",
             name="Acme Oy",
             domain="acme.example",
-            users=(User(id="anna", name="Anna", number="+358401111111", extension="101", email=None,
-                        pin="1234", language="fi"),),
+            numbers=(TenantNumber(ANNA_MAIN, "anna"),),
+            users=(user("anna", ANNA, "101"), user("mikko", MIKKO, "102"),
+                   user("nora", NORA, "103", no_voicemail=True)),
         ),
     ),
 )
+VM = Routing(busy="voicemail", no_answer="voicemail", unreachable="voicemail", no_answer_seconds=25)
 
 
-def test_known_user_rings_for_no_answer_seconds() -> None:
+# ---------------------------------------------------------------------- the decision
+
+
+def test_known_user_rings_with_the_defaults() -> None:
     decision = decide(CONFIG, "acme", "anna")
-    assert decision == RouteDecision("ring", 25)
-    assert decision.variables() == {"VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "25"}
+    assert decision == RouteDecision("ring", 25, on_busy="voicemail", on_no_answer="voicemail",
+                                     on_unavailable="voicemail", from_number=ANNA, chain=("acme:anna",))
+    assert decision.variables() == {
+        "VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "25", "VIPBX_TARGET": "", "VIPBX_ON_BUSY": "voicemail",
+        "VIPBX_ON_NOANSWER": "voicemail", "VIPBX_ON_UNAVAIL": "voicemail", "VIPBX_FROM": ANNA,
+        "VIPBX_CHAIN": "acme:anna",
+    }
+    # Stored defaults give the same answer as no stored state.
+    assert decide(CONFIG, "acme", "anna", VM) == decision
 
 
-@pytest.mark.parametrize(("tenant", "user"), [("acme", "nobody"), ("nope", "anna"), ("", "")])
-def test_unknown_tenant_or_user_still_rings(tenant: str, user: str) -> None:
-    decision = decide(CONFIG, tenant, user)
-    assert (decision.action, decision.timeout, decision.known) == ("ring", 25, False)
+def test_no_voicemail_user_defaults_go_nowhere() -> None:
+    decision = decide(CONFIG, "acme", "nora")
+    assert (decision.action, decision.on_busy, decision.on_no_answer, decision.on_unavailable) == (
+        "ring", "none", "none", "none")
+
+
+@pytest.mark.parametrize(("tenant", "uid"), [("acme", "nobody"), ("nope", "anna"), ("", "")])
+def test_unknown_tenant_or_user_still_rings(tenant: str, uid: str) -> None:
+    decision = decide(CONFIG, tenant, uid, Routing(immediate=OUTSIDE), CallFacts("INUSE"))
+    assert (decision.action, decision.timeout, decision.known, decision.target) == ("ring", 25, False, "")
+
+
+def test_immediate_forward() -> None:
+    decision = decide(CONFIG, "acme", "anna", Routing(immediate=OUTSIDE, busy="voicemail"))
+    assert (decision.action, decision.target, decision.loop) == ("forward", OUTSIDE, False)
+    variables = decision.variables()
+    assert (variables["VIPBX_ACTION"], variables["VIPBX_TARGET"], variables["VIPBX_FROM"]) == (
+        "forward", OUTSIDE, ANNA)
+
+
+def test_stored_forwards_the_rules_now_refuse_are_not_followed() -> None:
+    # Stored while the number was allowed; the tenant has since denied that range.
+    tightened = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], forwarding=Forwarding(
+        allow=("+358",), deny=("+35850",))),))
+    stored = Routing(immediate=OUTSIDE, busy=OUTSIDE, no_answer="voicemail", unreachable="voicemail")
+    decision = decide(tightened, "acme", "anna", stored)
+    assert (decision.action, decision.target) == ("ring", "")
+    assert decision.on_busy == "voicemail"  # the default, not the refused number
+    assert decide(CONFIG, "acme", "anna", stored).action == "forward"  # allowed before
+
+
+def test_immediate_forward_wins_over_busy() -> None:
+    routing = Routing(immediate=MIKKO, call_waiting=False)
+    assert decide(CONFIG, "acme", "anna", routing, CallFacts("INUSE")).action == "forward"
+
+
+def test_immediate_to_voicemail() -> None:
+    decision = decide(CONFIG, "acme", "anna", Routing(immediate="voicemail", busy="voicemail"))
+    assert (decision.action, decision.target) == ("voicemail", "")
+
+
+@pytest.mark.parametrize("state", ["INUSE", "BUSY", "RINGINUSE", "ONHOLD", "HOLDINUSE", "inuse"])
+def test_in_call_without_call_waiting_is_busy_now(state: str) -> None:
+    routing = Routing(busy="voicemail", call_waiting=False)
+    decision = decide(CONFIG, "acme", "anna", routing, CallFacts(state))
+    assert (decision.action, decision.on_busy) == ("busy", "voicemail")
+    assert decision.variables()["VIPBX_ACTION"] == "busy"
+
+
+@pytest.mark.parametrize("state", ["INUSE", "RINGINUSE"])
+def test_in_call_with_call_waiting_rings(state: str) -> None:
+    assert decide(CONFIG, "acme", "anna", VM, CallFacts(state)).action == "ring"
+
+
+@pytest.mark.parametrize("state", ["", "NOT_INUSE", "UNAVAILABLE", "RINGING", "UNKNOWN"])
+def test_not_in_call_rings_even_without_call_waiting(state: str) -> None:
+    routing = Routing(busy="voicemail", call_waiting=False)
+    assert decide(CONFIG, "acme", "anna", routing, CallFacts(state)).action == "ring"
+
+
+def test_conditional_forwards_in_variables() -> None:
+    routing = Routing(busy=MIKKO, no_answer="voicemail", unreachable=OUTSIDE, no_answer_seconds=12)
+    variables = decide(CONFIG, "acme", "anna", routing).variables()
+    assert {k: variables[k] for k in ("VIPBX_ACTION", "VIPBX_TIMEOUT", "VIPBX_TARGET", "VIPBX_ON_BUSY",
+                                      "VIPBX_ON_NOANSWER", "VIPBX_ON_UNAVAIL")} == {
+        "VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "12", "VIPBX_TARGET": "", "VIPBX_ON_BUSY": MIKKO,
+        "VIPBX_ON_NOANSWER": "voicemail", "VIPBX_ON_UNAVAIL": OUTSIDE}
+
+
+def test_a_to_b_to_a_is_not_followed() -> None:
+    # anna forwards to mikko, mikko back to anna (set before the set-time check, or via a tenant number).
+    first = decide(CONFIG, "acme", "anna", Routing(immediate=MIKKO))
+    assert (first.action, first.target, first.loop, first.chain) == ("forward", MIKKO, False, ("acme:anna",))
+    facts = CallFacts.parse("NOT_INUSE", first.variables()["VIPBX_CHAIN"], "1")
+    for back in (ANNA, ANNA_MAIN):
+        mikko = Routing(immediate=back, busy=back, no_answer=OUTSIDE, unreachable=back)
+        second = decide(CONFIG, "acme", "mikko", mikko, facts)
+        assert (second.action, second.target, second.loop) == ("ring", "", True)
+        # Forwards back to anna fall back to mikko's defaults; others are followed.
+        assert (second.on_busy, second.on_no_answer, second.on_unavailable) == ("voicemail", OUTSIDE, "voicemail")
+        assert second.variables()["VIPBX_CHAIN"] == "acme:anna/acme:mikko"
+
+
+def test_a_loop_falls_back_to_no_voicemail_defaults() -> None:
+    facts = CallFacts(chain=("acme:anna",))
+    decision = decide(CONFIG, "acme", "nora", Routing(immediate=ANNA, busy=ANNA), facts)
+    assert (decision.action, decision.loop, decision.on_busy, decision.on_no_answer) == (
+        "ring", True, "none", "none")
+
+
+def test_a_forward_to_someone_not_in_the_chain_is_followed() -> None:
+    facts = CallFacts(chain=("acme:anna",))
+    decision = decide(CONFIG, "acme", "mikko", Routing(immediate=NORA), facts)
+    assert (decision.action, decision.target, decision.loop) == ("forward", NORA, False)
+
+
+def chain_of(n: int) -> tuple[str, ...]:
+    return tuple(f"other{i}:user{i}" for i in range(n))
+
+
+def test_hop_limit_by_chain_length() -> None:
+    routing = Routing(immediate=OUTSIDE, busy=OUTSIDE, no_answer="voicemail")
+    below = decide(CONFIG, "acme", "anna", routing, CallFacts(chain=chain_of(MAX_FORWARD_HOPS - 1)))
+    assert (below.action, below.target, below.loop) == ("forward", OUTSIDE, False)
+    at = decide(CONFIG, "acme", "anna", routing, CallFacts(chain=chain_of(MAX_FORWARD_HOPS)))
+    assert (at.action, at.target, at.loop) == ("ring", "", True)
+    assert (at.on_busy, at.on_no_answer) == ("voicemail", "voicemail")  # the defaults, voicemail kept
+    assert len(at.chain) == MAX_FORWARD_HOPS + 1
+
+
+def test_hop_limit_by_redirect_count() -> None:
+    routing = Routing(immediate=OUTSIDE)
+    below = decide(CONFIG, "acme", "anna", routing, CallFacts(redirects=MAX_FORWARD_HOPS - 1))
+    assert (below.action, below.loop) == ("forward", False)
+    at = decide(CONFIG, "acme", "anna", routing, CallFacts.parse("", "", str(MAX_FORWARD_HOPS)))
+    assert (at.action, at.target, at.loop) == ("ring", "", True)
+
+
+@pytest.mark.parametrize(("args", "facts"), [
+    (("", "", ""), CallFacts("", (), 0)),
+    ((" INUSE ", "acme:anna/acme:mikko", "2"), CallFacts("INUSE", ("acme:anna", "acme:mikko"), 2)),
+    (("NOT_INUSE", "//acme:anna//", "x"), CallFacts("NOT_INUSE", ("acme:anna",), 0)),
+    (("", "/", "-3"), CallFacts("", (), 0)),
+    (("", "", "1.5"), CallFacts("", (), 0)),
+    (("garbage", "", "99999999999999999999"), CallFacts("garbage", (), 99999999999999999999)),
+])
+def test_call_facts_parse(args: tuple[str, str, str], facts: CallFacts) -> None:
+    assert CallFacts.parse(*args) == facts
+
+
+def test_junk_facts_still_decide() -> None:
+    facts = CallFacts.parse("\x00", "??", "many")
+    assert not facts.in_call
+    assert decide(CONFIG, "acme", "anna", Routing(immediate=OUTSIDE), facts).action == "forward"
 
 
 def test_quote() -> None:
@@ -81,19 +237,113 @@ async def converse(port: int, env: bytes, reply: bytes = b"200 result=1\n") -> l
     return commands
 
 
-async def test_route_sets_action_and_timeout(agi: tuple[AgiApplication, int]) -> None:
+def set_commands(variables: dict[str, str]) -> list[str]:
+    return [f"SET VARIABLE {name} {quote(value)}" for name, value in variables.items()]
+
+
+def as_vars(commands: list[str]) -> dict[str, str]:
+    out = {}
+    for command in commands:
+        verb, name, value = command.split(" ", 3)[1:] if command.startswith("SET ") else ("", "", "")
+        assert verb == "VARIABLE" and value.startswith('"') and value.endswith('"'), command
+        out[name] = value[1:-1]
+    return out
+
+
+async def test_route_sets_every_variable(agi: tuple[AgiApplication, int]) -> None:
     _, port = agi
-    commands = await converse(port, agi_env("route", "acme", "anna"))
-    assert commands == ['SET VARIABLE VIPBX_ACTION "ring"', 'SET VARIABLE VIPBX_TIMEOUT "25"']
+    commands = await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0"))
+    assert commands == set_commands(decide(CONFIG, "acme", "anna").variables())
+    assert commands[:2] == ['SET VARIABLE VIPBX_ACTION "ring"', 'SET VARIABLE VIPBX_TIMEOUT "25"']
+    # The older two-argument form still gets an answer.
+    assert await converse(port, agi_env("route", "acme", "anna")) == commands
 
 
-async def test_route_unknown_user_rings_and_warns(
+async def test_route_unknown_user_is_left_to_the_dialplan(
     agi: tuple[AgiApplication, int], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # No variables: the dialplan's own fallback then rings, and sends busy / unanswered calls to
+    # voicemail when the user has one, as it does without the router.
     _, port = agi
-    commands = await converse(port, agi_env("route", "acme", "ghost"))
-    assert commands[0] == 'SET VARIABLE VIPBX_ACTION "ring"'
+    assert await converse(port, agi_env("route", "acme", "ghost", "NOT_INUSE", "", "0")) == []
     assert "unknown tenant/user 'acme'/'ghost'" in caplog.text
+
+
+class FailingState:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def routing(self, tenant_id: str, user_id: str) -> Routing:
+        self.asked.append((tenant_id, user_id))
+        raise StorageError("the call-state database is locked")
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[CallStateService]:
+    with CallStateService(tmp_path / "state.sqlite3", CONFIG) as service:
+        yield service
+
+
+@pytest.fixture
+async def agi_state(state: CallStateService) -> AsyncIterator[tuple[CallStateService, int]]:
+    server, app = await start_agi_server(CONFIG, "127.0.0.1", 0, state)
+    assert app.state is state
+    yield state, server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_route_reads_the_stored_forward(agi_state: tuple[CallStateService, int]) -> None:
+    state, port = agi_state
+    state.set_forward("acme", "anna", "immediate", "102", actor="op", source="cli")
+    got = as_vars(await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")))
+    assert (got["VIPBX_ACTION"], got["VIPBX_TARGET"], got["VIPBX_FROM"], got["VIPBX_CHAIN"]) == (
+        "forward", MIKKO, ANNA, "acme:anna")
+
+
+async def test_route_reads_call_waiting_delay_and_conditional_forwards(
+        agi_state: tuple[CallStateService, int]) -> None:
+    state, port = agi_state
+    state.set_forward("acme", "mikko", "no_answer", "0501234567", actor="op", source="cli", no_answer_seconds=9)
+    state.set_forward("acme", "mikko", "unreachable", "none", actor="op", source="cli")
+    state.set_forward("acme", "mikko", "busy", "101", actor="op", source="cli")  # back to anna
+    state.set_call_waiting("acme", "mikko", False, actor="op", source="cli")
+
+    idle = as_vars(await converse(port, agi_env("route", "acme", "mikko", "NOT_INUSE", "", "0")))
+    assert idle == {"VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "9", "VIPBX_TARGET": "", "VIPBX_ON_BUSY": ANNA,
+                    "VIPBX_ON_NOANSWER": OUTSIDE, "VIPBX_ON_UNAVAIL": "none", "VIPBX_FROM": MIKKO,
+                    "VIPBX_CHAIN": "acme:mikko"}
+    # In a call, call waiting off, and the call came forwarded from anna: busy now, and the busy
+    # forward back to anna is replaced by mikko's default (voicemail).
+    busy = as_vars(await converse(port, agi_env("route", "acme", "mikko", "INUSE", "acme:anna", "1")))
+    assert (busy["VIPBX_ACTION"], busy["VIPBX_ON_BUSY"], busy["VIPBX_CHAIN"]) == (
+        "busy", "voicemail", "acme:anna/acme:mikko")
+    state.set_call_waiting("acme", "mikko", True, actor="op", source="cli")
+    waiting = as_vars(await converse(port, agi_env("route", "acme", "mikko", "INUSE", "", "0")))
+    assert waiting["VIPBX_ACTION"] == "ring"
+
+
+async def test_route_unknown_user_does_not_ask_the_state(caplog: pytest.LogCaptureFixture) -> None:
+    failing = FailingState()
+    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        assert await converse(port, agi_env("route", "acme", "ghost", "", "", "")) == []
+    assert failing.asked == []
+
+
+async def test_route_fails_when_the_state_cannot_be_read(caplog: pytest.LogCaptureFixture) -> None:
+    # No variable is set: the dialplan then takes its fallback (ring; voicemail where the user
+    # has one), the same as when the router is down. The server goes on serving.
+    failing = FailingState()
+    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="agi.server"):
+            assert await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")) == []
+        assert failing.asked == [("acme", "anna")]
+        assert "request from" in caplog.text and "locked" in caplog.text
+        assert await converse(port, agi_env("ping")) == ['SET VARIABLE VIPBX_PONG "1"']
 
 
 async def test_config_can_be_replaced(agi: tuple[AgiApplication, int]) -> None:

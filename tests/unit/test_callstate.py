@@ -1,4 +1,9 @@
-"""The call-state service on a real SQLite file: settings, refusals, audit, PIN lockout, concurrency."""
+"""The call-state service on a real SQLite file: settings, refusals, audit, PIN lockout, concurrency.
+
+Services are made by the `make_service` fixture and raw rows read through `raw_db`, so that
+tests/e2e/test_callstate_postgres.py can run every test not marked `sqlite_only` on PostgreSQL by
+overriding those two fixtures.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,8 @@ import multiprocessing
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,25 @@ from callstate import (
     UnknownUserError,
     VoicemailSettings,
     default_db_path,
+    open_service,
     parse_value,
+)
+from callstate.schema import MIGRATIONS
+from callstate_support import (  # noqa: F401  (fixtures are used by name)
+    T0,
+    FakeClock,
+    MakeService,
+    RawDb,
+    clock,
+    db_path,
+    make_service,
+    raw_db,
+    table_rows,
 )
 
 ANNA_PIN = "480264"
-T0 = datetime(2024, 8, 1, 9, 0, tzinfo=UTC)
+# A test that checks SQLite itself (the file, WAL, processes, fork): not re-run on PostgreSQL.
+sqlite_only = pytest.mark.sqlite_only
 
 
 def make_config(mikko_email: str | None = None, with_nora: bool = True) -> Config:
@@ -65,37 +83,9 @@ def make_config(mikko_email: str | None = None, with_nora: bool = True) -> Confi
 CONFIG = make_config()
 
 
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "home" / "state.sqlite3"
-
-
-@pytest.fixture
-def svc(db_path: Path, clock: FakeClock) -> Iterator[CallStateService]:
-    service = CallStateService(db_path, CONFIG, clock=clock)
-    yield service
-    service.close()
-
-
-def table_rows(db_path: Path, table: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(f"SELECT * FROM {table}").fetchall()  # table: a fixed name from the test
+def svc(make_service: MakeService, clock: FakeClock) -> CallStateService:
+    return make_service(clock=clock)
 
 
 def events(entries: list[AuditEntry]) -> list[tuple[str, str, str | None, str | None]]:
@@ -106,45 +96,57 @@ def events(entries: list[AuditEntry]) -> list[tuple[str, str, str | None, str | 
 # ---------------------------------------------------------------------- set-up and defaults
 
 
+@sqlite_only
 def test_new_file_is_wal_versioned_and_private(svc: CallStateService, db_path: Path) -> None:
-    assert svc.schema_version == 1
+    assert svc.schema_version == len(MIGRATIONS)
     with closing(sqlite3.connect(db_path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(m.version,) for m in MIGRATIONS]
     assert db_path.stat().st_mode & 0o077 == 0
 
 
-def test_reopening_does_not_migrate_again(db_path: Path) -> None:
-    CallStateService(db_path, CONFIG).close()
-    with CallStateService(db_path, CONFIG) as again:
-        assert again.schema_version == 1
-    assert len(table_rows(db_path, "schema_version")) == 1
+def test_reopening_does_not_migrate_again(make_service: MakeService, raw_db: RawDb) -> None:
+    make_service().close()
+    with make_service() as again:
+        assert again.schema_version == len(MIGRATIONS)
+    assert len(raw_db.rows("schema_version")) == len(MIGRATIONS)
 
 
-def test_a_newer_schema_is_refused(db_path: Path) -> None:
-    CallStateService(db_path, CONFIG).close()
-    with closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', 'x')")
+def test_a_newer_schema_is_refused(make_service: MakeService, raw_db: RawDb) -> None:
+    make_service().close()
+    raw_db.execute("INSERT INTO schema_version VALUES (99, 'from the future', 'x')")
     with pytest.raises(StorageError, match="newer"):
-        CallStateService(db_path, CONFIG)
+        make_service()
 
 
-def test_defaults_without_a_row(svc: CallStateService, db_path: Path) -> None:
+def test_defaults_without_a_row(svc: CallStateService, raw_db: RawDb) -> None:
     assert svc.voicemail_settings("acme", "anna") == VoicemailSettings(
         play_activity=False, press1_number=None, notify_sms=True, notify_email=False, always_ask_pin=False)
     assert svc.pin_status("acme", "anna") == PinStatus(0, None)
-    assert table_rows(db_path, "voicemail_settings") == []
+    assert raw_db.rows("voicemail_settings") == []
     assert svc.audit() == []
 
 
+@sqlite_only
+def test_open_service_defaults_to_sqlite_in_home(tmp_path: Path) -> None:
+    def no_secrets(name: str) -> str:
+        raise AssertionError(f"SQLite needs no secret, asked for {name!r}")
+
+    with open_service(CONFIG, tmp_path, no_secrets, lockout_attempts=2) as svc:
+        svc.check_pin("acme", "anna", "0000", source="ivr")
+        assert svc.check_pin("acme", "anna", "0000", source="ivr").locked
+    assert len(table_rows(tmp_path / "state.sqlite3", "pin_lockout")) == 1
+
+
+@sqlite_only
 def test_default_db_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VIPBX_HOME", str(tmp_path))
     assert default_db_path() == tmp_path / "state.sqlite3"
     assert default_db_path(tmp_path / "x") == tmp_path / "x" / "state.sqlite3"
 
 
-def test_naive_clock_is_refused(db_path: Path) -> None:
-    with CallStateService(db_path, CONFIG, clock=lambda: datetime(2024, 1, 1)) as svc, \
+def test_naive_clock_is_refused(make_service: MakeService) -> None:
+    with make_service(clock=lambda: datetime(2024, 1, 1)) as svc, \
             pytest.raises(ValueError, match="aware"):
         svc.update_voicemail_settings("acme", "anna", actor="op", source="cli", play_activity=True)
 
@@ -175,11 +177,11 @@ def test_update_is_stored_and_audited_per_field(svc: CallStateService, clock: Fa
     assert svc.voicemail_settings("borealis", "anna") == VoicemailSettings()
 
 
-def test_no_change_writes_nothing(svc: CallStateService, db_path: Path) -> None:
+def test_no_change_writes_nothing(svc: CallStateService, raw_db: RawDb) -> None:
     assert svc.update_voicemail_settings("acme", "anna", actor="op", source="cli") == VoicemailSettings()
     assert svc.update_voicemail_settings("acme", "anna", actor="op", source="cli",
                                          notify_sms=True, play_activity=False) == VoicemailSettings()
-    assert table_rows(db_path, "voicemail_settings") == []
+    assert raw_db.rows("voicemail_settings") == []
     assert svc.audit() == []
     svc.update_voicemail_settings("acme", "anna", actor="op", source="cli", play_activity=True)
     svc.update_voicemail_settings("acme", "anna", actor="op", source="web", play_activity=True)
@@ -203,12 +205,12 @@ def test_no_change_writes_nothing(svc: CallStateService, db_path: Path) -> None:
     # One bad value spoils the whole change: nothing of it is applied.
     ("anna", {"play_activity": True, "press1_number": "+358201243100"}, "voicemail access number"),
 ])
-def test_refusals_change_nothing(svc: CallStateService, db_path: Path, user: str,
+def test_refusals_change_nothing(svc: CallStateService, raw_db: RawDb, user: str,
                                  changes: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         svc.update_voicemail_settings("acme", user, actor="op", source="cli", **changes)
     assert svc.voicemail_settings("acme", user) == VoicemailSettings()
-    assert table_rows(db_path, "voicemail_settings") == [] and svc.audit() == []
+    assert raw_db.rows("voicemail_settings") == [] and svc.audit() == []
 
 
 @pytest.mark.parametrize(("tenant", "user"), [("acme", "nobody"), ("nope", "anna")])
@@ -247,6 +249,7 @@ def test_reload_swaps_the_configuration(svc: CallStateService) -> None:
         svc.voicemail_settings("acme", "nora")
 
 
+@sqlite_only  # no database: nothing to run again on another backend
 def test_parse_value() -> None:
     assert parse_value("notify_sms", " Yes ") is True
     assert parse_value("always_ask_pin", "off") is False
@@ -334,12 +337,12 @@ def test_near_misses_fail_without_errors(svc: CallStateService, tried: str) -> N
     assert not svc.check_pin("acme", "anna", tried, source="ivr").ok
 
 
-def test_lockout_policy_is_configurable(db_path: Path, clock: FakeClock) -> None:
-    with CallStateService(db_path, CONFIG, lockout_attempts=2, lockout_minutes=1, clock=clock) as svc:
+def test_lockout_policy_is_configurable(make_service: MakeService, clock: FakeClock) -> None:
+    with make_service(lockout_attempts=2, lockout_minutes=1, clock=clock) as svc:
         svc.check_pin("acme", "anna", "0000", source="ivr")
         assert svc.check_pin("acme", "anna", "0000", source="ivr").status.locked_until == T0 + timedelta(minutes=1)
     with pytest.raises(ValueError):
-        CallStateService(db_path, CONFIG, lockout_attempts=0)
+        make_service(lockout_attempts=0)
 
 
 def test_operator_unlock(svc: CallStateService) -> None:
@@ -361,9 +364,8 @@ def test_no_voicemail_users_can_still_log_in(svc: CallStateService) -> None:
 # ---------------------------------------------------------------------- several writers
 
 
-def test_two_instances_on_one_file_see_each_other(db_path: Path, clock: FakeClock) -> None:
-    with CallStateService(db_path, CONFIG, clock=clock) as app, \
-            CallStateService(db_path, CONFIG, clock=clock) as cli:
+def test_two_instances_on_one_file_see_each_other(make_service: MakeService, clock: FakeClock) -> None:
+    with make_service(clock=clock) as app, make_service(clock=clock) as cli:
         cli.update_voicemail_settings("acme", "anna", actor="op", source="cli", play_activity=True)
         assert app.voicemail_settings("acme", "anna").play_activity
         app.update_voicemail_settings("acme", "anna", actor="+358401110001", source="ivr",
@@ -379,9 +381,9 @@ def test_two_instances_on_one_file_see_each_other(db_path: Path, clock: FakeCloc
         assert len(cli.audit()) == 2 + 5 + 1
 
 
-def test_concurrent_threads_lose_nothing(db_path: Path) -> None:
+def test_concurrent_threads_lose_nothing(make_service: MakeService) -> None:
     threads, each = 8, 25
-    with CallStateService(db_path, CONFIG, lockout_attempts=10_000) as svc:
+    with make_service(lockout_attempts=10_000) as svc:
         barrier = threading.Barrier(threads)
         errors: list[BaseException] = []
 
@@ -421,6 +423,7 @@ def _process_worker(db_path: str, index: int, attempts: int) -> None:
             svc.check_pin("acme", "mikko", "0000", source="test", actor=f"p{index}")
 
 
+@sqlite_only
 def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
     # A file no process has created yet: the first opens (WAL switch, migration) race too.
     db_path = tmp_path / "fresh" / "state.sqlite3"
@@ -437,13 +440,14 @@ def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
         trail = svc.audit("acme", "mikko", limit=1000)
         assert sorted(int(e.new or 0) for e in trail) == list(range(1, procs * each + 1))
         assert {e.actor for e in trail} == {f"p{i}" for i in range(procs)}
-    assert len(table_rows(db_path, "schema_version")) == 1
+    assert len(table_rows(db_path, "schema_version")) == len(MIGRATIONS)
 
 
 def _forked_child(svc: CallStateService) -> None:
     svc.update_voicemail_settings("acme", "anna", actor="child", source="test", notify_sms=False)
 
 
+@sqlite_only
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_opens_its_own_connections(svc: CallStateService) -> None:
     svc.voicemail_settings("acme", "anna")  # the parent's pool now holds a connection

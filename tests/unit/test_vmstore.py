@@ -570,6 +570,10 @@ class FakeSettingsError(Exception):
     pass
 
 
+class FakeStorageError(Exception):
+    pass
+
+
 def fake_callstate(calls: list[tuple[Any, ...]]) -> types.ModuleType:
     @dataclass(frozen=True)
     class VoicemailSettings:
@@ -596,9 +600,15 @@ def fake_callstate(calls: list[tuple[Any, ...]]) -> types.ModuleType:
             state[(tenant_id, user_id)] = replace(self.voicemail_settings(tenant_id, user_id), **changes)
             return state[(tenant_id, user_id)]
 
+    def open_service(config: Any, home: Path, secret: Any) -> CallStateService:
+        assert callable(secret)
+        return CallStateService(home / "state.sqlite3", config)
+
     module = types.ModuleType("callstate")
     module.CallStateService = CallStateService  # type: ignore[attr-defined]
+    module.open_service = open_service  # type: ignore[attr-defined]
     module.SettingsError = FakeSettingsError  # type: ignore[attr-defined]
+    module.StorageError = FakeStorageError  # type: ignore[attr-defined]
     return module
 
 

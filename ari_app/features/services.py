@@ -1,0 +1,63 @@
+"""What the feature codes do, over the call-state service: who is calling, and the change.
+
+The call-state service is synchronous (one short transaction); it runs in a thread so that a
+database waiting on a lock never stalls the other calls of the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from asterisk_conf.model import Config, Tenant, User
+from callstate import CallStateService, Routing, check_target
+from callstate.routing import IMMEDIATE, NONE
+
+SOURCE = "code"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user whose device dialled the code."""
+
+    tenant: Tenant
+    user: User
+    device: str  # the actor in the audit trail
+
+
+class FeatureService:
+    def __init__(self, config: Config, state: CallStateService) -> None:
+        self.config = config
+        self.state = state
+
+    def caller(self, tenant_id: str, user_id: str, device: str) -> Caller | None:
+        """The user a device belongs to (from the endpoint's VIPBX_TENANT / VIPBX_USER)."""
+        for tenant in self.config.tenants:
+            if tenant.id == tenant_id:
+                for user in tenant.users:
+                    if user.id == user_id:
+                        return Caller(tenant, user, device or user.number)
+        return None
+
+    async def set_immediate(self, caller: Caller, dialled: str) -> Routing:
+        """987 + number; TargetRefused (with its reason) when the number may not be used."""
+        return await asyncio.to_thread(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
+                                       dialled, actor=caller.device, source=SOURCE)
+
+    async def clear_immediate(self, caller: Caller) -> Routing:
+        return await asyncio.to_thread(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
+                                       NONE, actor=caller.device, source=SOURCE)
+
+    async def set_call_waiting(self, caller: Caller, enabled: bool) -> Routing:
+        return await asyncio.to_thread(self.state.set_call_waiting, caller.tenant.id, caller.user.id, enabled,
+                                       actor=caller.device, source=SOURCE)
+
+    async def routing(self, caller: Caller) -> Routing:
+        return await asyncio.to_thread(self.state.routing, caller.tenant.id, caller.user.id)
+
+    def transfer_target(self, tenant_id: str, dialled: str) -> str:
+        """The E.164 number a transfer may go to, or TargetRefused / UnknownUserError."""
+        for tenant in self.config.tenants:
+            if tenant.id == tenant_id:
+                return check_target(self.config, tenant, None, dialled)
+        raise LookupError(f"no tenant {tenant_id!r}")

@@ -1,0 +1,245 @@
+"""The PostgreSQL backend: the same contract as `db.Database`, for several Asterisk nodes sharing
+one state database.
+
+Writes run SERIALIZABLE, so a read-modify-write never loses an update; PostgreSQL resolves
+conflicts by failing one transaction (serialization failure or deadlock), which is then run again
+after a short random pause. That is why transactions are functions. Reads run REPEATABLE READ,
+READ ONLY: one consistent snapshot, and they never wait for or fail because of a writer.
+
+This is the only module that imports the driver, psycopg 3, an optional extra
+(`vipbx[postgresql]`): `factory.py` imports this module only when the configuration asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+
+from .db import Dialect, Params, T, Tx, migrate
+from .errors import StorageError
+from .schema import MIGRATIONS, Migration
+
+log = logging.getLogger(__name__)
+
+POSTGRESQL = Dialect(
+    name="postgresql",
+    # GENERATED ALWAYS: ids come from the sequence only, so audit order cannot be forged by a
+    # client that writes its own id.
+    identity_pk="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    begin_write="BEGIN ISOLATION LEVEL SERIALIZABLE",
+    begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+)
+# Migrations lock out each other (not the normal traffic) with this advisory lock. READ COMMITTED:
+# a statement after the lock must see what the node that held it before committed; a serializable
+# snapshot would be older than the lock wait.
+BEGIN_MIGRATION = "BEGIN ISOLATION LEVEL READ COMMITTED"
+MIGRATION_LOCK = 0x7669_7062_7800  # b"vipbx\0": any fixed number, the same on every node
+
+# Failures that mean "another transaction won, run yours again".
+_RETRYABLE = (pgerrors.SerializationFailure, pgerrors.DeadlockDetected)
+
+Connection = psycopg.Connection[TupleRow]
+
+# Connections inherited over a fork: never used, nor closed (closing would end the parent's
+# session on the shared socket), so kept referenced.
+_FORKED_AWAY: list[Connection] = []
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str = "127.0.0.1"
+    port: int = 5432
+    name: str = "vipbx"  # the database
+    user: str = "vipbx"
+    password: str = field(default="", repr=False)  # never in a repr, a log line or an error
+    connect_timeout: int = 5  # seconds
+
+    def describe(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}:{self.port}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries of a transaction that lost a conflict, with jittered exponential pauses."""
+
+    tries: int = 12
+    first_pause: float = 0.005  # seconds
+    max_pause: float = 0.25
+
+    def pause(self, attempt: int) -> float:
+        # Jitter: writers that collided must not collide again on the next round.
+        return random.uniform(0, min(self.max_pause, self.first_pause * 2 ** attempt))
+
+
+@lru_cache(maxsize=512)
+def to_psycopg(sql: str) -> str:
+    """`?` placeholders → psycopg's `%s`; a literal `%` becomes `%%` so psycopg keeps it.
+
+    A `?` inside a quoted literal or identifier stays as it is."""
+    return _QMARK_OR_QUOTED.sub(_translate, sql.replace("%", "%%"))
+
+
+_QMARK_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
+
+
+def _translate(match: re.Match[str]) -> str:
+    return "%s" if match.group(0) == "?" else match.group(0)
+
+
+class _Statements:
+    """`Tx`'s view of a psycopg connection: `?` SQL in, a cursor out."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params, /) -> psycopg.Cursor[TupleRow]:
+        # Always a sequence, never None: with None psycopg would send `%%` unconverted.
+        return self._conn.execute(to_psycopg(sql), tuple(params))
+
+
+class PostgresDatabase:
+    """A bounded pool of connections to one PostgreSQL database, shared by a process's threads.
+
+    Several processes and nodes open their own; the database serializes their writes.
+    """
+
+    def __init__(self, settings: PostgresSettings, *, pool_size: int = 8,
+                 retry: RetryPolicy = RetryPolicy(),
+                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        self.settings = settings
+        self.dialect = POSTGRESQL
+        self._retry = retry
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(pool_size)  # the server has few connections
+        self._idle: list[Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            self.schema_version = self._run(BEGIN_MIGRATION, lambda tx: self._migrate(tx, migrations))
+        except BaseException:
+            self.close()  # e.g. a newer schema: no connection is left behind
+            raise
+
+    # ------------------------------------------------------------------ transactions
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        """`work` in one read-only snapshot."""
+        return self._run(self.dialect.begin_read, work)
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        """`work` in one SERIALIZABLE transaction; run again if it lost to a concurrent one."""
+        return self._run(self.dialect.begin_write, work)
+
+    def _run(self, begin: str, work: Callable[[Tx], T]) -> T:
+        for attempt in range(self._retry.tries):
+            try:
+                return self._once(begin, work)
+            except _RETRYABLE as exc:
+                if attempt + 1 >= self._retry.tries:
+                    raise self._error(exc, f"gave up after {self._retry.tries} tries") from exc
+                log.debug("state database: %s; trying again", type(exc).__name__)
+                time.sleep(self._retry.pause(attempt))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _once(self, begin: str, work: Callable[[Tx], T]) -> T:
+        with self._slots:
+            conn = self._acquire()
+            try:
+                try:
+                    conn.execute(begin)
+                except psycopg.OperationalError:
+                    # A pooled connection the server has dropped (e.g. restarted): nothing ran
+                    # yet, so one fresh connection is a safe second chance.
+                    conn.close()
+                    conn = self._connect()
+                    conn.execute(begin)
+                try:
+                    result = work(Tx(_Statements(conn)))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                return result
+            except _RETRYABLE:
+                raise
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
+            finally:
+                self._release(conn)
+
+    def _migrate(self, tx: Tx, migrations: Sequence[Migration]) -> int:
+        # Two nodes starting at once: the second waits here, then finds the migrations applied.
+        tx.one("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        return migrate(tx, self.dialect, migrations)
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self) -> Connection:
+        s = self.settings
+        try:
+            # autocommit: the driver starts no transactions of its own; `_once` says BEGIN.
+            return psycopg.connect(host=s.host, port=s.port, dbname=s.name, user=s.user,
+                                   password=s.password, connect_timeout=s.connect_timeout,
+                                   application_name="vipbx", autocommit=True)
+        except psycopg.Error as exc:
+            # `from None`: the driver's exception is not chained, only its (masked) text kept.
+            raise self._error(exc, "cannot connect") from None
+
+    def _acquire(self) -> Connection:
+        with self._lock:
+            if self._closed:
+                raise StorageError("the state database has been closed")
+            if self._pid != os.getpid():
+                _FORKED_AWAY.extend(self._idle)
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and not conn.broken:
+                    return conn
+        return self._connect()
+
+    def _release(self, conn: Connection) -> None:
+        reusable = (not conn.closed and not conn.broken
+                    and conn.info.transaction_status == TransactionStatus.IDLE)
+        with self._lock:
+            if reusable and not self._closed and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        if self._pid == os.getpid():
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # ------------------------------------------------------------------ errors
+
+    def _error(self, exc: BaseException, what: str = "") -> StorageError:
+        text = " ".join(str(exc).split())  # the driver's messages span lines
+        if self.settings.password:
+            text = text.replace(self.settings.password, "********")
+        prefix = f"state database {self.settings.describe()}" + (f": {what}" if what else "")
+        return StorageError(f"{prefix}: {text}")
+
+
+def _rollback(conn: Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass  # the connection is gone; `_release` will not pool it

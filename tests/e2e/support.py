@@ -1,0 +1,176 @@
+"""What the end-to-end tests share: the people of the example tenants, the PBX seen through
+its own ARI (every prompt played, every recording), the service built as `vipbx serve` builds it,
+and small waiting helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conftest import Pbx
+
+from ari_app import plugins
+from ari_app.client import AriClient
+from ari_app.plugin_api import PluginDeps
+from ari_app.service import Service
+from asterisk_conf.ami import AmiSettings
+from asterisk_conf.model import Config
+from asterisk_conf.render import AMI_USER, ARI_USER
+from vmstore import VoicemailStore
+
+OBSERVER_APP = "vipbx-test-observer"
+
+
+@dataclass(frozen=True)
+class Person:
+    tenant: str
+    user: str
+    number: str
+    device: str
+    pin: str
+
+    @property
+    def box(self) -> str:
+        return self.number[1:]
+
+
+# --- what the PBX does, seen through its own ARI ------------------------------------------------
+
+@dataclass(frozen=True)
+class Seen:
+    caller: str  # the caller number of the PBX channel it happened on
+    kind: str  # "play", "record-start", "record-end"
+    what: str  # prompt name, "msg:INBOX/msg0000", "greeting:unavail", "recording:NAME"
+    lang: str = ""  # catalogue prompts: the language folder it came from
+    at: float = 0.0  # loop time it was seen
+
+
+class PbxObserver:
+    """Every playback and recording on every PBX channel, from an ARI app with subscribeAll."""
+
+    def __init__(self, pbx: Pbx, sounds: Path, spool: VoicemailStore) -> None:
+        http = pbx.config.platform.http
+        self.client = AriClient(f"http://{http.bind}:{http.port}/ari", ARI_USER,
+                                pbx.secrets.get("ari"), OBSERVER_APP, subscribe_all=True)
+        self.sounds = str(sounds) + "/"
+        self.voicemail = str(spool.root) + "/"
+        self.recordings = str(spool.spool_dir / "recording") + "/"
+        self.callers: dict[str, str] = {}  # PBX channel id -> caller number
+        self.seen: list[Seen] = []
+        self._changed = asyncio.Event()
+        self.client.on_event(self._on_event)
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        channel = event.get("channel") or {}
+        if channel.get("id") and channel.get("caller", {}).get("number"):
+            self.callers[channel["id"]] = channel["caller"]["number"]
+        kind = event.get("type")
+        if kind == "PlaybackStarted":
+            playback = event["playback"]
+            lang, what = self._name(playback.get("media_uri", ""))
+            self._add(playback.get("target_uri", ""), "play", what, lang)
+        elif kind in ("RecordingStarted", "RecordingFinished"):
+            recording = event["recording"]
+            self._add(recording.get("target_uri", ""),
+                      "record-start" if kind == "RecordingStarted" else "record-end", recording["name"])
+
+    def _add(self, target: str, kind: str, what: str, lang: str = "") -> None:
+        caller = self.callers.get(target.removeprefix("channel:"), "")
+        self.seen.append(Seen(caller, kind, what, lang, asyncio.get_running_loop().time()))
+        self._changed.set()
+
+    def _name(self, uri: str) -> tuple[str, str]:
+        path = uri.removeprefix("sound:")
+        if path.startswith(self.sounds):
+            lang, _, name = path[len(self.sounds):].partition("/")
+            return lang, name
+        if path.startswith(self.voicemail):
+            rest = path[len(self.voicemail):].split("/")[2:]  # below <context>/<mailbox>/
+            return "", ("msg:" if len(rest) == 2 else "greeting:") + "/".join(rest)
+        if path.startswith(self.recordings):
+            return "", "recording:" + path[len(self.recordings):]
+        return "", uri
+
+    def mark(self) -> int:
+        return len(self.seen)
+
+    def of(self, caller: str, since: int = 0, kind: str | None = None) -> list[Seen]:
+        return [s for s in self.seen[since:] if s.caller == caller and (kind is None or s.kind == kind)]
+
+    def prompts(self, caller: str, since: int = 0) -> list[str]:
+        return [s.what for s in self.of(caller, since, "play")]
+
+    async def until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Wait until `check()` is true (re-checked at every event); its value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (result := check()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{what}: not within {timeout} s")
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+        return result
+
+    async def wait(self, caller: str, kind: str, what: str | None = None, *, since: int = 0,
+                   timeout: float = 20) -> Seen:
+        """The first matching event after `since` (waiting for it if need be)."""
+        def found() -> Seen | None:
+            return next((s for s in self.of(caller, since, kind) if what is None or s.what == what), None)
+
+        try:
+            return await self.until(found, timeout, f"{kind} {what or ''} for {caller}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; seen: {[(s.kind, s.what) for s in self.of(caller, since)]}") from None
+
+    async def wait_prompt(self, caller: str, what: str, *, since: int = 0, timeout: float = 20) -> Seen:
+        return await self.wait(caller, "play", what, since=since, timeout=timeout)
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+def ami_settings(pbx: Pbx) -> AmiSettings:
+    ami = pbx.config.platform.ami
+    return AmiSettings(ami.bind, ami.port, AMI_USER, pbx.secrets.get("ami"))
+
+
+def pbx_channel_count(pbx: Pbx) -> int:
+    text = pbx.cli("core show channels count")
+    return int(next(line.split()[0] for line in text.splitlines() if "active channel" in line))
+
+
+def wait_pbx_idle(pbx: Pbx, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while pbx_channel_count(pbx):
+        assert time.monotonic() < deadline, "calls left on the PBX:\n" + pbx.cli("core show channels")
+        time.sleep(0.2)
+
+
+@dataclass
+class Running:
+    service: Service
+    deps: PluginDeps
+
+
+def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
+    """The service as `vipbx serve` builds it, on the PBX's home."""
+    plugin, deps = plugins.load(config, pbx.home, ami_settings(pbx), pbx.secrets.get)
+    http = config.platform.http
+    service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
+                      handlers=plugin.handlers, background=plugin.background, state=deps.callstate)
+    return service, deps

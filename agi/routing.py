@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from asterisk_conf.model import RING as RING_RULE
+from asterisk_conf.model import TO_VOICEMAIL as TO_VOICEMAIL_RULE
 from asterisk_conf.model import Config, Tenant, User
+from callstate.presence import Presence
 from callstate.routing import BUSY, IMMEDIATE, NO_ANSWER, NONE, UNREACHABLE, VOICEMAIL, Routing, defaults
 from callstate.targets import TargetRefused, check_target
 
@@ -91,7 +94,9 @@ def user_key(tenant_id: str, user_id: str) -> str:
 
 
 def decide(config: Config, tenant_id: str, user_id: str, routing: Routing | None = None,
-           facts: CallFacts = CallFacts()) -> RouteDecision:
+           facts: CallFacts = CallFacts(), presence: Presence | None = None) -> RouteDecision:
+    """Precedence: the user's own immediate forward; then their activity's rule (ring, voicemail
+    or a substitute number, per tenant); then busy-now (in a call, call waiting off); else ring."""
     found = find(config, tenant_id, user_id)
     if found is None:
         # The dialplan was rendered from a configuration that knows this user (or this server's
@@ -128,15 +133,32 @@ def decide(config: Config, tenant_id: str, user_id: str, routing: Routing | None
         from_number=user.number,
         chain=chain,
     )
+    rule = _activity_rule(tenant, presence)
+    if rule == TO_VOICEMAIL_RULE and not user.has_voicemail:
+        rule = RING_RULE  # no mailbox to send it to: the call goes on as when Available
+    if rule != RING_RULE and immediate == NONE and rule != TO_VOICEMAIL_RULE:
+        if _would_loop(config, rule, chain, facts.redirects):
+            loop, rule = True, RING_RULE
     if immediate == VOICEMAIL:
         action, target = TO_VOICEMAIL, ""
     elif immediate != NONE:
         action, target = FORWARD, immediate
+    elif rule == TO_VOICEMAIL_RULE:
+        action, target = TO_VOICEMAIL, ""
+    elif rule != RING_RULE:
+        action, target = FORWARD, rule
     elif facts.in_call and not state.call_waiting:
         action, target = BUSY_NOW, ""
     else:
         action, target = RING, ""
     return replace(decision, action=action, target=target, loop=loop)
+
+
+def _activity_rule(tenant: Tenant, presence: Presence | None) -> str:
+    if presence is None or presence.available:
+        return RING_RULE
+    activity = tenant.activity(presence.activity)
+    return activity.route if activity is not None else RING_RULE
 
 
 def _still_allowed(config: Config, tenant: Tenant, user: User, target: str) -> bool:

@@ -84,11 +84,11 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
     async def decide(self, tenant_id: str, user_id: str, facts: CallFacts) -> RouteDecision:
         config = self.config
-        routing = None
+        routing = presence = None
         if self.state is not None and find(config, tenant_id, user_id) is not None:
             # A thread: a database waiting on a lock must not stall every other call.
-            routing = await asyncio.to_thread(self.state.routing, tenant_id, user_id)
-        return decide(config, tenant_id, user_id, routing, facts)
+            routing, presence = await asyncio.to_thread(self.state.call_state, tenant_id, user_id)
+        return decide(config, tenant_id, user_id, routing, facts, presence)
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})

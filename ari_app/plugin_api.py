@@ -22,6 +22,7 @@ class PluginDeps:
     ami: AmiSettings | None
     recordings_dir: Path  # <astspooldir>/recording
     sounds_dir: Path  # the prompt catalogue
+    presence: Any = None  # ari_app.presence.services.PresenceService, shared by the plugins
 
 
 @dataclass

@@ -14,9 +14,11 @@ from vmstore import VoicemailStore
 
 from .features import plugin as features_plugin
 from .plugin_api import Plugin, PluginDeps, merge
+from .presence.services import PresenceService
+from .presence import plugin as presence_plugin
 from .voicemail import plugin as voicemail_plugin
 
-PLUGINS = (voicemail_plugin, features_plugin)
+PLUGINS = (voicemail_plugin, features_plugin, presence_plugin)
 
 SecretGetter = Callable[[str], str]
 
@@ -62,6 +64,7 @@ def load(config: Config, home: Path, ami: AmiSettings | None, secret: SecretGett
         recordings_dir=layout.recordings,
         sounds_dir=layout.sounds,
     )
+    deps.presence = PresenceService(config, deps.callstate, ami)
     plugin = merge([module.load(deps) for module in PLUGINS])
     plugin.background.append(notifier.run)
     return plugin, deps

@@ -38,6 +38,7 @@ class CallSession:
         # Variables listed in ari.conf `channelvars`, kept current from ChannelVarset events.
         self.vars: dict[str, str] = dict(channel.get("channelvars") or {})
         self.resumed = False  # True when picked up by a re-sync rather than a StasisStart
+        self.last_terminator = ""  # the key that ended the last get_digits / read, "" if none
         self.disposed = False  # we hung it up or sent it back to the dialplan
         self._gone = asyncio.Event()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
@@ -183,12 +184,16 @@ class CallSession:
         """Up to `max_digits` keys, each within `timeout` s of the previous; the terminator key
         ends early and is not returned. An empty string means no key at all."""
         digits = ""
+        self.last_terminator = ""
         while len(digits) < max_digits:
             try:
                 _, digit = await self._first(None, self._digits.get(), timeout=timeout)
             except TimeoutError:
                 break
-            if digit is None or digit in terminator:
+            if digit is not None and digit in terminator:
+                self.last_terminator = digit
+                break
+            if digit is None:
                 break
             digits += digit
         return digits
@@ -199,6 +204,7 @@ class CallSession:
         if first is None:
             return await self.get_digits(max_digits, timeout, terminator)
         if first in terminator:
+            self.last_terminator = first
             return ""
         return first + await self.get_digits(max_digits - 1, timeout, terminator)
 

@@ -201,13 +201,14 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
 
 
 def _attach_groups() -> None:
+    from ari_app.presence.cli import presence_group
     from asterisk_host.cli import asterisk
     from callstate.cli import callwaiting_group, forward_group
     from prompts.cli import prompts_group
     from testphone.cli import phone
     from vmstore.cli import voicemail
 
-    for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group):
+    for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group):
         main.add_command(group)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .numbers import to_e164
+
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
 
@@ -164,6 +166,36 @@ class Forwarding:
                 and not any(number.startswith(p) for p in self.deny))
 
 
+# Asterisk presence states an activity may show as (func_presencestate).
+PRESENCE_STATES = ("available", "away", "xa", "dnd", "chat", "unavailable")
+AVAILABLE = "available"
+# What an activity does to calls: ring as usual, straight to voicemail, or (an E.164 number)
+# to a substitute.
+RING = "ring"
+TO_VOICEMAIL = "voicemail"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One choice of a tenant's activity (presence) list."""
+
+    key: str  # prompts act-<key> / act-is-<key>; "available" is the one an end time returns to
+    digit: str  # chosen with this key at the activity-change number
+    presence: str = AVAILABLE  # how SIP phones subscribed to the user see it
+    route: str = RING  # RING, TO_VOICEMAIL or a substitute E.164 number
+
+
+DEFAULT_ACTIVITIES: tuple[Activity, ...] = (
+    Activity("available", "1", "available", RING),
+    Activity("busy", "2", "dnd", RING),
+    Activity("meeting", "3", "dnd", TO_VOICEMAIL),
+    Activity("lunch", "4", "away", RING),
+    Activity("off-work", "5", "xa", TO_VOICEMAIL),
+    Activity("vacation", "6", "xa", TO_VOICEMAIL),
+    Activity("sick", "7", "xa", TO_VOICEMAIL),
+)
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -175,6 +207,13 @@ class Tenant:
     numbers: tuple[TenantNumber, ...] = ()
     users: tuple[User, ...] = ()
     forwarding: Forwarding | None = None  # None: Forwarding.default(country_code)
+    activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES
+
+    def activity(self, key: str) -> Activity | None:
+        for activity in self.activities:
+            if activity.key == key:
+                return activity
+        return None
 
     @property
     def forward_policy(self) -> Forwarding:
@@ -197,6 +236,20 @@ class Config:
     def find_number(self, number: str) -> tuple[Tenant, User] | None:
         """The tenant and user that own a public number (user number or tenant number)."""
         return self._owners.get(number)
+
+    def find_caller(self, raw: str) -> tuple[Tenant, User] | None:
+        """The user a number belongs to as a carrier or caller writes it (E.164, national by any
+        tenant's country, 00-international, or without its '+')."""
+        tried: set[str] = set()
+        for tenant in self.tenants:
+            number = to_e164(raw, tenant.country_code)
+            if number is None or number in tried:
+                continue
+            tried.add(number)
+            found = self.find_number(number)
+            if found is not None:
+                return found
+        return None
 
     def find_user(self, tenant_id: str, user_id: str) -> tuple[Tenant, User] | None:
         return self._users.get((tenant_id, user_id))

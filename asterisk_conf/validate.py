@@ -24,7 +24,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, Problem
 from .model import (
+    AVAILABLE,
+    DEFAULT_ACTIVITIES,
     LANGUAGES,
+    PRESENCE_STATES,
+    RING,
+    TO_VOICEMAIL,
+    Activity,
     NO_VOICEMAIL_GROUP,
     STATE_BACKENDS,
     Carrier,
@@ -78,9 +84,12 @@ PLATFORM_KEYS = (
 LISTENERS = ("sip", "http", "ami", "agi")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
-    "forwarding",
+    "forwarding", "activities",
 )  # fmt: skip
 FORWARDING_KEYS = ("allow", "deny")
+ACTIVITY_KEYS = ("key", "digit", "presence", "route")
+ACTIVITY_KEY = re.compile(r"[a-z][a-z0-9-]{0,30}")
+ACTIVITY_DIGIT = re.compile(r"[1-9]")
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
 )  # fmt: skip
@@ -782,6 +791,7 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         domain=dom,
         country_code=cc,
         forwarding=f.get("forwarding", lambda c, lo, v: forwarding(c, lo, v, cc), None),
+        activities=f.get("activities", activities, DEFAULT_ACTIVITIES),
         max_message_seconds=f.get(
             "max_message_seconds", integer(10, 600), default.max_message_seconds
         ),
@@ -797,6 +807,51 @@ def forwarding(chk: Checker, loc: Loc, value: Any, cc: str) -> Forwarding | None
     default = Forwarding.default(cc)
     return Forwarding(allow=f.get("allow", number_prefixes, default.allow),
                       deny=f.get("deny", number_prefixes, default.deny))
+
+
+def activities(chk: Checker, loc: Loc, value: Any) -> tuple[Activity, ...]:
+    """A tenant's own activity list: each with a unique key and DTMF digit; "available" (what an
+    end time returns to) must be one of them."""
+    found: list[Activity] = []
+    keys: dict[str, Loc] = {}
+    digits: dict[str, Loc] = {}
+    items = _items(chk, loc, value, "activities ({key, digit, presence, route})")
+    for item, item_loc in items:
+        f = Fields(chk, item_loc, item, ACTIVITY_KEYS, "an activity", 'key: vacation, digit: "6"')
+        key = f.get("key", pattern(ACTIVITY_KEY, "lowercase letters, digits and '-'", "vacation"), "",
+                    missing="missing (required)")
+        digit = f.get("digit", pattern(ACTIVITY_DIGIT, "one of the keys 1-9 (0, * and # are the menu's)",
+                                       '"6"'), "", missing="missing (required)")
+        for what, seen, val in (("key", keys, key), ("digit", digits, digit)):
+            if val and val in seen:
+                chk.report(item_loc / what, f"{show(val)} is already the {what} of another activity "
+                           f"({seen[val].describe()})")
+            elif val:
+                seen[val] = item_loc / what
+        found.append(Activity(key=key, digit=digit,
+                              presence=f.get("presence", choice(PRESENCE_STATES), AVAILABLE) or AVAILABLE,
+                              route=f.get("route", activity_route, RING) or RING))
+    if AVAILABLE not in keys and not chk_has_key_problem(items):
+        chk.report(loc, f"must include the activity {AVAILABLE!r}: an end time returns users to it")
+    for activity, (_, item_loc) in zip(found, items):
+        if activity.key == AVAILABLE and activity.route not in (RING, ""):
+            chk.report(item_loc / "route", f"{AVAILABLE!r} always rings as usual (it is what the other "
+                       "activities return to)")
+    return tuple(found) if found else DEFAULT_ACTIVITIES
+
+
+def chk_has_key_problem(items: list[tuple[Any, Loc]]) -> bool:
+    """An item without a readable key was reported already; do not also say "available" is missing."""
+    return any(not isinstance(item, dict) or not isinstance(item.get("key"), str) for item, _ in items)
+
+
+def activity_route(chk: Checker, loc: Loc, value: Any) -> str:
+    if value in (RING, TO_VOICEMAIL):
+        return str(value)
+    if isinstance(value, str) and value.startswith("+"):
+        return e164(chk, loc, value)
+    chk.report(loc, f"must be {RING}, {TO_VOICEMAIL} or a substitute E.164 number, not {show(value)}")
+    return ""
 
 
 def number_prefixes(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from .audit import AuditEntry
 from .errors import SettingsError, StorageError, UnknownUserError
 from .factory import DB_FILE_NAME, open_database, open_service
 from .pin import PinCheck, PinStatus
+from .presence import Presence
 from .routing import KINDS, NONE, VOICEMAIL, Routing, parse_kind
 from .service import CallStateService
 from .targets import TargetRefused, check_target
@@ -27,6 +28,7 @@ __all__ = [
     "DB_FILE_NAME",
     "KINDS",
     "NONE",
+    "Presence",
     "VOICEMAIL",
     "Routing",
     "TargetRefused",

@@ -69,3 +69,36 @@ def store_routing(tx: Tx, tenant_id: str, user_id: str, stored: StoredRouting, n
            f"VALUES (?, ?, {', '.join('?' for _ in ROUTING_COLUMNS)}, ?) "
            f"ON CONFLICT (tenant_id, user_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
            (tenant_id, user_id, *values, to_text(now)))
+
+
+StoredPresence = tuple[str, datetime | None, str]  # activity, until, note
+
+
+def load_presence(tx: Tx, tenant_id: str, user_id: str) -> StoredPresence | None:
+    row = tx.one("SELECT activity, until_at, note FROM presence WHERE tenant_id = ? AND user_id = ?",
+                 (tenant_id, user_id))
+    if row is None:
+        return None
+    return row[0], from_text(row[1]) if row[1] is not None else None, row[2]
+
+
+def store_presence(tx: Tx, tenant_id: str, user_id: str, activity: str, until: datetime | None,
+                   note: str, now: datetime) -> None:
+    tx.run("INSERT INTO presence (tenant_id, user_id, activity, until_at, note, updated_at) "
+           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, user_id) DO UPDATE SET "
+           "activity = excluded.activity, until_at = excluded.until_at, note = excluded.note, "
+           "updated_at = excluded.updated_at",
+           (tenant_id, user_id, activity, to_text(until) if until is not None else None, note,
+            to_text(now)))
+
+
+def ended_presences(tx: Tx, now: datetime) -> list[tuple[str, str, str, datetime]]:
+    """(tenant, user, activity, until) of every activity whose end time has passed."""
+    return [(r[0], r[1], r[2], from_text(r[3])) for r in tx.all(
+        "SELECT tenant_id, user_id, activity, until_at FROM presence "
+        "WHERE until_at IS NOT NULL AND until_at <= ? ORDER BY until_at", (to_text(now),))]
+
+
+def next_presence_end(tx: Tx) -> datetime | None:
+    row = tx.one("SELECT MIN(until_at) FROM presence WHERE until_at IS NOT NULL")
+    return from_text(row[0]) if row and row[0] is not None else None

@@ -6,8 +6,6 @@ Portable SQL only (SQLite and PostgreSQL): VARCHAR/INTEGER/SMALLINT/TEXT, boolea
 and is filled in from the backend's dialect. Users live in the YAML, not here, so there are no
 foreign keys: a row is keyed by (tenant_id, user_id), and "no row" means "the defaults".
 
-Planned, as a new migration of its own issue (see docs/callstate.md):
-- presence: `presence` (tenant_id, user_id, activity, until, note).
 """
 
 from __future__ import annotations
@@ -76,5 +74,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             updated_at VARCHAR(32) NOT NULL,
             PRIMARY KEY (tenant_id, user_id)
         )""",
+    )),
+    Migration(3, "presence: activity, end time, note", (
+        # No row: Available with no note. An end time in the past reads as Available, so no timer
+        # has to survive a restart; the app's timer only tidies the row and tells Asterisk.
+        """CREATE TABLE presence (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            activity VARCHAR(32) NOT NULL,
+            until_at VARCHAR(32),
+            note VARCHAR(400) NOT NULL,
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        "CREATE INDEX presence_until ON presence (until_at)",
     )),
 )

@@ -15,7 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Self
 
-from asterisk_conf.model import Config, User
+from asterisk_conf.model import AVAILABLE, Config, Tenant, User
 
 from . import audit as audit_log
 from . import rows
@@ -35,7 +35,9 @@ from .pin import (
     effective,
     pin_matches,
 )
+from . import presence as presence_rules
 from . import routing as routing_rules
+from .presence import Presence
 from .routing import CALL_WAITING_FIELD, Routing
 from .times import Clock, aware_utc, to_text, utc_now
 from .targets import LOOP, TargetRefused
@@ -136,9 +138,7 @@ class CallStateService:
             return new, events
 
         new, events = self._db.write(work)
-        for e in events:
-            log.info("%s/%s %s: %s -> %s (by %s via %s)", tenant_id, user_id, e.field, e.old, e.new,
-                     origin.actor, origin.source)
+        _log_changes(tenant_id, user_id, origin, events)
         return new
 
     # ------------------------------------------------------------------ PIN and lockout
@@ -288,10 +288,85 @@ class CallStateService:
             return after, events
 
         after, events = self._db.write(work)
-        for e in events:
-            log.info("%s/%s %s: %s -> %s (by %s via %s)", tenant_id, user_id, e.field, e.old, e.new,
-                     origin.actor, origin.source)
+        _log_changes(tenant_id, user_id, origin, events)
         return after
+
+    # ------------------------------------------------------------------ presence
+
+    def presence(self, tenant_id: str, user_id: str) -> Presence:
+        """The user's activity as it holds now (an end time that passed reads as Available)."""
+        tenant, _ = find_user(self._config, tenant_id, user_id)
+        stored = self._db.read(lambda tx: rows.load_presence(tx, tenant_id, user_id))
+        return self._presence_now(tenant, stored)
+
+    def call_state(self, tenant_id: str, user_id: str) -> tuple[Routing, Presence]:
+        """Forwards, call waiting and presence in one read: what routing a call needs."""
+        tenant, user = find_user(self._config, tenant_id, user_id)
+
+        def work(tx: Tx) -> tuple[dict[str, object], rows.StoredPresence | None]:
+            return rows.load_routing(tx, tenant_id, user_id), rows.load_presence(tx, tenant_id, user_id)
+
+        stored_routing, stored_presence = self._db.read(work)
+        return (routing_rules.effective(self._config, user, stored_routing),
+                self._presence_now(tenant, stored_presence))
+
+    def set_presence(self, tenant_id: str, user_id: str, activity: str, *, actor: str, source: str,
+                     until: datetime | None = None, note: str | None = None) -> Presence:
+        """Sets the activity (a key of the tenant's list) with an optional end time; `note` None
+        keeps the note. SettingsError (nothing written) for an unknown activity, an end time
+        in the past, over 400 days away or given with Available, or a note that is not one line."""
+        tenant, _ = find_user(self._config, tenant_id, user_id)
+        origin = Origin(actor, source)
+        key = presence_rules.check_activity(tenant, activity)
+        new_note = presence_rules.check_note(note) if note is not None else None
+        presence_rules.check_until(key, until, self._now())
+
+        def work(tx: Tx) -> tuple[Presence, list[_Event]]:
+            now = self._now()
+            moment = presence_rules.check_until(key, until, now)
+            before = self._presence_now(tenant, rows.load_presence(tx, tenant_id, user_id), now)
+            after = Presence(key, moment, before.note if new_note is None else new_note)
+            events = _presence_events(before, after)
+            if events:
+                rows.store_presence(tx, tenant_id, user_id, after.activity, after.until, after.note, now)
+                self._record(tx, now, tenant_id, user_id, origin, events)
+            return after, events
+
+        after, events = self._db.write(work)
+        _log_changes(tenant_id, user_id, origin, events)
+        return after
+
+    def end_presences(self) -> list[tuple[str, str]]:
+        """Activities whose end time has passed become Available in the database too (audited as
+        the timer's doing); the (tenant, user) of each, so that Asterisk can be told."""
+        origin = Origin("system", "timer")
+
+        def work(tx: Tx) -> list[tuple[str, str]]:
+            now = self._now()
+            ended = rows.ended_presences(tx, now)
+            for tenant_id, user_id, activity, until in ended:
+                note_row = rows.load_presence(tx, tenant_id, user_id)
+                note = note_row[2] if note_row else ""
+                rows.store_presence(tx, tenant_id, user_id, AVAILABLE, None, note, now)
+                self._record(tx, now, tenant_id, user_id, origin, [
+                    _Event(SETTING_CHANGED, presence_rules.AUDIT_PREFIX + "activity", activity, AVAILABLE),
+                    _Event(SETTING_CHANGED, presence_rules.AUDIT_PREFIX + "until", to_text(until), None)])
+            return [(t, u) for t, u, _, _ in ended]
+
+        ended = self._db.write(work)
+        for tenant_id, user_id in ended:
+            log.info("%s/%s presence.activity: end time reached, available again", tenant_id, user_id)
+        return ended
+
+    def next_presence_end(self) -> datetime | None:
+        """The earliest end time still to come (or passed and not yet ended)."""
+        return self._db.read(rows.next_presence_end)
+
+    def _presence_now(self, tenant: Tenant, stored: rows.StoredPresence | None,
+                      now: datetime | None = None) -> Presence:
+        if stored is None:
+            return Presence()
+        return presence_rules.effective(*stored, now or self._now(), tenant)
 
     # ------------------------------------------------------------------ audit
 
@@ -320,3 +395,20 @@ def _text(value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
+
+
+def _presence_events(before: Presence, after: Presence) -> list[_Event]:
+    prefix = presence_rules.AUDIT_PREFIX
+    changes = [
+        ("activity", before.activity, after.activity),
+        ("until", to_text(before.until) if before.until else None, to_text(after.until) if after.until else None),
+        ("note", before.note or None, after.note or None),
+    ]
+    return [_Event(SETTING_CHANGED, prefix + name, old, new) for name, old, new in changes if old != new]
+
+
+def _log_changes(tenant_id: str, user_id: str, origin: Origin, events: list[_Event]) -> None:
+    """One log line per changed field, after the commit."""
+    for e in events:
+        log.info("%s/%s %s: %s -> %s (by %s via %s)", tenant_id, user_id, e.field, e.old, e.new,
+                 origin.actor, origin.source)

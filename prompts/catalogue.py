@@ -227,6 +227,25 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
     "act-current-is": ("Nykyinen aktiviteettisi on", "Din aktivitet är", "Your current activity is"),
     "act-choose": ("Valitse uusi aktiviteetti.", "Välj en ny aktivitet.", "Choose a new activity."),
     "act-changed": ("Aktiviteetti vaihdettu.", "Aktiviteten är ändrad.", "Your activity has been changed."),
+    "act-menu-tail": (
+        "Kuuntele valikko uudelleen painamalla nolla. Lopeta painamalla tähteä.",
+        "Tryck noll för att höra menyn igen. Tryck stjärna för att avsluta.",
+        "To hear this again press zero. To end press star.",
+    ),
+    "act-enter-until": (
+        "Anna päättymisaika tunteina ja minuutteina, esimerkiksi yksi kuusi kolme nolla, tai päivien määrä, "
+        "ja paina risuaitaa. Ilman päättymisaikaa paina pelkkää risuaitaa.",
+        "Ange sluttiden i timmar och minuter, till exempel ett sex tre noll, eller antalet dagar, "
+        "och tryck fyrkant. Utan sluttid, tryck bara fyrkant.",
+        "Enter the end time as hours and minutes, for example one six three zero, or a number of days, "
+        "then press hash. For no end time, press hash only.",
+    ),
+    "act-invalid-time": ("Aika ei kelpaa.", "Tiden är ogiltig.", "That time is not valid."),
+    "act-enter-number": (
+        "Anna puhelinnumerosi ja paina risuaitaa.",
+        "Ange ditt telefonnummer och tryck fyrkant.",
+        "Enter your phone number, then press hash.",
+    ),
     # --- small words for composed sentences ------------------------------------------------
     "and": ("ja", "och", "and"),
     "press": ("paina", "tryck", "press"),

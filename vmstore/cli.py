@@ -165,12 +165,12 @@ def delete(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder
     message = _pick(target, folder, n)
     target.store().delete(message)
     click.echo(f"deleted {folder} message {n} of {target.label}")
-    ami = _ami_settings(target)
+    ami = ami_settings_of(target)
     if ami is None or not asyncio.run(refresh_mwi(ami, target.context, target.mailbox, timeout=3)):
         click.echo("note: Asterisk not reachable: phones see the change at its next mailbox poll", err=True)
 
 
-def _ami_settings(target: Target) -> AmiSettings | None:
+def ami_settings_of(target: Target) -> AmiSettings | None:
     """AMI of the PBX, or None when it has never been deployed (no secrets yet)."""
     try:
         secret = json.loads((target.home / "secrets.json").read_text(encoding="utf-8")).get("ami")

@@ -32,12 +32,8 @@ class FeatureService:
 
     def caller(self, tenant_id: str, user_id: str, device: str) -> Caller | None:
         """The user a device belongs to (from the endpoint's VIPBX_TENANT / VIPBX_USER)."""
-        for tenant in self.config.tenants:
-            if tenant.id == tenant_id:
-                for user in tenant.users:
-                    if user.id == user_id:
-                        return Caller(tenant, user, device or user.number)
-        return None
+        found = self.config.find_user(tenant_id, user_id)
+        return Caller(found[0], found[1], device or found[1].number) if found is not None else None
 
     async def set_immediate(self, caller: Caller, dialled: str) -> Routing:
         """987 + number; TargetRefused (with its reason) when the number may not be used."""
@@ -56,8 +52,8 @@ class FeatureService:
         return await asyncio.to_thread(self.state.routing, caller.tenant.id, caller.user.id)
 
     def transfer_target(self, tenant_id: str, dialled: str) -> str:
-        """The E.164 number a transfer may go to, or TargetRefused / UnknownUserError."""
-        for tenant in self.config.tenants:
-            if tenant.id == tenant_id:
-                return check_target(self.config, tenant, None, dialled)
-        raise LookupError(f"no tenant {tenant_id!r}")
+        """The E.164 number a transfer may go to, or TargetRefused / LookupError."""
+        tenant = next((t for t in self.config.tenants if t.id == tenant_id), None)
+        if tenant is None:
+            raise LookupError(f"no tenant {tenant_id!r}")
+        return check_target(self.config, tenant, None, dialled)

@@ -11,10 +11,10 @@ import logging
 import uuid
 
 from ari_app.session import CallSession
+from ari_app.voice import Voice
 from vmstore import Message
 
 from .services import Mailbox, VoicemailService, wav_seconds
-from ari_app.voice import Voice
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import uuid
 from datetime import datetime, timezone
 
 from ari_app.session import CallSession, ChannelGone
+from ari_app.voice import Voice
 
 from .services import Mailbox, VoicemailService
-from ari_app.voice import Voice
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,12 @@ import asyncio
 import logging
 
 from ari_app.plugin_api import Plugin, PluginDeps
+from ari_app.presence.services import PresenceService
+from ari_app.voice import Voice
 
 from .access import Access
 from .deposit import Deposit
-from .services import VoicemailService
-from ari_app.voice import Voice
+from .services import Mailbox, VoicemailService
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,13 @@ def load(deps: PluginDeps) -> Plugin:
                 log.exception("orphan recovery failed")
             await asyncio.sleep(ORPHAN_SCAN_SECONDS)
 
+    presence = deps.presence or PresenceService(deps.config, deps.callstate, deps.ami)
+
+    def activity_sentence(mailbox: Mailbox, lang: str) -> list[str] | None:
+        # The greeting's "… is on vacation until Friday 12 August", in the spoken time zone.
+        return presence.greeting_sentence(mailbox.tenant, mailbox.user, lang, voice.now())
+
     return Plugin(
-        handlers={"deposit": Deposit(service, voice), "access": Access(service, voice)},
+        handlers={"deposit": Deposit(service, voice, activity_sentence), "access": Access(service, voice)},
         background=[recover_orphans],
     )

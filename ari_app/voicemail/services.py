@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from asterisk_conf.ami import AmiSettings
 from asterisk_conf.model import Config, Tenant, User
-from asterisk_conf.numbers import to_e164
 from callstate import CallStateService
 from notify import VoicemailNotice
 from vmstore import Envelope, Message, RecordingJournal, VoicemailStore, new_msg_id, refresh_mwi
@@ -82,16 +81,8 @@ class VoicemailService:
 
     def by_number(self, raw: str) -> Mailbox | None:
         """The user a number (as a carrier or caller writes it) belongs to, in any tenant."""
-        tried: set[str] = set()
-        for tenant in self.config.tenants:
-            number = to_e164(raw, tenant.country_code)
-            if number is None or number in tried:
-                continue
-            tried.add(number)
-            found = self.config.find_number(number)
-            if found is not None:
-                return Mailbox(*found)
-        return None
+        found = self.config.find_caller(raw)
+        return Mailbox(*found) if found is not None else None
 
     # --- messages --------------------------------------------------------------------
 

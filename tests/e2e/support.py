@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest_asyncio
 from conftest import Pbx
 
 from ari_app import plugins
@@ -21,6 +22,8 @@ from ari_app.service import Service
 from asterisk_conf.ami import AmiSettings
 from asterisk_conf.model import Config
 from asterisk_conf.render import AMI_USER, ARI_USER
+from callstate import CallStateService
+from testphone import TestPhone
 from vmstore import VoicemailStore
 
 OBSERVER_APP = "vipbx-test-observer"
@@ -174,3 +177,97 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
     service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
                       handlers=plugin.handlers, background=plugin.background, state=deps.callstate)
     return service, deps
+
+
+# --- a PBX with the real service running, the test phone and the observer ---------------------------
+
+SETTLE = 1.5  # seconds to keep watching a device that must NOT ring
+
+
+def reset_call_state(pbx: Pbx, config: Config) -> None:
+    """Every user back to the defaults: forwards, call waiting, presence, PIN counter, greeting
+    options."""
+    with CallStateService(pbx.home / "state.sqlite3", config) as state:
+        for tenant in config.tenants:
+            for user in tenant.users:
+                state.reset_routing(tenant.id, user.id, actor="e2e", source="test")
+                state.set_presence(tenant.id, user.id, "available", note="", actor="e2e", source="test")
+                state.reset_pin_lockout(tenant.id, user.id, actor="e2e", source="test")
+                if user.has_voicemail:
+                    state.update_voicemail_settings(tenant.id, user.id, actor="e2e", source="test",
+                                                    play_activity=False, press1_number=None,
+                                                    always_ask_pin=False)
+
+
+@dataclass
+class Rig:
+    pbx: Pbx
+    config: Config
+    phone: TestPhone
+    observer: PbxObserver
+    app: Running | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> CallStateService:
+        assert self.app is not None, "the service is not running"
+        return self.app.deps.callstate
+
+    @property
+    def presence(self) -> Any:
+        """The running service's PresenceService (changes that also tell Asterisk)."""
+        assert self.app is not None, "the service is not running"
+        return self.app.deps.presence
+
+    async def start_app(self) -> None:
+        service, deps = start_service(self.pbx, self.config)
+        self._task = asyncio.create_task(service.run(), name="vipbx-service")
+        self.app = Running(service, deps)
+        await service.client.wait_connected(15)
+
+    async def stop_app(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        if self.app is not None:
+            self.app.deps.callstate.close()
+        self.app, self._task = None, None
+
+    async def dial_code(self, person: Person, digits: str) -> list[str]:
+        """Dial a feature code from the person's device; the prompts the PBX answered with."""
+        since = self.observer.mark()
+        call = await self.phone.call(digits, device=person.device)
+        await call.wait_hangup(20)
+        assert call.hung_up_by == "far" and "Up" in call.states_seen, call
+        return self.observer.prompts(person.number, since)
+
+    async def no_ring(self, *devices: str) -> None:
+        """None of `devices` rings within SETTLE seconds."""
+        await asyncio.sleep(SETTLE)
+        for device in devices:
+            assert self.phone._incoming[device].empty(), f"{device} rang"
+
+
+@pytest_asyncio.fixture
+async def rig(pbx: Pbx, e2e_config: Config, phone: TestPhone, prompt_catalogue: Path) -> AsyncIterator[Rig]:
+    """The session PBX with the service as `vipbx serve` builds it (default state for everyone),
+    the test phone and an observer of every prompt; all stopped and reset afterwards."""
+    wait_pbx_idle(pbx)
+    reset_call_state(pbx, e2e_config)
+    observer = PbxObserver(pbx, prompt_catalogue, VoicemailStore(pbx.instance.spool_dir))
+    watcher = asyncio.create_task(observer.client.run())
+    rig = Rig(pbx, e2e_config, phone, observer)
+    try:
+        await rig.start_app()
+        await observer.client.wait_connected(10)
+        yield rig
+        await phone.hangup_all()
+    finally:
+        await observer.client.close()
+        watcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await watcher
+        await rig.stop_app()
+        wait_pbx_idle(pbx)
+        reset_call_state(pbx, e2e_config)

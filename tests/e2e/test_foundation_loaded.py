@@ -46,7 +46,9 @@ def show_endpoints(pbx: Any) -> dict[str, str]:
     return found
 
 
-GOSUB = re.compile(r"^\s*'([^']+)'\s+=>\s+1\.\s+Gosub\(vipbx-call-user,s,1\(([^)]*)\)\)", re.MULTILINE)
+# `'101' => [hint: ... newline] 1. Gosub(...)`: in a tenant's context the hint is listed first.
+GOSUB = re.compile(r"^\s*'([^']+)'\s+=>\s+(?:hint:[^\n]*\n\s+)?1\.\s+Gosub\(vipbx-call-user,s,1\(([^)]*)\)\)",
+                   re.MULTILINE)
 
 
 def user_routes(pbx: Any, context: str) -> dict[str, tuple[str, ...]]:
@@ -60,7 +62,8 @@ def user_routes(pbx: Any, context: str) -> dict[str, tuple[str, ...]]:
 
 def expected_route(tenant_id: str, user: Any) -> tuple[str, ...]:
     dial = "&".join(f"PJSIP/{device.id}" for device in user.devices)
-    return (tenant_id, user.id, dial, "1" if user.has_voicemail else "0", user.number.lstrip("+"))
+    return (tenant_id, user.id, dial, "1" if user.has_voicemail else "0", user.number.lstrip("+"),
+            user.extension)
 
 
 def test_endpoints_are_exactly_the_devices_and_the_carrier(pbx: Any, e2e_config: Config) -> None:

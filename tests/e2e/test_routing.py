@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import suppress
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from conftest import Pbx
-from support import PbxObserver, Person, Running, eventually, start_service, wait_pbx_idle
+from support import SETTLE, Person, Rig, eventually, wait_pbx_idle
 
-from asterisk_conf.model import Config
-from callstate import CallStateService
 from callstate.rows import store_routing
-from testphone import TestPhone
 from testphone.driver import Call
-from vmstore import VoicemailStore
 
 pytestmark = pytest.mark.asterisk
+pytest_plugins = ("support",)  # the `rig` fixture
 
 ANNA = Person("acme", "anna.virtanen", "+358401110001", "acme-anna-soft", "480264")
 MIKKO = Person("acme", "mikko.korhonen", "+358401110002", "acme-mikko-soft", "")
@@ -39,7 +30,6 @@ OUTSIDE = "+358451234567"
 OUTSIDE_2 = "+358451234568"
 OUTSIDE_MOBILE = "+358505550101"  # a forward target reached through the carrier
 USER_BUSY, NO_ANSWER = 17, 19
-SETTLE = 1.5  # seconds to keep watching a device that must NOT ring
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
@@ -47,63 +37,6 @@ SETTLE = 1.5  # seconds to keep watching a device that must NOT ring
 @pytest.fixture(scope="module", autouse=True)
 def _no_pbx_errors(no_pbx_errors: None) -> None:
     """Every test of this module runs under the check."""
-
-
-def _reset(pbx: Pbx, config: Config) -> None:
-    with CallStateService(pbx.home / "state.sqlite3", config) as state:
-        for person in PEOPLE:
-            state.reset_routing(person.tenant, person.user, actor="e2e", source="test")
-
-
-@dataclass
-class Rig:
-    pbx: Pbx
-    app: Running
-    phone: TestPhone
-    observer: PbxObserver
-
-    @property
-    def state(self) -> CallStateService:
-        return self.app.deps.callstate
-
-    async def dial_code(self, person: Person, digits: str) -> list[str]:
-        """Dial a feature code from the person's device; the prompts the PBX answered with."""
-        since = self.observer.mark()
-        call = await self.phone.call(digits, device=person.device)
-        await call.wait_hangup(20)
-        assert call.hung_up_by == "far" and "Up" in call.states_seen, call
-        return self.observer.prompts(person.number, since)
-
-    async def no_ring(self, *devices: str) -> None:
-        """None of `devices` rings within SETTLE seconds."""
-        await asyncio.sleep(SETTLE)
-        for device in devices:
-            queue = self.phone._incoming[device]
-            assert queue.empty(), f"{device} rang"
-
-
-@pytest_asyncio.fixture
-async def rig(pbx: Pbx, e2e_config: Config, phone: TestPhone, prompt_catalogue: Path) -> AsyncIterator[Rig]:
-    wait_pbx_idle(pbx)
-    _reset(pbx, e2e_config)
-    service, deps = start_service(pbx, e2e_config)
-    task = asyncio.create_task(service.run(), name="vipbx-service")
-    observer = PbxObserver(pbx, prompt_catalogue, VoicemailStore(pbx.instance.spool_dir))
-    watcher = asyncio.create_task(observer.client.run())
-    try:
-        await service.client.wait_connected(15)
-        await observer.client.wait_connected(10)
-        yield Rig(pbx, Running(service, deps), phone, observer)
-        await phone.hangup_all()
-    finally:
-        await observer.client.close()
-        for job in (watcher, task):
-            job.cancel()
-            with suppress(asyncio.CancelledError):
-                await job
-        deps.callstate.close()
-        wait_pbx_idle(pbx)
-        _reset(pbx, e2e_config)
 
 
 def digits_of(number: str) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,17 @@ import pytest
 from agi import server as server_module
 from agi.routing import MAX_FORWARD_HOPS, CallFacts, RouteDecision, decide
 from agi.server import AgiApplication, quote, start_agi_server
-from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Forwarding, Platform, Tenant, TenantNumber, User
-from callstate import CallStateService, Routing, StorageError
+from asterisk_conf.model import (
+    NO_VOICEMAIL_GROUP,
+    Activity,
+    Config,
+    Forwarding,
+    Platform,
+    Tenant,
+    TenantNumber,
+    User,
+)
+from callstate import CallStateService, Presence, Routing, StorageError
 
 ANNA, MIKKO, NORA = "+358401111111", "+358401111112", "+358401111113"
 ANNA_MAIN = "+358911111111"  # a tenant number that rings anna
@@ -194,6 +204,127 @@ def test_junk_facts_still_decide() -> None:
     assert decide(CONFIG, "acme", "anna", Routing(immediate=OUTSIDE), facts).action == "forward"
 
 
+# ---------------------------------------------------------------------- activities (presence)
+
+# acme's own list beside the defaults: a substitute outside, a colleague (mikko), anna's own main
+# number, plain ring and plain voicemail.
+ACTIVITIES = (
+    Activity("available", "1"),
+    Activity("training", "2", "away", OUTSIDE),
+    Activity("cover", "3", "dnd", MIKKO),
+    Activity("main", "4", "dnd", ANNA_MAIN),
+    Activity("desk", "5", "away", "ring"),
+    Activity("away", "6", "xa", "voicemail"),
+)
+OWN = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], activities=ACTIVITIES),))
+
+
+def act(config: Config, uid: str, activity: str, routing: Routing | None = None,
+        facts: CallFacts = CallFacts()) -> RouteDecision:
+    return decide(config, "acme", uid, routing, facts, Presence(activity))
+
+
+@pytest.mark.parametrize("activity", ["meeting", "off-work", "vacation", "sick"])
+def test_voicemail_activities_send_calls_to_voicemail(activity: str) -> None:
+    decision = act(CONFIG, "anna", activity)
+    normal = decide(CONFIG, "acme", "anna")
+    assert (decision.action, decision.target, decision.loop) == ("voicemail", "", False)
+    assert decision == replace(normal, action="voicemail")  # the rest as without the activity
+    assert act(OWN, "anna", "away").action == "voicemail"
+
+
+@pytest.mark.parametrize(("config", "activity"), [(CONFIG, "busy"), (CONFIG, "lunch"), (OWN, "desk")])
+def test_ring_activities_ring(config: Config, activity: str) -> None:
+    assert act(config, "anna", activity) == decide(config, "acme", "anna")
+    assert act(config, "anna", activity, VM, CallFacts("INUSE")).action == "ring"  # call waiting on
+    busy_now = act(config, "anna", activity, replace(VM, call_waiting=False), CallFacts("INUSE"))
+    assert busy_now.action == "busy"
+
+
+@pytest.mark.parametrize("presence", [None, Presence(), Presence("available", None, "note"),
+                                      Presence("holiday")])  # an activity no longer in the list
+def test_available_and_unknown_activities_route_normally(presence: Presence | None) -> None:
+    for uid in ("anna", "nora"):
+        assert decide(CONFIG, "acme", uid, VM, CallFacts(), presence) == decide(CONFIG, "acme", uid, VM)
+    routing = replace(VM, call_waiting=False)
+    assert decide(CONFIG, "acme", "anna", routing, CallFacts("INUSE"), presence).action == "busy"
+
+
+def test_substitute_number_forwards() -> None:
+    decision = act(OWN, "anna", "training")
+    assert (decision.action, decision.target, decision.loop) == ("forward", OUTSIDE, False)
+    variables = decision.variables()
+    assert (variables["VIPBX_ACTION"], variables["VIPBX_TARGET"], variables["VIPBX_FROM"],
+            variables["VIPBX_CHAIN"]) == ("forward", OUTSIDE, ANNA, "acme:anna")
+    # To a colleague: followed, and the chain lets mikko's router see where the call has been.
+    cover = act(OWN, "anna", "cover")
+    assert (cover.action, cover.target, cover.loop) == ("forward", MIKKO, False)
+    # A "No voicemail" user's substitute works the same.
+    assert (act(OWN, "nora", "training").action, act(OWN, "nora", "training").target) == ("forward", OUTSIDE)
+
+
+def test_substitute_back_to_the_user_rings_instead() -> None:
+    # anna's own main number: the call would come straight back.
+    decision = act(OWN, "anna", "main")
+    assert (decision.action, decision.target, decision.loop) == ("ring", "", True)
+    assert decision.on_busy == "voicemail"
+    # mikko's cover is anna; a call anna forwarded to mikko is not sent back to her.
+    back = replace(OWN, tenants=(replace(OWN.tenants[0], activities=(
+        *ACTIVITIES, Activity("cover-anna", "7", "dnd", ANNA))),))
+    facts = CallFacts.parse("NOT_INUSE", act(back, "anna", "cover").variables()["VIPBX_CHAIN"], "1")
+    second = act(back, "mikko", "cover-anna", facts=facts)
+    assert (second.action, second.target, second.loop, second.chain) == (
+        "ring", "", True, ("acme:anna", "acme:mikko"))
+    # Not in the chain: followed.
+    assert act(back, "mikko", "cover-anna").action == "forward"
+
+
+def test_substitute_respects_the_hop_limit() -> None:
+    below = act(OWN, "anna", "training", facts=CallFacts(chain=chain_of(MAX_FORWARD_HOPS - 1)))
+    assert (below.action, below.loop) == ("forward", False)
+    at = act(OWN, "anna", "training", facts=CallFacts(chain=chain_of(MAX_FORWARD_HOPS)))
+    assert (at.action, at.target, at.loop) == ("ring", "", True)
+    redirected = act(OWN, "anna", "training", facts=CallFacts(redirects=MAX_FORWARD_HOPS))
+    assert (redirected.action, redirected.loop) == ("ring", True)
+
+
+def test_no_voicemail_users_voicemail_activity_rings() -> None:
+    for activity in ("vacation", "meeting"):
+        decision = act(CONFIG, "nora", activity)
+        assert decision == decide(CONFIG, "acme", "nora")
+        assert (decision.action, decision.loop) == ("ring", False)
+    assert act(OWN, "nora", "away").action == "ring"
+    # As when Available: in a call with call waiting off, busy now (with nowhere to go).
+    busy = act(CONFIG, "nora", "vacation", Routing(call_waiting=False), CallFacts("INUSE"))
+    assert (busy.action, busy.on_busy) == ("busy", "none")
+
+
+def test_immediate_forward_beats_the_activity() -> None:
+    for config, activity in ((CONFIG, "vacation"), (OWN, "training"), (OWN, "main")):
+        decision = act(config, "anna", activity, Routing(immediate=NORA, busy="voicemail"))
+        assert (decision.action, decision.target, decision.loop) == ("forward", NORA, False)
+        to_vm = act(config, "anna", activity, Routing(immediate="voicemail"))
+        assert (to_vm.action, to_vm.target) == ("voicemail", "")
+
+
+def test_an_immediate_forward_not_followed_leaves_the_activity() -> None:
+    # anna's immediate forward to mikko would loop (the call came from mikko): her activity decides.
+    facts = CallFacts(chain=("acme:mikko",))
+    decision = act(CONFIG, "anna", "vacation", Routing(immediate=MIKKO, busy="voicemail"), facts)
+    assert (decision.action, decision.loop) == ("voicemail", True)
+    substitute = act(OWN, "anna", "training", Routing(immediate=MIKKO), facts)
+    assert (substitute.action, substitute.target, substitute.loop) == ("forward", OUTSIDE, True)
+
+
+@pytest.mark.parametrize("state", ["INUSE", "BUSY", "ONHOLD"])
+def test_activity_beats_busy_now(state: str) -> None:
+    routing = Routing(busy="voicemail", no_answer="voicemail", unreachable="voicemail", call_waiting=False)
+    assert act(CONFIG, "anna", "vacation", routing, CallFacts(state)).action == "voicemail"
+    forwarded = act(OWN, "anna", "training", routing, CallFacts(state))
+    assert (forwarded.action, forwarded.target) == ("forward", OUTSIDE)
+    assert act(CONFIG, "anna", "busy", routing, CallFacts(state)).action == "busy"  # a ring activity
+
+
 def test_quote() -> None:
     assert quote('a "b" \\c') == '"a \\"b\\" \\\\c"'
 
@@ -273,7 +404,7 @@ class FailingState:
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
 
-    def routing(self, tenant_id: str, user_id: str) -> Routing:
+    def call_state(self, tenant_id: str, user_id: str) -> tuple[Routing, Presence]:
         self.asked.append((tenant_id, user_id))
         raise StorageError("the call-state database is locked")
 
@@ -321,6 +452,23 @@ async def test_route_reads_call_waiting_delay_and_conditional_forwards(
     state.set_call_waiting("acme", "mikko", True, actor="op", source="cli")
     waiting = as_vars(await converse(port, agi_env("route", "acme", "mikko", "INUSE", "", "0")))
     assert waiting["VIPBX_ACTION"] == "ring"
+
+
+async def test_route_reads_the_stored_activity(agi_state: tuple[CallStateService, int]) -> None:
+    state, port = agi_state
+    until = datetime.now(UTC) + timedelta(days=3)
+    state.set_presence("acme", "anna", "vacation", until=until, actor="op", source="cli")
+    got = as_vars(await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")))
+    assert (got["VIPBX_ACTION"], got["VIPBX_TARGET"], got["VIPBX_ON_BUSY"], got["VIPBX_FROM"]) == (
+        "voicemail", "", "voicemail", ANNA)
+    # Her own immediate forward still comes first.
+    state.set_forward("acme", "anna", "immediate", "102", actor="op", source="cli")
+    first = as_vars(await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")))
+    assert (first["VIPBX_ACTION"], first["VIPBX_TARGET"]) == ("forward", MIKKO)
+    state.set_forward("acme", "anna", "immediate", "none", actor="op", source="cli")
+    state.set_presence("acme", "anna", "available", actor="op", source="cli")
+    back = as_vars(await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")))
+    assert back["VIPBX_ACTION"] == "ring"
 
 
 async def test_route_unknown_user_does_not_ask_the_state(caplog: pytest.LogCaptureFixture) -> None:

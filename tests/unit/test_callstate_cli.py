@@ -8,6 +8,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from clicase import shown
 
 from asterisk_conf.cli import main
 from asterisk_conf.validate import load_config
@@ -37,16 +38,6 @@ def fwd(home: Path, *args: str) -> Result:
 
 def cw(home: Path, *args: str) -> Result:
     return run(callwaiting_group, home, *args)
-
-
-def shown(result: Result) -> dict[str, str]:
-    """The `label: value` lines of a forward listing."""
-    assert result.exit_code == 0, result.output
-    out = {}
-    for line in result.stdout.splitlines()[1:]:
-        label, _, value = line.partition(":")
-        out[label.strip()] = value.strip()
-    return out
 
 
 def stored(home: Path) -> CallStateService:

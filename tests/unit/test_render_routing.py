@@ -54,13 +54,19 @@ def test_examples_have_users_with_and_without_devices(config: Config) -> None:
     assert any(u.devices for u in users) and any(not u.devices for u in users)
 
 
-def test_hints_for_users_with_devices_only(config: Config, files: dict[str, str]) -> None:
+def test_hints_for_every_user_with_devices_and_presence(config: Config, files: dict[str, str]) -> None:
+    # DEVICES,CustomPresence:TENANT+USER; DEVICES is empty for a user without devices, whose hint
+    # still carries the presence that subscribed phones show.
     dialplan = sections(files["extensions.conf"], "extensions.conf")
     for tenant in config.tenants:
         hints = {e.split(",")[0]: e.split(",", 2)[2]
                  for e in extens(dialplan[f"vipbx-t-{tenant.id}"]) if e.split(",")[1] == "hint"}
-        expected = {u.extension: "&".join(f"PJSIP/{d.id}" for d in u.devices) for u in tenant.users if u.devices}
+        expected = {u.extension: "&".join(f"PJSIP/{d.id}" for d in u.devices) + f",CustomPresence:{tenant.id}+{u.id}"
+                    for u in tenant.users}
         assert hints == expected
+        for u in tenant.users:
+            if not u.devices:  # e.g. borealis's erik.nyberg
+                assert f"exten => {u.extension},hint,,CustomPresence:{tenant.id}+{u.id}" in files["extensions.conf"]
     # Hints live only in the tenant contexts, where EXTENSION_STATE(EXT@vipbx-t-TENANT) looks.
     for name, section in dialplan.items():
         if not name.startswith("vipbx-t-"):

@@ -3,56 +3,18 @@ without premium-rate ranges, explicit lists, and bad prefixes reported with file
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from asterisk_conf.errors import Problem
-from asterisk_conf.model import PREMIUM_PREFIXES, Forwarding, Tenant
-from asterisk_conf.validate import load_config, validate_files
+from asterisk_conf.model import PREMIUM_PREFIXES, Forwarding
+from yamlcase import find, problems, tenant, tenant_yaml
 
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)  # problems name "acme.yaml", not a temporary folder
     return tmp_path
-
-
-def tenant_yaml(extra: str = "", country: str = "358") -> str:
-    """One tenant; `extra` (YAML at tenant level) starts on line 6."""
-    head = ("tenants:\n"
-            "  - id: acme\n"
-            "    name: Acme Oy\n"
-            "    domain: acme.example\n"
-            f'    country_code: "{country}"\n')
-    users = ("    users:\n"
-             "      - id: anna\n"
-             "        name: Anna Virtanen\n"
-             '        number: "+358401110001"\n'
-             '        extension: "101"\n'
-             '        pin: "480264"\n')
-    return head + textwrap.indent(extra, "    ") + users
-
-
-def write(text: str) -> str:
-    Path("acme.yaml").write_text(text, encoding="utf-8")
-    return "acme.yaml"
-
-
-def tenant(text: str) -> Tenant:
-    return load_config([write(text)]).tenants[0]
-
-
-def problems(text: str) -> list[Problem]:
-    return validate_files([write(text)])
-
-
-def find(found: list[Problem], line: int, key: str, *words: str) -> Problem:
-    hits = [p for p in found if (p.file, p.line, p.key) == ("acme.yaml", line, key)
-            and all(w in p.message for w in words)]
-    assert len(hits) == 1, "\n".join(map(str, found)) or "no problems"
-    return hits[0]
 
 
 # ---------------------------------------------------------------- defaults

@@ -1,0 +1,16 @@
+"""Wiring of the presence features: the activity-change number, the end-time timer (which also
+publishes every user's presence to Asterisk at start)."""
+
+from __future__ import annotations
+
+from ari_app.plugin_api import Plugin, PluginDeps
+from ari_app.voice import Voice
+
+from .ivr import ActivityIvr
+from .services import PresenceService
+
+
+def load(deps: PluginDeps) -> Plugin:
+    service = deps.presence or PresenceService(deps.config, deps.callstate, deps.ami)
+    voice = Voice(deps.sounds_dir, deps.config.platform.default_language)
+    return Plugin(handlers={"activity": ActivityIvr(service, voice)}, background=[service.run_timer])

@@ -78,7 +78,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         if decision.loop:
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
-        await set_variables(request, decision.variables())
+        await set_variables(request, {"VIPBX_ROUTE": decision.packed()})
         log.info("route %s/%s (%s): %s %s", tenant_id, user_id, facts.device_state or "-",
                  decision.action, decision.target)
 

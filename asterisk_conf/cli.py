@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -192,6 +193,10 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
     host = f"[{host}]" if ":" in host else host
     plugin, deps = plugins.load(config, obj.home, obj.ami_settings(config), obj.secrets.get)
+    # The configuration lives as long as the process: keep the collector from walking it on every
+    # full collection (20-35 ms pauses with 10,000 users, in the middle of calls' routing answers).
+    gc.collect()
+    gc.freeze()
     try:
         asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
                                 handlers=plugin.handlers, background=plugin.background,

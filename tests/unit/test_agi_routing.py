@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agi import server as server_module
-from agi.routing import MAX_FORWARD_HOPS, CallFacts, RouteDecision, decide
+from agi.routing import MAX_FORWARD_HOPS, ROUTE_FIELDS, CallFacts, RouteDecision, decide
 from agi.server import AgiApplication, quote, start_agi_server
 from asterisk_conf.model import (
     NO_VOICEMAIL_GROUP,
@@ -369,15 +369,23 @@ async def converse(port: int, env: bytes, reply: bytes = b"200 result=1\n") -> l
 
 
 def set_commands(variables: dict[str, str]) -> list[str]:
-    return [f"SET VARIABLE {name} {quote(value)}" for name, value in variables.items()]
+    """The one command a route answer is: every variable packed into VIPBX_ROUTE."""
+    packed = ",".join(variables[name] for name in ROUTE_FIELDS)
+    return [f"SET VARIABLE VIPBX_ROUTE {quote(packed)}"]
 
 
 def as_vars(commands: list[str]) -> dict[str, str]:
+    """The variables the dialplan ends up with (VIPBX_ROUTE split as its ARRAY() does)."""
     out = {}
     for command in commands:
         verb, name, value = command.split(" ", 3)[1:] if command.startswith("SET ") else ("", "", "")
         assert verb == "VARIABLE" and value.startswith('"') and value.endswith('"'), command
-        out[name] = value[1:-1]
+        if name == "VIPBX_ROUTE":
+            parts = value[1:-1].split(",")
+            assert len(parts) == len(ROUTE_FIELDS), value
+            out.update(zip(ROUTE_FIELDS, parts))
+        else:
+            out[name] = value[1:-1]
     return out
 
 
@@ -385,7 +393,9 @@ async def test_route_sets_every_variable(agi: tuple[AgiApplication, int]) -> Non
     _, port = agi
     commands = await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0"))
     assert commands == set_commands(decide(CONFIG, "acme", "anna").variables())
-    assert commands[:2] == ['SET VARIABLE VIPBX_ACTION "ring"', 'SET VARIABLE VIPBX_TIMEOUT "25"']
+    assert len(commands) == 1  # one round trip for the whole answer
+    assert as_vars(commands) == decide(CONFIG, "acme", "anna").variables()
+    assert (as_vars(commands)["VIPBX_ACTION"], as_vars(commands)["VIPBX_TIMEOUT"]) == ("ring", "25")
     # The older two-argument form still gets an answer.
     assert await converse(port, agi_env("route", "acme", "anna")) == commands
 
@@ -498,7 +508,7 @@ async def test_config_can_be_replaced(agi: tuple[AgiApplication, int]) -> None:
     app, port = agi
     app.config = Config(platform=Platform(no_answer_seconds=7), tenants=CONFIG.tenants)
     commands = await converse(port, agi_env("route", "acme", "anna"))
-    assert commands[1] == 'SET VARIABLE VIPBX_TIMEOUT "7"'
+    assert as_vars(commands)["VIPBX_TIMEOUT"] == "7"
 
 
 async def test_ping(agi: tuple[AgiApplication, int]) -> None:
@@ -522,7 +532,7 @@ async def test_refused_command_stops_the_script(
 ) -> None:
     _, port = agi
     commands = await converse(port, agi_env("route", "acme", "anna"), reply=b"HANGUP\n")
-    assert commands == ['SET VARIABLE VIPBX_ACTION "ring"']  # no second command after a hangup
+    assert commands == set_commands(decide(CONFIG, "acme", "anna").variables())  # then it stops
     assert "request from" in caplog.text
 
 

@@ -99,8 +99,11 @@ def test_the_router_gets_state_chain_and_redirect_count(files: dict[str, str], c
     call_user = sections(files["extensions.conf"], "extensions.conf")["vipbx-call-user"]
     agi = [v for v in lines(call_user) if "AGI(" in v]
     agi_at = f"agi://{config.platform.agi.bind}:{config.platform.agi.port}"
-    assert agi == [f"n(ask),AGI({agi_at}/route,${{ARG1}},${{ARG2}},${{VIPBX_STATE}},${{VIPBX_CHAIN}},"
+    assert agi == [f"n,AGI({agi_at}/route,${{ARG1}},${{ARG2}},${{VIPBX_STATE}},${{VIPBX_CHAIN}},"
                    "${REDIRECTING(count)})"]
+    unpack = [v for v in lines(call_user) if "ARRAY(" in v]
+    assert unpack == ["n,Set(ARRAY(VIPBX_ACTION,VIPBX_TIMEOUT,VIPBX_TARGET,VIPBX_ON_BUSY,VIPBX_ON_NOANSWER,"
+                      "VIPBX_ON_UNAVAIL,VIPBX_FROM,VIPBX_CHAIN)=${VIPBX_ROUTE})"]
     state = [v for v in lines(call_user) if "EXTENSION_STATE" in v]
     assert state == ["n,Set(VIPBX_STATE=${EXTENSION_STATE(${ARG6}@vipbx-t-${ARG1})})"]
     # The fallback when the router does not answer: ring, voicemail (or nothing) otherwise.

@@ -37,7 +37,7 @@ MODULES = (
     "res_http_websocket", "res_websocket_client", "res_stasis", "res_stasis_answer",
     "res_stasis_recording", "res_stasis_snoop", "res_stasis_playback", "res_ari", "res_ari_model",
     "res_ari_asterisk", "res_ari_applications", "res_ari_channels", "res_ari_events",
-    "res_ari_playbacks", "res_speech", "res_agi",
+    "res_ari_playbacks", "res_speech", "res_agi", "func_strings",
 )
 
 
@@ -73,6 +73,8 @@ def asterisk_files(http_port: int, agi_port: int) -> dict[str, str]:
             "exten => hold,1,Stasis(vipbx,hold)\n"
             " same => n,Set(GLOBAL(FALLBACK_HOLD)=${STASISSTATUS})\n same => n,Hangup()\n"
             f"exten => agi,1,AGI({agi}/route,acme,anna)\n"
+            # The product's dialplan splits the answer the same way (see extensions.conf.j2).
+            " same => n,Set(ARRAY(VIPBX_ACTION,VIPBX_TIMEOUT,T,B,N,U,F,C)=${VIPBX_ROUTE})\n"
             " same => n,Set(GLOBAL(AGI_ROUTE)=${AGISTATUS}:${VIPBX_ACTION}:${VIPBX_TIMEOUT})\n"
             f" same => n,AGI({agi}/ping)\n same => n,Set(GLOBAL(AGI_PONG)=${{VIPBX_PONG}})\n"
             " same => n,Hangup()\n"

@@ -29,15 +29,19 @@ class PluginDeps:
 class Plugin:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run after every (re)connection to Asterisk's ARI: Asterisk may have restarted meanwhile.
+    on_connect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def merge(plugins: list[Plugin]) -> Plugin:
     handlers: dict[str, Any] = {}
     background: list[Callable[[], Awaitable[None]]] = []
+    on_connect: list[Callable[[], Awaitable[None]]] = []
     for plugin in plugins:
         clash = set(handlers) & set(plugin.handlers)
         if clash:
             raise ValueError(f"two plugins serve the Stasis entries {sorted(clash)}")
         handlers.update(plugin.handlers)
         background += plugin.background
-    return Plugin(handlers, background)
+        on_connect += plugin.on_connect
+    return Plugin(handlers, background, on_connect)

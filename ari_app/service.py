@@ -33,12 +33,15 @@ class Service:
         handlers: Mapping[str, Handler] | None = None,
         background: Sequence[Callable[[], Awaitable[None]]] = (),
         state: Any = None,
+        on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.config = config
         self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
         self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
         self.app = StasisApp(self.client, handlers or {})
+        for handler in on_connect:
+            self.client.on_connect(handler)
 
     async def run(self) -> None:
         """Until cancelled. FastAGI listens on `config.platform.agi`."""
@@ -79,8 +82,9 @@ async def serve(
     handlers: Mapping[str, Handler] | None = None,
     background: Sequence[Callable[[], Awaitable[None]]] = (),
     state: Any = None,
+    on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     """Run the service until cancelled. `ari_url` like "http://127.0.0.1:8088/ari"; entries
     without a handler go back to the dialplan's fallback."""
     await Service(config, ari_url, ari_user, ari_password, handlers=handlers, background=background,
-                  state=state).run()
+                  state=state, on_connect=on_connect).run()

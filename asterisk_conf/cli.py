@@ -200,7 +200,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     try:
         asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
                                 handlers=plugin.handlers, background=plugin.background,
-                                state=deps.callstate))
+                                state=deps.callstate, on_connect=plugin.on_connect))
     except KeyboardInterrupt:
         pass
 

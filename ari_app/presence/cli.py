@@ -106,8 +106,8 @@ def presence_set(ctx: click.Context, user: str, activity: str, files: tuple[str,
 
     from .asterisk import presence_id, presence_value, publish
 
-    target, service = _open(ctx, user, files)
     until = parse_until(until_text, datetime.now(SPOKEN_TIME_ZONE)) if until_text else None
+    target, service = _open(ctx, user, files)
     try:
         presence = service.set_presence(target.tenant.id, target.user.id, activity, until=until, note=note,
                                         actor=operator_name(), source="cli")

@@ -13,4 +13,5 @@ from .services import PresenceService
 def load(deps: PluginDeps) -> Plugin:
     service = deps.presence or PresenceService(deps.config, deps.callstate, deps.ami)
     voice = Voice(deps.sounds_dir, deps.config.platform.default_language)
-    return Plugin(handlers={"activity": ActivityIvr(service, voice)}, background=[service.run_timer])
+    return Plugin(handlers={"activity": ActivityIvr(service, voice)}, background=[service.run_timer],
+                  on_connect=[service.on_ari_connect])

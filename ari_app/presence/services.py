@@ -29,6 +29,7 @@ class PresenceService:
         # can never overwrite a newer change with the older state it read.
         self._publishing = asyncio.Lock()
         self._changed = asyncio.Event()  # wakes the timer: a new end time may be the next one
+        self._connections = 0
 
     async def presence(self, tenant: Tenant, user: User) -> Presence:
         return await asyncio.to_thread(self.state.presence, tenant.id, user.id)
@@ -58,6 +59,13 @@ class PresenceService:
         users = [(tenant, user) for tenant in self.config.tenants for user in tenant.users]
         await self.tell_asterisk(users)
         log.info("presence: published %d user(s)", len(users))
+
+    async def on_ari_connect(self) -> None:
+        """After a reconnection to Asterisk (not the first connection: `run_timer` publishes at
+        start): Asterisk may have restarted without its presence database."""
+        if self._connections:
+            await self.publish_all()
+        self._connections += 1
 
     async def end_due(self) -> int:
         """Ends the activities whose time is up (database, audit, Asterisk)."""

@@ -175,7 +175,8 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
     plugin, deps = plugins.load(config, pbx.home, ami_settings(pbx), pbx.secrets.get)
     http = config.platform.http
     service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
-                      handlers=plugin.handlers, background=plugin.background, state=deps.callstate)
+                      handlers=plugin.handlers, background=plugin.background, state=deps.callstate,
+                      on_connect=plugin.on_connect)
     return service, deps
 
 

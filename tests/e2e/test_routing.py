@@ -25,7 +25,8 @@ MIKKO = Person("acme", "mikko.korhonen", "+358401110002", "acme-mikko-soft", "")
 MIKKO_DEVICES = ("acme-mikko-soft", "acme-mikko-desk")
 SARA = Person("acme", "sara.lindqvist", "+358401110003", "acme-sara-soft", "")
 WORKSHOP = Person("acme", "workshop", "+358401110009", "acme-workshop", "")  # "No voicemail"
-PEOPLE = (ANNA, MIKKO, SARA, WORKSHOP)
+ERIK = Person("borealis", "erik.nyberg", "+358501220003", "", "")  # no device at all
+JAMES = Person("borealis", "james.taylor", "+358501220001", "borealis-james-soft", "")
 OUTSIDE = "+358451234567"
 OUTSIDE_2 = "+358451234568"
 OUTSIDE_MOBILE = "+358505550101"  # a forward target reached through the carrier
@@ -216,6 +217,25 @@ async def test_no_voicemail_user_unanswered_or_busy_gets_no_mailbox(rig: Rig) ->
     await leg.hangup("busy")  # rejected on the phone
     assert await call.wait_hangup(10) == USER_BUSY
     assert "Up" not in call.states_seen
+
+
+async def test_unreachable_goes_to_voicemail_or_to_the_unreachable_forward(rig: Rig) -> None:
+    # Erik (Borealis) has no device: his calls are "unreachable" at once.
+    since = rig.observer.mark()
+    call = await rig.phone.call(ERIK.number, caller_number=OUTSIDE)
+    await call.wait_state("Up", 10)
+    await rig.observer.wait_prompt(OUTSIDE, "vm-default-greeting-pre", since=since)
+    assert rig.observer.of(OUTSIDE, since, "play")[0].lang == "sv"  # his mailbox, his language
+    await call.hangup()
+
+    rig.state.set_forward(ERIK.tenant, ERIK.user, "unreachable", "101", actor="e2e", source="test")
+    call = await rig.phone.call(ERIK.number, caller_number=OUTSIDE)
+    james = await rig.phone.incoming(JAMES.device, 10)  # his colleague's extension 101
+    assert await diversion(james) == ERIK.number
+    assert await james.get_var("REDIRECTING(reason)") == "unavailable"
+    await james.answer()
+    await call.wait_state("Up", 5)
+    await call.hangup()
 
 
 # --- *1: in-call blind transfer ---------------------------------------------------------------------

@@ -378,3 +378,14 @@ def test_voicemail_greeting_gets_the_activity_sentence(state: CallStateService, 
     with_activity = deposit._greeting(mailbox, "fi", True, None)  # type: ignore[attr-defined]
     without = deposit._greeting(mailbox, "fi", False, None)  # type: ignore[attr-defined]
     assert [m.rsplit("/", 1)[1] for m in with_activity[len(without):]] == ["act-person-is", "act-is-sick"]
+
+
+async def test_a_reconnection_to_asterisk_publishes_everyone_again(
+        state: CallStateService, ami: tuple[FakeAmi, AmiSettings]) -> None:
+    fake, settings = ami
+    service = PresenceService(CONFIG, state, settings)
+    await service.on_ari_connect()  # the first connection: run_timer publishes at start instead
+    assert fake.setvars() == []
+    await service.on_ari_connect()  # Asterisk came back (it may have lost its presence database)
+    published = {k for k, _ in fake.setvars()}
+    assert published == {f"PRESENCE_STATE(CustomPresence:{t.id}+{u.id})" for t in CONFIG.tenants for u in t.users}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import conffilters
+from . import conffilters, dialplan_order
 from .model import Config, Tenant, User
 from .secrets import SecretStore
 
@@ -118,6 +118,7 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     }
     env = environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in FILES}
+    files["extensions.conf"] = dialplan_order.descending(files["extensions.conf"])
     quiet = env.get_template("quiet.conf.j2").render(context)
     files.update({name: quiet for name in QUIET_FILES})
     return files

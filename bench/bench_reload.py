@@ -17,10 +17,11 @@ For every size, in a temporary home:
   5. Checks that the new device, extension and mailbox are live, counts ERROR lines in the log,
      and stops Asterisk by its pid (`AsteriskInstance.stop`), also when anything fails.
 
-`--descending-dialplan` (an experiment; the product's templates are untouched): every render's
-extensions.conf is rewritten with each context's extensions in descending order, the same lines
-otherwise. Asterisk keeps a context's extensions in a sorted list and walks it from the start
-for every extension it adds, so ascending input costs it quadratic time and descending linear.
+`--ascending-dialplan` (the "before" rows of bench/README.md): every render's extensions.conf is
+rewritten with each context's extensions in ascending order, as the product wrote them before it
+sorted them descending (asterisk_conf/dialplan_order.py): Asterisk keeps a context's extensions in
+a sorted list and walks it from the start for every extension it adds, so ascending input costs
+it quadratic time and descending linear.
 
 Needs root (Asterisk runs in a chroot when the system has none; see asterisk_host/runtime.py).
 """
@@ -42,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from make_tenants import write
 
+from asterisk_conf import dialplan_order
 from asterisk_conf.ami import AmiSettings, ami_session
 from asterisk_conf.deploy import Generations, deploy
 from asterisk_conf.render import AMI_USER, render_config
@@ -80,44 +82,31 @@ def rss_mb(pid: int) -> float:
 
 
 def load_and_render(files: list[str], secrets: SecretStore,
-                    descending: bool = False) -> tuple[dict[str, str], float]:
+                    ascending: bool = False) -> tuple[dict[str, str], float]:
     start = time.perf_counter()
     rendered = render_config(load_config(files), secrets)
     seconds = time.perf_counter() - start
-    if descending:
-        rendered["extensions.conf"] = descending_dialplan(rendered["extensions.conf"])
+    if ascending:
+        rendered["extensions.conf"] = ascending_dialplan(rendered["extensions.conf"])
     return rendered, seconds
 
 
-def descending_dialplan(text: str) -> str:
-    """Each context's `exten =>` lines (each with its `same =>` lines) in descending order of
-    extension, patterns (which Asterisk sorts last) first; other lines of a context that come
-    after its first extension (comments, includes) after its extensions."""
+def ascending_dialplan(text: str) -> str:
+    """The product's extensions.conf with each context's extensions in ascending order instead."""
+    blocks: list[str] = []
     out: list[str] = []
-    blocks: list[tuple[str, list[str]]] = []
-    rest: list[str] = []
-
-    def flush() -> None:
-        blocks.sort(key=lambda block: (block[0].startswith("_"), block[0]), reverse=True)
-        for _, lines in blocks:
-            out.extend(lines)
-        out.extend(rest)
-        blocks.clear()
-        rest.clear()
-
-    for line in text.split("\n"):
-        exten = re.match(r"exten => ([^,]+),", line)
-        if line.startswith("["):
-            flush()
-            out.append(line)
-        elif exten:
-            blocks.append((exten.group(1), [line]))
-        elif line.startswith(" same =>") and blocks:
-            blocks[-1][1].append(line)
-        else:
-            (rest if blocks else out).append(line)
-    flush()
-    return "\n".join(out)
+    for context in re.split(r"(?m)^(?=\[)", dialplan_order.descending(text)):
+        lines = context.split("\n")
+        head = [line for line in lines if not line.startswith(("exten =>", " same =>"))]
+        chunks: list[list[str]] = []
+        for line in lines:
+            if line.startswith("exten =>"):
+                chunks.append([line])
+            elif line.startswith(" same =>") and chunks:
+                chunks[-1].append(line)
+        blocks = [line for chunk in reversed(chunks) for line in chunk]
+        out.append("\n".join(head[:1] + blocks + head[1:]))
+    return "".join(out)
 
 
 def timed_reloader(settings: AmiSettings, times: dict[str, float]):  # type: ignore[no-untyped-def]
@@ -134,13 +123,13 @@ def timed_reloader(settings: AmiSettings, times: dict[str, float]):  # type: ign
 
 
 def run_size(runtime: AsteriskRuntime, tenants: int, users: int, work: Path,
-             start_timeout: float, descending: bool = False) -> dict[str, object]:
+             start_timeout: float, ascending: bool = False) -> dict[str, object]:
     folder, home = work / f"yaml-{tenants}", work / f"home-{tenants}"
     paths = write(tenants, users, folder)
     (folder / "platform.yaml").write_text(PLATFORM, encoding="utf-8")
     files = [str(p) for p in paths]
     secrets = SecretStore(home / "secrets.json")
-    rendered, render_s = load_and_render(files, secrets, descending)
+    rendered, render_s = load_and_render(files, secrets, ascending)
     generations = Generations(home)
     generations.point(generations.current, generations.stage(rendered))
     row: dict[str, object] = {
@@ -166,7 +155,7 @@ def run_size(runtime: AsteriskRuntime, tenants: int, users: int, work: Path,
         # The small change, deployed as `vipbx deploy` does.
         with open(folder / "t000.yaml", "a", encoding="utf-8") as f:
             f.write(NEW_USER)
-        changed, row["render_change_s"] = load_and_render(files, secrets, descending)
+        changed, row["render_change_s"] = load_and_render(files, secrets, ascending)
         settings = AmiSettings(PBX_IP, 19038, AMI_USER, secrets.get("ami"))
         reloads: dict[str, float] = {}
         start = time.perf_counter()
@@ -218,8 +207,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1000, help="users per tenant")
     parser.add_argument("--start-timeout", type=float, default=900,
                         help="seconds Asterisk may take to be fully booted (default: %(default)s)")
-    parser.add_argument("--descending-dialplan", action="store_true",
-                        help="experiment: extensions.conf with each context in descending order")
+    parser.add_argument("--ascending-dialplan", action="store_true",
+                        help="before: extensions.conf with each context in ascending order, as it was written "
+                             "before dialplan_order")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     runtime = AsteriskRuntime.locate()
@@ -228,7 +218,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vipbx-bench-reload-") as tmp:
         for tenants in sorted(int(s) for s in args.sizes.split(",")):
             row = run_size(runtime, tenants, args.users, Path(tmp), args.start_timeout,
-                           args.descending_dialplan)
+                           args.ascending_dialplan)
             if "failed" not in row:
                 print(f"  {tenants} × {args.users}: booted in {row['boot_s']:.1f} s, "
                       f"reloads {row['reload_s']}", file=sys.stderr, flush=True)

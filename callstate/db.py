@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .errors import StorageError
+from .pool import ConnectionPool
 from .schema import MIGRATIONS, Migration
 from .times import to_text, utc_now
 
@@ -30,8 +30,6 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 Params = Sequence[Any]
 
-# Connections inherited over a fork (see Database._acquire).
-_FORKED_AWAY: list[sqlite3.Connection] = []
 
 
 @dataclass(frozen=True)
@@ -113,10 +111,7 @@ class Database:
         self.path = Path(path)
         self.dialect = SQLITE
         self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._idle: list[sqlite3.Connection] = []
-        self._pid = os.getpid()
-        self._closed = False
+        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(self._connect, sqlite3.Connection.close)
         self._create_file()
         self._enable_wal()
         self.schema_version = self.write(lambda tx: migrate(tx, self.dialect, migrations))
@@ -132,7 +127,7 @@ class Database:
         return self._run(self.dialect.begin_write, work)
 
     def _run(self, begin: str, work: Callable[[Tx], T]) -> T:
-        conn = self._acquire()
+        conn = self._pool.acquire()
         try:
             try:
                 conn.execute(begin)
@@ -148,7 +143,7 @@ class Database:
                 raise
             return result
         finally:
-            self._release(conn)
+            self._pool.release(conn)
 
     # ------------------------------------------------------------------ connections
 
@@ -161,32 +156,8 @@ class Database:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open state database {self.path}: {exc}") from exc
 
-    def _acquire(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._closed:
-                raise StorageError("the state database has been closed")
-            if self._pid != os.getpid():
-                # Forked: SQLite connections must not be used, nor even closed, in the child;
-                # keep them referenced so garbage collection does not close them either.
-                _FORKED_AWAY.extend(self._idle)
-                self._idle, self._pid = [], os.getpid()
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
-
-    def _release(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            if not self._closed and self._pid == os.getpid():
-                self._idle.append(conn)
-                return
-        conn.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     # ------------------------------------------------------------------ set-up
 

@@ -13,7 +13,6 @@ This is the only module that imports the driver, psycopg 3, an optional extra
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import threading
@@ -29,6 +28,7 @@ from psycopg.rows import TupleRow
 
 from .db import Dialect, Params, T, Tx, migrate
 from .errors import StorageError
+from .pool import ConnectionPool
 from .schema import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ MIGRATION_LOCK = 0x7669_7062_7800  # b"vipbx\0": any fixed number, the same on e
 _RETRYABLE = (pgerrors.SerializationFailure, pgerrors.DeadlockDetected)
 
 Connection = psycopg.Connection[TupleRow]
-
-# Connections inherited over a fork: never used, nor closed (closing would end the parent's
-# session on the shared socket), so kept referenced.
-_FORKED_AWAY: list[Connection] = []
 
 
 @dataclass(frozen=True)
@@ -122,11 +118,9 @@ class PostgresDatabase:
         self.settings = settings
         self.dialect = POSTGRESQL
         self._retry = retry
-        self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(pool_size)  # the server has few connections
-        self._idle: list[Connection] = []
-        self._pid = os.getpid()
-        self._closed = False
+        self._pool: ConnectionPool[Connection] = ConnectionPool(self._connect, psycopg.Connection.close,
+                                                                reusable=_reusable)
         try:
             self.schema_version = self._run(BEGIN_MIGRATION, lambda tx: self._migrate(tx, migrations))
         except BaseException:
@@ -156,7 +150,7 @@ class PostgresDatabase:
 
     def _once(self, begin: str, work: Callable[[Tx], T]) -> T:
         with self._slots:
-            conn = self._acquire()
+            conn = self._pool.acquire()
             try:
                 try:
                     conn.execute(begin)
@@ -178,7 +172,7 @@ class PostgresDatabase:
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
             finally:
-                self._release(conn)
+                self._pool.release(conn)
 
     def _migrate(self, tx: Tx, migrations: Sequence[Migration]) -> int:
         # Two nodes starting at once: the second waits here, then finds the migrations applied.
@@ -198,35 +192,8 @@ class PostgresDatabase:
             # `from None`: the driver's exception is not chained, only its (masked) text kept.
             raise self._error(exc, "cannot connect") from None
 
-    def _acquire(self) -> Connection:
-        with self._lock:
-            if self._closed:
-                raise StorageError("the state database has been closed")
-            if self._pid != os.getpid():
-                _FORKED_AWAY.extend(self._idle)
-                self._idle, self._pid = [], os.getpid()
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and not conn.broken:
-                    return conn
-        return self._connect()
-
-    def _release(self, conn: Connection) -> None:
-        reusable = (not conn.closed and not conn.broken
-                    and conn.info.transaction_status == TransactionStatus.IDLE)
-        with self._lock:
-            if reusable and not self._closed and self._pid == os.getpid():
-                self._idle.append(conn)
-                return
-        if self._pid == os.getpid():
-            conn.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     # ------------------------------------------------------------------ errors
 
@@ -236,6 +203,11 @@ class PostgresDatabase:
             text = text.replace(self.settings.password, "********")
         prefix = f"state database {self.settings.describe()}" + (f": {what}" if what else "")
         return StorageError(f"{prefix}: {text}")
+
+
+def _reusable(conn: Connection) -> bool:
+    """Back into the pool only if alive and outside any transaction."""
+    return not conn.closed and not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
 
 
 def _rollback(conn: Connection) -> None:

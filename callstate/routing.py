@@ -84,10 +84,6 @@ def check_delay(seconds: object) -> int:
     return seconds
 
 
-def with_forward(current: Routing, kind: str, stored: str) -> Routing:
-    return replace(current, **{kind: stored})
-
-
 def effective(config: Config, user: User, stored: dict[str, object]) -> Routing:
     """The stored columns over the defaults. A stored 'voicemail' of a user since put into the
     "No voicemail" group reads as 'none': there is no mailbox to send calls to."""

@@ -28,8 +28,9 @@ DESCRIPTIONS = {
 
 
 @contextmanager
-def _service(ctx: click.Context, who: str, files: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
-    """The user named on the command line and an open call-state service."""
+def user_service(ctx: click.Context, who: str, files: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
+    """The user named on the command line and an open call-state service; the service's
+    refusals and storage errors become the command's error message."""
     from vmstore.cli import resolve  # the same USER syntax as `vipbx voicemail`
 
     from . import open_service
@@ -74,7 +75,7 @@ def forward_group() -> None:
 @click.pass_context
 def forward_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """Show USER's forwards and call waiting."""
-    with _service(ctx, user, files) as (target, service):
+    with user_service(ctx, user, files) as (target, service):
         _show_forwards(target.label, service.routing(target.tenant.id, target.user.id))
 
 
@@ -131,7 +132,7 @@ def callwaiting_group() -> None:
 @click.pass_context
 def callwaiting_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """Whether a second call reaches USER while in a call."""
-    with _service(ctx, user, files) as (target, service):
+    with user_service(ctx, user, files) as (target, service):
         routing = service.routing(target.tenant.id, target.user.id)
         click.echo(f"call waiting of {target.label}: {'on' if routing.call_waiting else 'off'}")
 
@@ -155,14 +156,14 @@ def callwaiting_off(ctx: click.Context, user: str, files: tuple[str, ...]) -> No
 
 
 def _switch(ctx: click.Context, user: str, files: tuple[str, ...], enabled: bool) -> None:
-    with _service(ctx, user, files) as (target, service):
+    with user_service(ctx, user, files) as (target, service):
         routing = service.set_call_waiting(target.tenant.id, target.user.id, enabled, actor=_actor(), source="cli")
         click.echo(f"call waiting of {target.label}: {'on' if routing.call_waiting else 'off'}")
 
 
 def _change(ctx: click.Context, user: str, files: tuple[str, ...],
             change: Callable[[Any, Any], Routing]) -> None:
-    with _service(ctx, user, files) as (target, service):
+    with user_service(ctx, user, files) as (target, service):
         _show_forwards(target.label, change(service, target))
 
 

@@ -5,6 +5,7 @@ in the caller's language: what is now set, or the refusal and its reason."""
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 
 from ari_app.session import CallSession
 from ari_app.voice import Voice
@@ -20,7 +21,7 @@ TECHNICAL = "fc-refused-error"
 NOT_ALLOWED = "fc-refused-not-allowed"
 
 
-class FeatureCode:
+class FeatureCode(ABC):
     """What every code shares: find the caller, answer, speak, hang up."""
 
     def __init__(self, service: FeatureService, voice: Voice) -> None:
@@ -49,8 +50,9 @@ class FeatureCode:
             names = [REFUSED]
         await self._say(call, caller.user.language, names)
 
+    @abstractmethod
     async def run(self, call: CallSession, caller: Caller) -> list[str]:
-        raise NotImplementedError
+        """Does what the code asks; the prompts that say the result."""
 
     async def _say(self, call: CallSession, lang: str, names: list[str]) -> None:
         await call.play(self.voice.media(lang, names), barge_in=False)

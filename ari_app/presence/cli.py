@@ -12,21 +12,11 @@ from typing import Any
 
 import click
 
-from asterisk_conf import cliargs
 from ari_app.voice import SPOKEN_TIME_ZONE
+from asterisk_conf import cliargs
+from callstate.cli import user_service
 
 config_files = cliargs.config_files()
-
-
-def _open(ctx: click.Context, who: str, files: tuple[str, ...]) -> tuple[Any, Any]:
-    from callstate import StorageError, open_service
-    from vmstore.cli import resolve
-
-    target = resolve(ctx, who, files)
-    try:
-        return target, open_service(target.config, target.home, target.secrets().get)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _show(target: Any, presence: Any) -> None:
@@ -78,15 +68,8 @@ def presence_group() -> None:
 @click.pass_context
 def presence_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """USER's activity, its end time and note, and what it does."""
-    from callstate import StorageError
-
-    target, service = _open(ctx, user, files)
-    try:
+    with user_service(ctx, user, files) as (target, service):
         _show(target, service.presence(target.tenant.id, target.user.id))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        service.close()
 
 
 @presence_group.command("set")
@@ -101,20 +84,14 @@ def presence_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None
 def presence_set(ctx: click.Context, user: str, activity: str, files: tuple[str, ...], until_text: str | None,
                  note: str | None) -> None:
     """Set USER's ACTIVITY (a key of the tenant's list, e.g. vacation); tell Asterisk."""
-    from callstate import SettingsError, StorageError
     from vmstore.cli import ami_settings_of, operator_name
 
     from .asterisk import presence_id, presence_value, publish
 
     until = parse_until(until_text, datetime.now(SPOKEN_TIME_ZONE)) if until_text else None
-    target, service = _open(ctx, user, files)
-    try:
+    with user_service(ctx, user, files) as (target, service):
         presence = service.set_presence(target.tenant.id, target.user.id, activity, until=until, note=note,
                                         actor=operator_name(), source="cli")
-    except (SettingsError, StorageError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        service.close()
     _show(target, presence)
     ami = ami_settings_of(target)
     item = (presence_id(target.tenant.id, target.user.id), presence_value(target.tenant, presence))

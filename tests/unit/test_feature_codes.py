@@ -4,20 +4,14 @@ service on a temporary SQLite file."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from ari_app import client as client_module
-from ari_app.app import StasisApp
 from ari_app.client import AriClient
 from ari_app.features import plugin as features_plugin
-from ari_app.plugin_api import PluginDeps
 from ari_app.testing import FakeAri, channel
 from asterisk_conf.model import (
     NO_VOICEMAIL_GROUP,
@@ -30,6 +24,7 @@ from asterisk_conf.model import (
 )
 from callstate import CallStateService, Routing, SettingsError, StorageError
 from prompts import speech
+from pluginharness import PluginHarness, running
 
 ANNA, MIKKO = "+358401110001", "+358401110002"
 OUTSIDE = "+358501234567"
@@ -54,34 +49,11 @@ CONFIG = Config(
 )
 
 
-class Harness:
-    """A fake ARI, a connected client, a StasisApp serving the features plugin's entries, and
-    the call-state service behind it."""
+class Harness(PluginHarness):
+    """The features plugin's entries over the fake ARI and a real call-state service."""
 
     def __init__(self, fake: FakeAri, client: AriClient, state: CallStateService, sounds: Path) -> None:
-        self.fake = fake
-        self.client = client
-        self.state = state
-        self.sounds = sounds
-        plugin = features_plugin.load(PluginDeps(
-            config=CONFIG, store=None, callstate=state, notifier=None, ami=None,
-            recordings_dir=sounds.parent / "recording", sounds_dir=sounds))
-        self.app = StasisApp(client, plugin.handlers)
-        self.task: asyncio.Task[None] | None = None
-        fake.route("POST", r"/channels/([^/]+)/play/([^/]+)", self._play)
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.app.run())
-        await self.client.wait_connected(5)
-        await self.fake.wait_connections(1)
-
-    def _play(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
-        channel_id, playback_id = match.groups()
-        asyncio.get_running_loop().create_task(self.fake.send({
-            "type": "PlaybackFinished",
-            "playback": {"id": playback_id, "target_uri": f"channel:{channel_id}", "state": "done"}}))
-        return httpx.Response(201, json={"id": playback_id, "target_uri": f"channel:{channel_id}",
-                                         "state": "queued", "media_uri": request.url.params["media"]})
+        super().__init__(fake, client, state, sounds, features_plugin, CONFIG)
 
     async def call(self, *args: str, tenant: str | None = "acme", user_id: str | None = "anna",
                    channel_id: str = "c1") -> None:
@@ -93,27 +65,7 @@ class Harness:
         await self.fake.send({"type": "StasisStart", "args": list(args), "channel": chan})
         await self.until(lambda: channel_id not in self.app.sessions
                          and bool(self.calls("DELETE", f"/channels/{channel_id}")
-                                  or self.calls("POST", f"/channels/{channel_id}/continue")))
-
-    async def until(self, predicate: Any, timeout: float = 3.0) -> None:
-        async def poll() -> None:
-            while not predicate():
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(poll(), timeout)
-
-    def calls(self, method: str, pattern: str) -> list[httpx.Request]:
-        return self.fake.calls(method, pattern)
-
-    def played(self, channel_id: str = "c1") -> list[tuple[str, str]]:
-        """Every prompt played to the channel, as (language, name)."""
-        out = []
-        for request in self.calls("POST", rf"/channels/{channel_id}/play/.+"):
-            for uri in request.url.params["media"].split(","):
-                assert uri.startswith(f"sound:{self.sounds}/"), uri
-                lang, name = uri.removeprefix(f"sound:{self.sounds}/").split("/")
-                out.append((lang, name))
-        return out
+                                  or self.calls("POST", f"/channels/{channel_id}/continue")), timeout=3.0)
 
 
 @pytest.fixture
@@ -124,18 +76,8 @@ def state(tmp_path: Path) -> Iterator[CallStateService]:
 
 @pytest.fixture
 async def h(monkeypatch: pytest.MonkeyPatch, state: CallStateService, tmp_path: Path) -> AsyncIterator[Harness]:
-    monkeypatch.setattr(client_module, "BACKOFF_FIRST", 0.01)
-    fake = FakeAri()
-    await fake.start()
-    client = AriClient(fake.base_url, fake.user, fake.password, fake.app, transport=fake.transport)
-    harness = Harness(fake, client, state, tmp_path / "sounds")
-    await harness.start()
-    yield harness
-    await harness.app.shutdown()
-    await client.close()
-    if harness.task is not None:
-        await asyncio.wait_for(harness.task, 2)
-    await fake.stop()
+    async with running(lambda fake, client: Harness(fake, client, state, tmp_path / "sounds"), monkeypatch) as harness:
+        yield harness
 
 
 def fi(*names: str) -> list[tuple[str, str]]:

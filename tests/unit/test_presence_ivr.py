@@ -5,8 +5,6 @@ Also `parse_end_time`."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from ari_app import client as client_module
-from ari_app.app import StasisApp
 from ari_app.client import AriClient
-from ari_app.plugin_api import PluginDeps
 from ari_app.presence import ivr as ivr_module
 from ari_app.presence import plugin as presence_plugin
 from ari_app.presence.ivr import ActivityIvr, parse_end_time
@@ -28,6 +23,7 @@ from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Platform, Tenant, Us
 from callstate import CallStateService, Presence
 from callstate_support import FakeClock
 from prompts import speech
+from pluginharness import PluginHarness, running
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
@@ -53,52 +49,29 @@ MENU = ["act-choose", "act-available", "press", "digit-1", "act-busy", "press", 
         "act-vacation", "press", "digit-6", "act-sick", "press", "digit-7", "act-menu-tail"]
 
 
-class Harness:
-    """A fake ARI, a connected client and a StasisApp serving the presence plugin's entries, the
-    call-state service behind them; `press(prompt, keys)` queues keys pressed while `prompt` plays."""
+class Harness(PluginHarness):
+    """The presence plugin's entries over the fake ARI and a real call-state service;
+    `press(prompt, keys)` queues keys pressed while `prompt` plays."""
 
     def __init__(self, fake: FakeAri, client: AriClient, state: CallStateService, sounds: Path) -> None:
-        self.fake = fake
-        self.client = client
-        self.state = state
-        self.sounds = sounds
-        plugin = presence_plugin.load(PluginDeps(
-            config=CONFIG, store=None, callstate=state, notifier=None, ami=None,
-            recordings_dir=sounds.parent / "recording", sounds_dir=sounds))
-        self.ivr = plugin.handlers["activity"]
-        assert isinstance(self.ivr, ActivityIvr)
+        super().__init__(fake, client, state, sounds, presence_plugin, CONFIG)
+        ivr = self.plugin.handlers["activity"]
+        assert isinstance(ivr, ActivityIvr)
+        self.ivr = ivr
         self.ivr.voice.now = lambda: NOW  # type: ignore[method-assign]
-        self.app = StasisApp(client, plugin.handlers)
-        self.task: asyncio.Task[None] | None = None
         self.script: list[tuple[str, str]] = []
         self.channel: dict[str, Any] = {}
-        fake.route("POST", r"/channels/([^/]+)/play/([^/]+)", self._play)
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.app.run())
-        await self.client.wait_connected(5)
-        await self.fake.wait_connections(1)
 
     def press(self, prompt: str, keys: str) -> Harness:
         self.script.append((prompt, keys))
         return self
 
-    def _play(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
-        channel_id, playback_id = match.groups()
+    async def playing(self, channel_id: str, playback_id: str, request: httpx.Request) -> None:
         names = [uri.rsplit("/", 1)[1] for uri in request.url.params["media"].split(",")]
-        keys = ""
         if self.script and self.script[0][0] in names:
-            keys = self.script.pop(0)[1]
-        asyncio.get_running_loop().create_task(self._events(channel_id, playback_id, keys))
-        return httpx.Response(201, json={"id": playback_id, "target_uri": f"channel:{channel_id}",
-                                         "state": "queued", "media_uri": request.url.params["media"]})
-
-    async def _events(self, channel_id: str, playback_id: str, keys: str) -> None:
-        for key in keys:  # pressed while the prompt plays, so they come before its end
-            await self.fake.send({"type": "ChannelDtmfReceived", "digit": key, "channel": self.channel})
-        await self.fake.send({
-            "type": "PlaybackFinished",
-            "playback": {"id": playback_id, "target_uri": f"channel:{channel_id}", "state": "done"}})
+            for key in self.script.pop(0)[1]:  # pressed while the prompt plays: before its end
+                await self.fake.send({"type": "ChannelDtmfReceived", "digit": key, "channel": self.channel})
+        await super().playing(channel_id, playback_id, request)
 
     async def call(self, number: str = ANNA, *, tenant: str | None = None, user_id: str | None = None,
                    channel_id: str = "c1") -> None:
@@ -113,23 +86,6 @@ class Harness:
         await self.until(lambda: channel_id not in self.app.sessions
                          and bool(self.fake.calls("DELETE", f"/channels/{channel_id}")))
         assert self.script == [], f"keys never asked for: {self.script}"
-
-    async def until(self, predicate: Any, timeout: float = 5.0) -> None:
-        async def poll() -> None:
-            while not predicate():
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(poll(), timeout)
-
-    def played(self, channel_id: str = "c1") -> list[tuple[str, str]]:
-        """Every prompt played to the channel, as (language, name)."""
-        out = []
-        for request in self.fake.calls("POST", rf"/channels/{channel_id}/play/.+"):
-            for uri in request.url.params["media"].split(","):
-                assert uri.startswith(f"sound:{self.sounds}/"), uri
-                lang, name = uri.removeprefix(f"sound:{self.sounds}/").split("/")
-                out.append((lang, name))
-        return out
 
     def names(self, channel_id: str = "c1") -> list[str]:
         return [name for _, name in self.played(channel_id)]
@@ -148,19 +104,9 @@ def state(tmp_path: Path, clock: FakeClock) -> Iterator[CallStateService]:
 
 @pytest.fixture
 async def h(monkeypatch: pytest.MonkeyPatch, state: CallStateService, tmp_path: Path) -> AsyncIterator[Harness]:
-    monkeypatch.setattr(client_module, "BACKOFF_FIRST", 0.01)
     monkeypatch.setattr(ivr_module, "KEY_TIMEOUT", 0.25)  # an unanswered prompt, quickly
-    fake = FakeAri()
-    await fake.start()
-    client = AriClient(fake.base_url, fake.user, fake.password, fake.app, transport=fake.transport)
-    harness = Harness(fake, client, state, tmp_path / "sounds")
-    await harness.start()
-    yield harness
-    await harness.app.shutdown()
-    await client.close()
-    if harness.task is not None:
-        await asyncio.wait_for(harness.task, 2)
-    await fake.stop()
+    async with running(lambda fake, client: Harness(fake, client, state, tmp_path / "sounds"), monkeypatch) as harness:
+        yield harness
 
 
 def lang_of(h: Harness) -> set[str]:

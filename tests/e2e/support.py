@@ -5,6 +5,8 @@ and small waiting helpers."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
@@ -272,3 +274,46 @@ async def rig(pbx: Pbx, e2e_config: Config, phone: TestPhone, prompt_catalogue: 
         await rig.stop_app()
         wait_pbx_idle(pbx)
         reset_call_state(pbx, e2e_config)
+
+
+# --- `vipbx serve` as a child process ------------------------------------------------------------
+
+class ServeProcess:
+    """`vipbx serve` (`argv`) as operators run it; its output in a log file. `started()` says when
+    it is up (its ARI app registered)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
+                 started: Callable[[], bool]) -> None:
+        self.argv, self.env, self.cwd, self.log, self.started = argv, env, cwd, log, started
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.started():
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, "vipbx serve did not register its ARI app\n" + self.text()
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def app_registered(cli: Callable[[str], str], app: str = "vipbx") -> Callable[[], bool]:
+    """A `started` check: the ARI app is listed by `ari show apps` of the Asterisk `cli` runs on."""
+    return lambda: app in cli("ari show apps").split()

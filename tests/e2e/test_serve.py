@@ -9,11 +9,7 @@ and `vipbx serve` as subprocesses on a PBX of this module's own (127.0.0.32).
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -21,6 +17,7 @@ import pytest_asyncio
 from asterisk_conf.secrets import SecretStore
 from asterisk_host import AsteriskRuntime
 from clitool import REPO, Vipbx, write_yaml
+from support import ServeProcess, app_registered
 from testphone import PhoneInstance, TestPhone
 
 OUTSIDE = "+358451234567"
@@ -28,46 +25,14 @@ ANNA = "+358401110001"
 ACTIVITY = "+358201243200"
 
 
-class Serve:
-    """`vipbx serve` as a child process, its output in a log file."""
-
-    def __init__(self, vipbx: Vipbx, files: list[Path], log: Path) -> None:
-        self.vipbx, self.files, self.log = vipbx, files, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                self.vipbx.argv("serve", *map(str, self.files)), env=self.vipbx.env(), cwd=REPO,
-                stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 20
-        while "vipbx" not in self.vipbx.cli("ari show apps"):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "vipbx serve did not register its ARI app\n" + self.log.read_text()
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
-def stack(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vipbx, Serve]]:
+def stack(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vipbx, ServeProcess]]:
     files = write_yaml(tmp_path_factory.mktemp("yaml"), "127.0.0.32", "127.0.0.34", 18000)
     vipbx = Vipbx(tmp_path_factory.mktemp("home"))
     vipbx("deploy", *map(str, files))
     vipbx("asterisk", "start")
-    serve = Serve(vipbx, files, vipbx.home / "serve.log")
+    serve = ServeProcess(vipbx.argv("serve", *map(str, files)), vipbx.env(), REPO, vipbx.home / "serve.log",
+                         app_registered(vipbx.cli))
     try:
         vipbx("phone", "start", *map(str, files), "--phones-ip", "127.0.0.33", "--sip-port", "18160",
               "--http-port", "18188", "--rtp", "18200-18399")
@@ -80,14 +45,14 @@ def stack(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest_asyncio.fixture
-async def phone(stack: tuple[Vipbx, Serve], asterisk_runtime: AsteriskRuntime) -> AsyncIterator[TestPhone]:
+async def phone(stack: tuple[Vipbx, ServeProcess], asterisk_runtime: AsteriskRuntime) -> AsyncIterator[TestPhone]:
     vipbx, _ = stack
     instance = PhoneInstance(asterisk_runtime, vipbx.home / "phone", SecretStore(vipbx.home / "secrets.json"))
     async with instance.connect() as connected:
         yield connected
 
 
-async def test_router_is_asked_and_the_user_rings(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+async def test_router_is_asked_and_the_user_rings(stack: tuple[Vipbx, ServeProcess], phone: TestPhone) -> None:
     _, serve = stack
     call = await phone.call(ANNA, caller_number=OUTSIDE)
     ringing = await phone.incoming("acme-anna-soft", timeout=10)
@@ -99,7 +64,7 @@ async def test_router_is_asked_and_the_user_rings(stack: tuple[Vipbx, Serve], ph
     assert "route acme/anna.virtanen (NOT_INUSE): ring" in serve.text()
 
 
-async def test_the_activity_number_is_served_by_the_app(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+async def test_the_activity_number_is_served_by_the_app(stack: tuple[Vipbx, ServeProcess], phone: TestPhone) -> None:
     _, serve = stack
     call = await phone.call(ACTIVITY, caller_number=ANNA)
     await call.wait_state("Up", timeout=10)
@@ -113,7 +78,7 @@ async def test_the_activity_number_is_served_by_the_app(stack: tuple[Vipbx, Serv
     await call.hangup()
 
 
-async def test_calls_survive_the_app_being_killed_and_it_comes_back(stack: tuple[Vipbx, Serve], phone: TestPhone) -> None:
+async def test_calls_survive_the_app_being_killed_and_it_comes_back(stack: tuple[Vipbx, ServeProcess], phone: TestPhone) -> None:
     vipbx, serve = stack
     serve.kill()
     try:

@@ -20,10 +20,8 @@ import logging
 import math
 import os
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +37,8 @@ import pytest_asyncio
 import yaml
 from conftest import EXAMPLES, PHONES_IP, Pbx
 from support import (
+    ServeProcess,
+    app_registered,
     PbxObserver,
     Person,
     Running,
@@ -725,47 +725,18 @@ def write_platform_yaml(folder: Path, config: Config) -> list[Path]:
     return files
 
 
-class ServeProcess:
-    """`vipbx serve` as operators run it, on the PBX's home; its output in a log file."""
-
-    def __init__(self, pbx: Pbx, files: list[Path], log: Path) -> None:
-        self.pbx, self.files, self.log = pbx, files, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "VIPBX_HOME": str(self.pbx.home)}
-        env.pop("VIPBX_CONFIG", None)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "asterisk_conf.cli", "serve", *map(str, self.files)],
-                env=env, cwd=Path(__file__).parents[2], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while "vipbx" not in self.pbx.cli("ari show apps").split():
-            assert self.process.poll() is None, self.text()
-            assert time.monotonic() < deadline, "vipbx serve did not register\n" + self.text()
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+def serve_process(pbx: Pbx, files: list[Path], log: Path) -> ServeProcess:
+    """`vipbx serve` as operators run it, on the PBX's home."""
+    env = {**os.environ, "VIPBX_HOME": str(pbx.home)}
+    env.pop("VIPBX_CONFIG", None)
+    return ServeProcess([sys.executable, "-m", "asterisk_conf.cli", "serve", *map(str, files)], env,
+                        Path(__file__).parents[2], log, app_registered(pbx.cli))
 
 
 async def test_app_killed_mid_recording_still_delivers_the_message(
         pbx: Pbx, vm_config: Config, clean: None, phone: TestPhone, observer: PbxObserver,
         store: VoicemailStore, tmp_path: Path) -> None:
-    serve = ServeProcess(pbx, write_platform_yaml(tmp_path, vm_config), tmp_path / "serve.log")
+    serve = serve_process(pbx, write_platform_yaml(tmp_path, vm_config), tmp_path / "serve.log")
     try:
         await asyncio.to_thread(serve.start)
         since = observer.mark()

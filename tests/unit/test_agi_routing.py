@@ -14,8 +14,8 @@ import pytest
 from agi import server as server_module
 from agi.routing import MAX_FORWARD_HOPS, ROUTE_FIELDS, CallFacts, RouteDecision, decide
 from agi.server import AgiApplication, quote, start_agi_server
+from people import user as _user
 from asterisk_conf.model import (
-    NO_VOICEMAIL_GROUP,
     Activity,
     Config,
     Forwarding,
@@ -31,9 +31,9 @@ ANNA_MAIN = "+358911111111"  # a tenant number that rings anna
 OUTSIDE = "+358501234567"
 
 
+
 def user(uid: str, number: str, ext: str, no_voicemail: bool = False) -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="1234", language="fi",
-                groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
+    return _user(uid, number, ext, no_voicemail=no_voicemail, pin="1234")
 
 
 CONFIG = Config(

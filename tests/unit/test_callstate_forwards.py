@@ -20,7 +20,6 @@ from asterisk_conf.model import (
     Platform,
     Tenant,
     TenantNumber,
-    User,
 )
 from callstate import (
     CallStateService,
@@ -41,15 +40,12 @@ from callstate_support import (  # noqa: F401  (fixtures are used by name)
     make_service,
     raw_db,
 )
+from people import user
 
 VOICEMAIL_NUMBER = "+358201243100"
 ACTIVITY_NUMBER = "+358201243200"
 OUTSIDE = "+358501234567"  # a Finnish mobile number of nobody on the platform
 
-
-def user(uid: str, number: str, ext: str, *, lang: str = "fi", no_voicemail: bool = False) -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="480264",
-                language=lang, groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
 
 
 def make_config(*, nora_voicemail: bool = False, anna_voicemail: bool = True) -> Config:

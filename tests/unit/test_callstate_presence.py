@@ -16,12 +16,10 @@ import pytest
 
 from asterisk_conf.model import (
     DEFAULT_ACTIVITIES,
-    NO_VOICEMAIL_GROUP,
     Activity,
     Config,
     Platform,
     Tenant,
-    User,
 )
 from callstate import CallStateService, Presence, Routing, SettingsError, UnknownUserError
 from callstate.presence import NOTE_MAX, UNTIL_MAX
@@ -35,14 +33,11 @@ from callstate_support import (  # noqa: F401  (fixtures are used by name)
     make_service,
     raw_db,
 )
+from people import user
 
 OUTSIDE = "+358501234567"
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
-
-def user(uid: str, number: str, ext: str, *, no_voicemail: bool = False) -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="480264",
-                language="fi", groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
 
 
 # A tenant's own list: Available, and "training" that sends calls to a substitute.

@@ -14,25 +14,20 @@ from ari_app.client import AriClient
 from ari_app.features import plugin as features_plugin
 from ari_app.testing import FakeAri, channel
 from asterisk_conf.model import (
-    NO_VOICEMAIL_GROUP,
     Config,
     Forwarding,
     Platform,
     Tenant,
     TenantNumber,
-    User,
 )
 from callstate import CallStateService, Routing, SettingsError, StorageError
 from prompts import speech
 from pluginharness import PluginHarness, running
+from people import user
 
 ANNA, MIKKO = "+358401110001", "+358401110002"
 OUTSIDE = "+358501234567"
 
-
-def user(uid: str, number: str, ext: str, lang: str, no_voicemail: bool = False) -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="480264",
-                language=lang, groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
 
 
 CONFIG = Config(

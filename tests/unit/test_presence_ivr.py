@@ -19,11 +19,12 @@ from ari_app.presence import ivr as ivr_module
 from ari_app.presence import plugin as presence_plugin
 from ari_app.presence.ivr import ActivityIvr, parse_end_time
 from ari_app.testing import FakeAri, channel
-from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Platform, Tenant, User
+from asterisk_conf.model import Config, Platform, Tenant
 from callstate import CallStateService, Presence
 from callstate_support import FakeClock
 from prompts import speech
 from pluginharness import PluginHarness, running
+from people import user
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
@@ -32,10 +33,6 @@ PIN = "480264"
 # Friday 25 October 2024, 15:00 in Helsinki (summer time, +3); winter time (+2) starts on Sunday.
 NOW = datetime(2024, 10, 25, 15, 0, tzinfo=HELSINKI)
 
-
-def user(uid: str, number: str, ext: str, lang: str, no_voicemail: bool = False) -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin=PIN,
-                language=lang, groups=(NO_VOICEMAIL_GROUP,) if no_voicemail else ())
 
 
 CONFIG = Config(

@@ -19,16 +19,14 @@ from ari_app.presence import services as services_module
 from ari_app.presence.asterisk import presence_id, presence_value, publish
 from ari_app.presence.services import PresenceService
 from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import DEFAULT_ACTIVITIES, Activity, Config, Platform, Tenant, User
+from asterisk_conf.model import DEFAULT_ACTIVITIES, Activity, Config, Platform, Tenant
 from callstate import CallStateService, Presence, StorageError
 from callstate_support import T0, FakeClock
 from prompts import speech
+from people import user
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
-
-def user(uid: str, number: str, ext: str, lang: str = "fi") -> User:
-    return User(id=uid, name=uid.title(), number=number, extension=ext, email=None, pin="480264", language=lang)
 
 
 ACME = Tenant(id="acme", name="Acme", domain="acme.example",

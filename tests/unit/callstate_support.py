@@ -90,3 +90,17 @@ def make_service(db_path: Path, request: pytest.FixtureRequest) -> Iterator[Make
 @pytest.fixture
 def raw_db(db_path: Path) -> RawDb:
     return SqliteRaw(db_path)
+
+
+@pytest.fixture
+def svc(make_service: MakeService, clock: FakeClock) -> CallStateService:
+    """A service on this test's database whose clock the test moves."""
+    return make_service(clock=clock)
+
+
+Change = tuple[str, str | None, str | None]
+
+
+def changes(svc: CallStateService, tenant: str | None = None, uid: str | None = None) -> list[Change]:
+    """The audit trail oldest first, as (field, old, new)."""
+    return [(e.field, e.old, e.new) for e in reversed(svc.audit(tenant, uid))]

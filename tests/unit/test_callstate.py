@@ -49,6 +49,7 @@ from callstate_support import (  # noqa: F401  (fixtures are used by name)
     db_path,
     make_service,
     raw_db,
+    svc,
     table_rows,
 )
 
@@ -81,11 +82,6 @@ def make_config(mikko_email: str | None = None, with_nora: bool = True) -> Confi
 
 
 CONFIG = make_config()
-
-
-@pytest.fixture
-def svc(make_service: MakeService, clock: FakeClock) -> CallStateService:
-    return make_service(clock=clock)
 
 
 def events(entries: list[AuditEntry]) -> list[tuple[str, str, str | None, str | None]]:

@@ -37,8 +37,10 @@ from callstate_support import (  # noqa: F401  (fixtures are used by name)
     RawDb,
     clock,
     db_path,
+    changes,
     make_service,
     raw_db,
+    svc,
 )
 from people import user
 
@@ -74,19 +76,6 @@ def make_config(*, nora_voicemail: bool = False, anna_voicemail: bool = True) ->
 
 
 CONFIG = make_config()
-
-
-@pytest.fixture
-def svc(make_service: MakeService, clock: FakeClock) -> CallStateService:
-    return make_service(clock=clock)
-
-
-Change = tuple[str, str | None, str | None]
-
-
-def changes(svc: CallStateService, tenant: str | None = None, uid: str | None = None) -> list[Change]:
-    """The audit trail oldest first, as (field, old, new)."""
-    return [(e.field, e.old, e.new) for e in reversed(svc.audit(tenant, uid))]
 
 
 def set_immediate(svc: CallStateService, tenant: str, uid: str, target: str) -> Routing:

@@ -30,8 +30,10 @@ from callstate_support import (  # noqa: F401  (fixtures are used by name)
     RawDb,
     clock,
     db_path,
+    changes,
     make_service,
     raw_db,
+    svc,
 )
 from people import user
 
@@ -58,19 +60,6 @@ def make_config(acme_activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES) -> C
 
 
 CONFIG = make_config()
-
-
-@pytest.fixture
-def svc(make_service: MakeService, clock: FakeClock) -> CallStateService:
-    return make_service(clock=clock)
-
-
-Change = tuple[str, str | None, str | None]
-
-
-def changes(svc: CallStateService, tenant: str | None = None, uid: str | None = None) -> list[Change]:
-    """The audit trail oldest first, as (field, old, new)."""
-    return [(e.field, e.old, e.new) for e in reversed(svc.audit(tenant, uid))]
 
 
 def text(moment: datetime) -> str:

@@ -8,7 +8,6 @@ connection errors.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -242,17 +241,3 @@ def test_nodes_starting_at_once_migrate_once(pg_database: PostgresSettings) -> N
             db.close()
 
 
-def _forked_child(svc: CallStateService) -> None:
-    svc.update_voicemail_settings("acme", "anna", actor="child", source="test", notify_sms=False)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_leaves_the_parents_connections_alone(svc: CallStateService) -> None:
-    svc.voicemail_settings("acme", "anna")  # the parent's pool now holds a connection
-    child = multiprocessing.get_context("fork").Process(target=_forked_child, args=(svc,))
-    child.start()
-    child.join(30)
-    assert child.exitcode == 0
-    # The parent's pooled connection still works: the child neither used nor closed it.
-    assert svc.voicemail_settings("acme", "anna").notify_sms is False
-    assert [e.actor for e in svc.audit()] == ["child"]

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from asterisk_conf.model import RING as RING_RULE
-from asterisk_conf.model import TO_VOICEMAIL as TO_VOICEMAIL_RULE
-from asterisk_conf.model import Config, Tenant, User
+from base.model import RING as RING_RULE
+from base.model import TO_VOICEMAIL as TO_VOICEMAIL_RULE
+from base.model import Config, Tenant, User
 from callstate.presence import Presence
 from callstate.routing import BUSY, IMMEDIATE, NO_ANSWER, NONE, UNREACHABLE, VOICEMAIL, Routing, defaults
 from callstate.targets import TargetRefused, check_target

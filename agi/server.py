@@ -16,7 +16,7 @@ from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
-from asterisk_conf.model import Config
+from base.model import Config
 
 from .routing import CallFacts, RouteDecision, decide, find
 

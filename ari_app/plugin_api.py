@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config
+from base.ami import AmiSettings
+from base.model import Config
 
 from .app import Handler
 

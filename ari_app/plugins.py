@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config
+from base.ami import AmiSettings
+from base.model import Config
+from base.paths import Paths
 from callstate import open_service
-from notify import KannelGateway, KannelSettings, Notifier, RetryPolicy, SmtpSender, SmtpSettings
+from notify import (
+    KannelGateway,
+    KannelSettings,
+    Notifier,
+    RetryPolicy,
+    SmtpSender,
+    SmtpSettings,
+)
 from vmstore import VoicemailStore
 
 from .features import plugin as features_plugin
 from .plugin_api import Plugin, PluginDeps, merge
-from .presence.services import PresenceService
 from .presence import plugin as presence_plugin
+from .presence.services import PresenceService
 from .voicemail import plugin as voicemail_plugin
 
 PLUGINS = (voicemail_plugin, features_plugin, presence_plugin)
@@ -23,19 +30,7 @@ PLUGINS = (voicemail_plugin, features_plugin, presence_plugin)
 SecretGetter = Callable[[str], str]
 
 
-class Layout:
-    """Where things live under VIPBX_HOME (the same paths Asterisk sees: see asterisk_host)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.spool = home / "pbx" / "spool"
-        self.recordings = self.spool / "recording"
-        self.sounds = home / "sounds"
-        self.state_db = home / "state.sqlite3"  # with the default (sqlite) state database
-        self.outbox_db = home / "outbox.sqlite3"
-
-
-def build_notifier(config: Config, layout: Layout, secret: SecretGetter) -> Notifier:
+def build_notifier(config: Config, paths: Paths, secret: SecretGetter) -> Notifier:
     """Always a notifier: with no gateway configured, notices are logged as not sendable."""
     n = config.platform.notifications
     sms = email = None
@@ -49,20 +44,19 @@ def build_notifier(config: Config, layout: Layout, secret: SecretGetter) -> Noti
             timeout=n.smtp_timeout, max_attachment_bytes=n.smtp_max_attachment_bytes,
         ))
     policy = RetryPolicy(backoff=n.retry_backoff, max_attempts=n.retry_max_attempts)
-    return Notifier(layout.outbox_db, sms=sms, email=email, policy=policy, tz=ZoneInfo(n.timezone))
+    return Notifier(paths.outbox_db, sms=sms, email=email, policy=policy, tz=ZoneInfo(n.timezone))
 
 
-def load(config: Config, home: Path, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
-    layout = Layout(home)
-    notifier = build_notifier(config, layout, secret)
+def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
+    notifier = build_notifier(config, paths, secret)
     deps = PluginDeps(
         config=config,
-        store=VoicemailStore(layout.spool),
-        callstate=open_service(config, home, secret),  # SQLite or PostgreSQL, as configured
+        store=VoicemailStore(paths.spool),
+        callstate=open_service(config, paths.home, secret),  # SQLite or PostgreSQL, as configured
         notifier=notifier,
         ami=ami,
-        recordings_dir=layout.recordings,
-        sounds_dir=layout.sounds,
+        recordings_dir=paths.recordings,
+        sounds_dir=paths.sounds,
     )
     deps.presence = PresenceService(config, deps.callstate, ami)
     plugin = merge([module.load(deps) for module in PLUGINS])

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from agi.server import start_agi_server
-from asterisk_conf.model import Config
+from base.model import Config
 
 from .app import Handler, StasisApp
 from .client import AriClient

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from base.paths import Paths
+
 from . import confcheck
 
 # Which Asterisk module (or built-in subsystem) re-reads each file.
@@ -56,11 +58,11 @@ class DeployResult:
 
 
 class Generations:
-    def __init__(self, home: Path) -> None:
-        self.etc = Path(home) / "etc"
-        self.generations = self.etc / "generations"
-        self.current = self.etc / "current"
-        self.previous = self.etc / "previous"
+    def __init__(self, paths: Paths) -> None:
+        self.etc = paths.etc
+        self.generations = paths.generations
+        self.current = paths.current
+        self.previous = paths.previous
 
     # --- reading ---
     def live(self) -> dict[str, str]:
@@ -126,12 +128,12 @@ class Generations:
                 shutil.rmtree(old)
 
 
-async def deploy(home: Path, files: dict[str, str], reload: Reloader | None) -> DeployResult:
+async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -> DeployResult:
     """Check, stage, swap and reload. `reload` is None when Asterisk is not running."""
     problems = confcheck.check(files)
     if problems:
         raise DeployError("rendered configuration failed its check:\n" + "\n".join(problems))
-    gens = Generations(home)
+    gens = Generations(paths)
     changed = gens.changed_files(files)
     if not changed:
         return DeployResult(generation=None)
@@ -163,9 +165,9 @@ async def deploy(home: Path, files: dict[str, str], reload: Reloader | None) -> 
     return result
 
 
-async def rollback(home: Path, reload: Reloader | None) -> DeployResult:
+async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
     """Swap back to the generation before the last deploy."""
-    gens = Generations(home)
+    gens = Generations(paths)
     previous, current = gens.target(gens.previous), gens.target(gens.current)
     if previous is None or not previous.is_dir():
         raise DeployError("no previous generation to roll back to")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jinja2
 
+from base.model import Config, Tenant, User
+from base.secrets import SecretStore
+
 from . import conffilters, dialplan_order
-from .model import Config, Tenant, User
-from .secrets import SecretStore
 
 # Output file → template. Order is the order files are written and checked.
 FILES = (

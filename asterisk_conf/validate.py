@@ -22,17 +22,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, Problem
-from .model import (
+from base.model import (
     AVAILABLE,
     DEFAULT_ACTIVITIES,
     LANGUAGES,
+    NO_VOICEMAIL_GROUP,
     PRESENCE_STATES,
     RING,
+    STATE_BACKENDS,
     TO_VOICEMAIL,
     Activity,
-    NO_VOICEMAIL_GROUP,
-    STATE_BACKENDS,
     Carrier,
     Config,
     Device,
@@ -46,6 +45,8 @@ from .model import (
     TenantNumber,
     User,
 )
+
+from .errors import ConfigError, Problem
 from .yamlsource import INVALID, Document, KeyPath, load_all, show
 
 T = TypeVar("T")

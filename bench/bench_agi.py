@@ -85,8 +85,8 @@ from make_tenants import write as write_tenants
 
 from agi.routing import CallFacts, decide
 from agi.server import AgiApplication, quote
-from asterisk_conf.model import Config
 from asterisk_conf.validate import load_config
+from base.model import Config
 from callstate import CallStateService, SettingsError
 
 SERVER_HOST = "127.0.0.70"

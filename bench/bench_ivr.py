@@ -86,13 +86,14 @@ sys.path.insert(0, str(HERE))
 from make_tenants import write as write_tenants
 
 from asterisk_conf import confcheck
-from asterisk_conf.ami import AmiSettings
 from asterisk_conf.deploy import Generations
-from asterisk_conf.model import Config, Tenant, User
 from asterisk_conf.render import AMI_USER, ARI_USER, render_config
-from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
 from asterisk_host import AsteriskInstance, AsteriskRuntime
+from base.ami import AmiSettings
+from base.model import Config, Tenant, User
+from base.paths import Paths
+from base.secrets import SecretStore
 from testphone import PhoneInstance, PhoneSettings, TestPhone
 from testphone.driver import Call
 from vmstore import Envelope, VoicemailStore, new_msg_id
@@ -373,7 +374,7 @@ class Stack:
         problems = confcheck.check(files)
         if problems:
             raise SystemExit("rendered configuration fails its check:\n" + "\n".join(problems))
-        generations = Generations(self.home)
+        generations = Generations(Paths(self.home))
         generations.point(generations.current, generations.stage(files))
 
         from prompts.build import build
@@ -404,7 +405,7 @@ class Stack:
         env = {**os.environ, "VIPBX_HOME": str(self.home)}
         env.pop("VIPBX_CONFIG", None)
         with open(self.work / "serve.log", "ab") as out:
-            self.serve = subprocess.Popen([sys.executable, "-m", "asterisk_conf.cli", "serve", *self.files],
+            self.serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", *self.files],
                                           env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         assert self.pbx is not None
@@ -421,7 +422,7 @@ class Stack:
         from ari_app import plugins
         from ari_app.service import Service
         ami = AmiSettings(PBX_IP, 21038, AMI_USER, self.secrets.get("ami"))
-        plugin, deps = plugins.load(self.config, self.home, ami, self.secrets.get)
+        plugin, deps = plugins.load(self.config, Paths(self.home), ami, self.secrets.get)
         http = self.config.platform.http
         service = Service(self.config, f"http://{http.bind}:{http.port}/ari", ARI_USER, self.secrets.get("ari"),
                           handlers=plugin.handlers, background=plugin.background)

@@ -44,13 +44,14 @@ sys.path.insert(0, str(HERE))
 from make_tenants import write
 
 from asterisk_conf import dialplan_order
-from asterisk_conf.ami import AmiSettings, ami_session
 from asterisk_conf.deploy import Generations, deploy
 from asterisk_conf.render import AMI_USER, render_config
-from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
 from asterisk_host import AsteriskInstance, AsteriskRuntime
 from asterisk_host.instance import AsteriskError
+from base.ami import AmiSettings, ami_session
+from base.paths import Paths
+from base.secrets import SecretStore
 
 PBX_IP = "127.0.0.50"
 CARRIER_IP = "127.0.0.51"
@@ -130,7 +131,7 @@ def run_size(runtime: AsteriskRuntime, tenants: int, users: int, work: Path,
     files = [str(p) for p in paths]
     secrets = SecretStore(home / "secrets.json")
     rendered, render_s = load_and_render(files, secrets, ascending)
-    generations = Generations(home)
+    generations = Generations(Paths(home))
     generations.point(generations.current, generations.stage(rendered))
     row: dict[str, object] = {
         "tenants": tenants, "users": tenants * users, "render_s": render_s,
@@ -159,7 +160,7 @@ def run_size(runtime: AsteriskRuntime, tenants: int, users: int, work: Path,
         settings = AmiSettings(PBX_IP, 19038, AMI_USER, secrets.get("ami"))
         reloads: dict[str, float] = {}
         start = time.perf_counter()
-        result = asyncio.run(deploy(home, changed, timed_reloader(settings, reloads)))
+        result = asyncio.run(deploy(Paths(home), changed, timed_reloader(settings, reloads)))
         row["deploy_s"] = time.perf_counter() - start
         row["changed"] = result.changed
         row["reload_s"] = reloads

@@ -59,8 +59,8 @@ def _child(phase: str, folder: Path, home: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from asterisk_conf import cli
     from asterisk_conf.render import render_config
-    from asterisk_conf.secrets import SecretStore
     from asterisk_conf.validate import load_config
+    from base.secrets import SecretStore
 
     files = _yaml_files(folder)
     secrets = SecretStore(home / "secrets.json")

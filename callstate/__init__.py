@@ -3,8 +3,9 @@ later forwards, call waiting and presence), with an audit trail. See docs/callst
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from base.paths import Paths
 
 from .audit import AuditEntry
 from .errors import SettingsError, StorageError, UnknownUserError
@@ -16,12 +17,10 @@ from .service import CallStateService
 from .targets import TargetRefused, check_target
 from .voicemail import VoicemailSettings, parse_value
 
-DEFAULT_HOME = "/var/lib/vipbx"
-
 
 def default_db_path(home: str | Path | None = None) -> Path:
     """`HOME/state.sqlite3`, HOME being `home`, else $VIPBX_HOME, else the documented default."""
-    return Path(home or os.environ.get("VIPBX_HOME") or DEFAULT_HOME) / DB_FILE_NAME
+    return Paths.resolve(home).state_db
 
 
 __all__ = [

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from asterisk_conf.model import Config, StateDatabase
+from base.model import Config, StateDatabase
 
 from .db import Backend, Database
 from .errors import StorageError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asterisk_conf.model import AVAILABLE, Tenant
+from base.model import AVAILABLE, Tenant
 
 from .errors import SettingsError
 from .times import aware_utc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Tenant, User
+from base.model import NO_VOICEMAIL_GROUP, Config, Tenant, User
 
 from .errors import SettingsError
 from .targets import check_target

@@ -15,7 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Self
 
-from asterisk_conf.model import AVAILABLE, Config, Tenant, User
+from base.model import AVAILABLE, Config, Tenant, User
 
 from . import audit as audit_log
 from . import rows

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from asterisk_conf.model import Config, Tenant, User
-from asterisk_conf.numbers import to_e164
+from base.model import Config, Tenant, User
+from base.numbers import to_e164
 
 from .errors import SettingsError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from asterisk_conf.model import Config, Tenant, User
+from base.model import Config, Tenant, User
 
 from .errors import SettingsError, UnknownUserError
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from asterisk_conf.model import NO_VOICEMAIL_GROUP, Config, Tenant, User
+from base.model import NO_VOICEMAIL_GROUP, Config, Tenant, User
 
 from .errors import SettingsError
 

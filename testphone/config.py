@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asterisk_conf.conffilters import conf, hostport
-from asterisk_conf.model import Config
-from asterisk_conf.secrets import SecretStore
+from base.model import Config
+from base.secrets import SecretStore
 
 APP = "testphone"
 ARI_USER = "testphone"

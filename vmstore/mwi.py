@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from asterisk_conf.ami import AmiSettings, ami_session
+from base.ami import AmiSettings, ami_session
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from asterisk_conf.model import Config, Tenant, User
+from base.model import Config, Tenant, User
 from callstate import CallStateService, Routing, check_target
 from callstate.routing import IMMEDIATE, NONE
 

@@ -17,8 +17,8 @@ import base64
 import logging
 from collections.abc import Iterable
 
-from asterisk_conf.ami import AmiSettings, ami_session
-from asterisk_conf.model import AVAILABLE, Tenant
+from base.ami import AmiSettings, ami_session
+from base.model import AVAILABLE, Tenant
 from callstate import Presence
 
 log = logging.getLogger(__name__)

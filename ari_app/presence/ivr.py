@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 
 from ari_app.session import CallSession
 from ari_app.voice import Voice
-from asterisk_conf.model import AVAILABLE, Tenant, User
+from base.model import AVAILABLE, Tenant, User
 from callstate import Presence, SettingsError, StorageError
 from prompts import speech
 

@@ -8,8 +8,8 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config, Tenant, User
+from base.ami import AmiSettings
+from base.model import Config, Tenant, User
 from callstate import CallStateService, Presence
 from prompts import speech
 

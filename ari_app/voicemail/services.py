@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config, Tenant, User
+from base.ami import AmiSettings
+from base.model import Config, Tenant, User
 from callstate import CallStateService
 from notify import VoicemailNotice
 from vmstore import Envelope, Message, RecordingJournal, VoicemailStore, new_msg_id, refresh_mwi

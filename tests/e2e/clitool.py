@@ -37,7 +37,7 @@ class Vipbx:
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "asterisk_conf.cli", *args]
+        return [sys.executable, "-m", "cli.main", *args]
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(self.argv(*args), env=self.env(), capture_output=True, text=True, timeout=120, cwd=REPO)

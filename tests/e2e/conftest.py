@@ -23,11 +23,12 @@ import pytest_asyncio
 
 from asterisk_conf import confcheck
 from asterisk_conf.deploy import Generations
-from asterisk_conf.model import Carrier, Config, Listener, Platform
 from asterisk_conf.render import render_config
-from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
 from asterisk_host import AsteriskInstance, AsteriskRuntime
+from base.model import Carrier, Config, Listener, Platform
+from base.paths import Paths
+from base.secrets import SecretStore
 from testphone import PhoneInstance, PhoneSettings, TestPhone
 
 PBX_IP = "127.0.0.12"
@@ -81,7 +82,7 @@ def start_pbx(runtime: AsteriskRuntime, home: Path, config: Config,
     if check:
         problems = confcheck.check(files)
         assert not problems, "rendered configuration fails its check:\n" + "\n".join(problems)
-    generations = Generations(home)
+    generations = Generations(Paths(home))
     generations.point(generations.current, generations.stage(files))
     # The prompt catalogue (`home/sounds`, see `prompt_catalogue`) is mounted where the app names it.
     instance = AsteriskInstance(runtime, home / "pbx", generations.current, name="pbx",
@@ -162,7 +163,7 @@ def pbx(make_pbx: Callable[..., Pbx], e2e_config: Config) -> Pbx:
 @pytest.fixture(scope="session")
 def prompt_catalogue(pbx: Pbx) -> Path:
     """The voicemail prompt catalogue, built once (espeak-ng + sox, a few seconds) into
-    `<pbx.home>/sounds`: where the app's `plugins.Layout` looks and the PBX sees it (bind mount)."""
+    `<pbx.home>/sounds`: where the app's `base.paths.Paths` looks and the PBX sees it (bind mount)."""
     from prompts.build import build
 
     sounds = pbx.home / "sounds"

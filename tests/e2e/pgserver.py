@@ -41,7 +41,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from asterisk_conf.model import Config
+from base.model import Config
 from callstate import CallStateService
 from callstate.postgres import PostgresDatabase, PostgresSettings
 

@@ -21,9 +21,10 @@ from ari_app import plugins
 from ari_app.client import AriClient
 from ari_app.plugin_api import PluginDeps
 from ari_app.service import Service
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config
 from asterisk_conf.render import AMI_USER, ARI_USER
+from base.ami import AmiSettings
+from base.model import Config
+from base.paths import Paths
 from callstate import CallStateService
 from testphone import TestPhone
 from vmstore import VoicemailStore
@@ -174,7 +175,7 @@ class Running:
 
 def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
     """The service as `vipbx serve` builds it, on the PBX's home."""
-    plugin, deps = plugins.load(config, pbx.home, ami_settings(pbx), pbx.secrets.get)
+    plugin, deps = plugins.load(config, Paths(pbx.home), ami_settings(pbx), pbx.secrets.get)
     http = config.platform.http
     service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
                       handlers=plugin.handlers, background=plugin.background, state=deps.callstate,

@@ -22,8 +22,8 @@ from ari_app.app import StasisApp
 from ari_app.client import AriClient, AriError
 from ari_app.service import Service
 from ari_app.session import CallSession
-from asterisk_conf.model import Config, Listener, Platform, Tenant, User
 from asterisk_host import AsteriskInstance, AsteriskRuntime, RuntimeUnavailable
+from base.model import Config, Listener, Platform, Tenant, User
 
 pytestmark = pytest.mark.asterisk
 

@@ -25,7 +25,7 @@ except ImportError:
 
 from pgserver import PgRaw, rerun_on_postgresql, unit_module
 
-from asterisk_conf.model import Config, StateDatabase
+from base.model import Config, StateDatabase
 from callstate import (
     CallStateService,
     PinStatus,

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from asterisk_conf.secrets import SecretStore
-
 from clitool import Vipbx, write_yaml
+
+from base.secrets import SecretStore
 
 NEW_USER = """\
       - id: pekka.nieminen

@@ -24,7 +24,7 @@ import pytest_asyncio
 
 import agi.server
 from agi.routing import RouteDecision, decide
-from asterisk_conf.model import Config
+from base.model import Config
 from testphone import TestPhone
 from testphone.driver import Call
 from testphone.media import _ULAW

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from asterisk_conf.model import Config
+from base.model import Config
 
 pytestmark = pytest.mark.asterisk
 

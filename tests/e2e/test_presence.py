@@ -14,7 +14,7 @@ import pytest
 from support import Person, Rig, ami_settings, eventually
 
 from ari_app.presence.asterisk import presence_id
-from asterisk_conf.ami import ami_session
+from base.ami import ami_session
 from prompts import speech
 from testphone.driver import Call
 

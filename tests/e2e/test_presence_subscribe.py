@@ -24,10 +24,10 @@ from conftest import Pbx, on_test_addresses, start_pbx
 from sipsubscribe import Account, Notify, PresenceWatcher, Refused, Registration
 
 from ari_app.presence.asterisk import presence_id, presence_value, publish
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import Config, Listener
 from asterisk_conf.render import AMI_USER
 from asterisk_host import AsteriskRuntime
+from base.ami import AmiSettings
+from base.model import Config, Listener
 from callstate import Presence
 
 pytestmark = pytest.mark.asterisk

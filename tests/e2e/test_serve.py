@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-
-from asterisk_conf.secrets import SecretStore
-from asterisk_host import AsteriskRuntime
 from clitool import REPO, Vipbx, write_yaml
 from support import ServeProcess, app_registered
+
+from asterisk_host import AsteriskRuntime
+from base.secrets import SecretStore
 from testphone import PhoneInstance, TestPhone
 
 OUTSIDE = "+358451234567"

@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 
 from asterisk_conf.conffilters import conf, hostport
-from asterisk_conf.model import Carrier, Config, Device, Listener, Platform, Tenant, User
-from asterisk_conf.secrets import SecretStore
+from base.model import Carrier, Config, Device, Listener, Platform, Tenant, User
+from base.secrets import SecretStore
 from testphone import PhoneInstance, TestPhone
 
 pytestmark = pytest.mark.asterisk

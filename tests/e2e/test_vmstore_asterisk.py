@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from asterisk_conf.ami import AmiSettings
 from asterisk_conf.render import AMI_USER
+from base.ami import AmiSettings
 from vmstore import Envelope, VoicemailStore, new_msg_id, refresh_mwi
 from vmstore.envelope import origdate
 

@@ -37,20 +37,20 @@ import pytest_asyncio
 import yaml
 from conftest import EXAMPLES, PHONES_IP, Pbx
 from support import (
-    ServeProcess,
-    app_registered,
     PbxObserver,
     Person,
     Running,
     Seen,
+    ServeProcess,
     ami_settings,
+    app_registered,
     eventually,
     start_service,
     wait_pbx_idle,
 )
 
-from asterisk_conf.model import Config
 from asterisk_conf.validate import load_config
+from base.model import Config
 from callstate import CallStateService
 from testphone import TestPhone
 from testphone.driver import Call
@@ -729,7 +729,7 @@ def serve_process(pbx: Pbx, files: list[Path], log: Path) -> ServeProcess:
     """`vipbx serve` as operators run it, on the PBX's home."""
     env = {**os.environ, "VIPBX_HOME": str(pbx.home)}
     env.pop("VIPBX_CONFIG", None)
-    return ServeProcess([sys.executable, "-m", "asterisk_conf.cli", "serve", *map(str, files)], env,
+    return ServeProcess([sys.executable, "-m", "cli.main", "serve", *map(str, files)], env,
                         Path(__file__).parents[2], log, app_registered(pbx.cli))
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from asterisk_conf.model import Config
+from base.model import Config
 from callstate import CallStateService
 
 T0 = datetime(2024, 8, 1, 9, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asterisk_conf.model import NO_VOICEMAIL_GROUP, User
+from base.model import NO_VOICEMAIL_GROUP, User
 
 PIN = "480264"
 

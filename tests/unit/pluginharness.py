@@ -19,7 +19,7 @@ from ari_app.app import StasisApp
 from ari_app.client import AriClient
 from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.testing import FakeAri
-from asterisk_conf.model import Config
+from base.model import Config
 from callstate import CallStateService
 
 H = TypeVar("H", bound="PluginHarness")

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from people import user as _user
 
 from agi import server as server_module
 from agi.routing import MAX_FORWARD_HOPS, ROUTE_FIELDS, CallFacts, RouteDecision, decide
 from agi.server import AgiApplication, quote, start_agi_server
-from people import user as _user
-from asterisk_conf.model import (
+from base.model import (
     Activity,
     Config,
     Forwarding,

@@ -18,8 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from callstate_support import (  # noqa: F401  (fixtures are used by name)
+    T0,
+    FakeClock,
+    MakeService,
+    RawDb,
+    clock,
+    db_path,
+    make_service,
+    raw_db,
+    svc,
+    table_rows,
+)
 
-from asterisk_conf.model import (
+from base.model import (
     NO_VOICEMAIL_GROUP,
     Config,
     Platform,
@@ -40,18 +52,6 @@ from callstate import (
     parse_value,
 )
 from callstate.schema import MIGRATIONS
-from callstate_support import (  # noqa: F401  (fixtures are used by name)
-    T0,
-    FakeClock,
-    MakeService,
-    RawDb,
-    clock,
-    db_path,
-    make_service,
-    raw_db,
-    svc,
-    table_rows,
-)
 
 ANNA_PIN = "480264"
 # A test that checks SQLite itself (the file, WAL, processes, fork): not re-run on PostgreSQL.

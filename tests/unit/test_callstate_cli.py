@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 from clicase import shown
+from click.testing import CliRunner, Result
 
-from asterisk_conf.cli import main
 from asterisk_conf.validate import load_config
 from callstate import CallStateService, default_db_path
-from callstate.cli import callwaiting_group, forward_group
+from cli.forward import callwaiting_group, forward_group
+from cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = [str(EXAMPLES / name) for name in ("platform.yaml", "acme.yaml", "borealis.yaml")]

@@ -12,8 +12,21 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from callstate_support import (  # noqa: F401  (fixtures are used by name)
+    T0,
+    FakeClock,
+    MakeService,
+    RawDb,
+    changes,
+    clock,
+    db_path,
+    make_service,
+    raw_db,
+    svc,
+)
+from people import user
 
-from asterisk_conf.model import (
+from base.model import (
     NO_VOICEMAIL_GROUP,
     Config,
     Forwarding,
@@ -30,19 +43,6 @@ from callstate import (
     parse_kind,
 )
 from callstate.routing import KINDS
-from callstate_support import (  # noqa: F401  (fixtures are used by name)
-    T0,
-    FakeClock,
-    MakeService,
-    RawDb,
-    clock,
-    db_path,
-    changes,
-    make_service,
-    raw_db,
-    svc,
-)
-from people import user
 
 VOICEMAIL_NUMBER = "+358201243100"
 ACTIVITY_NUMBER = "+358201243200"

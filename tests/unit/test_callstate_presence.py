@@ -13,29 +13,35 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from callstate_support import (  # noqa: F401  (fixtures are used by name)
+    T0,
+    FakeClock,
+    MakeService,
+    RawDb,
+    changes,
+    clock,
+    db_path,
+    make_service,
+    raw_db,
+    svc,
+)
+from people import user
 
-from asterisk_conf.model import (
+from base.model import (
     DEFAULT_ACTIVITIES,
     Activity,
     Config,
     Platform,
     Tenant,
 )
-from callstate import CallStateService, Presence, Routing, SettingsError, UnknownUserError
-from callstate.presence import NOTE_MAX, UNTIL_MAX
-from callstate_support import (  # noqa: F401  (fixtures are used by name)
-    T0,
-    FakeClock,
-    MakeService,
-    RawDb,
-    clock,
-    db_path,
-    changes,
-    make_service,
-    raw_db,
-    svc,
+from callstate import (
+    CallStateService,
+    Presence,
+    Routing,
+    SettingsError,
+    UnknownUserError,
 )
-from people import user
+from callstate.presence import NOTE_MAX, UNTIL_MAX
 
 OUTSIDE = "+358501234567"
 HELSINKI = ZoneInfo("Europe/Helsinki")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from asterisk_conf import deploy
+from base.paths import Paths
 
 FILES = {"extensions.conf": "[vipbx-a]\nexten => s,1,Hangup()\n", "pjsip.conf": "[vipbx-udp]\ntype=transport\n"}
 
@@ -32,59 +33,59 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 def test_first_deploy_creates_generation_and_current(tmp_path: Path) -> None:
-    result = run(deploy.deploy(tmp_path, FILES, None))
-    gens = deploy.Generations(tmp_path)
+    result = run(deploy.deploy(Paths(tmp_path), FILES, None))
+    gens = deploy.Generations(Paths(tmp_path))
     assert result.generation == "0001"
     assert gens.current.is_symlink() and gens.live() == FILES
     assert not gens.previous.exists()
 
 
 def test_only_changed_modules_are_reloaded_and_unchanged_deploy_is_a_no_op(tmp_path: Path) -> None:
-    run(deploy.deploy(tmp_path, FILES, None))
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
     reloader = RecordingReloader()
     new = changed(FILES, "extensions.conf", "exten => t,1,Hangup()\n")
-    result = run(deploy.deploy(tmp_path, new, reloader))
+    result = run(deploy.deploy(Paths(tmp_path), new, reloader))
     assert reloader.calls == [["pbx_config.so"]]
     assert result.changed == ["extensions.conf"] and result.generation == "0002"
-    assert run(deploy.deploy(tmp_path, new, reloader)).generation is None
+    assert run(deploy.deploy(Paths(tmp_path), new, reloader)).generation is None
     assert len(reloader.calls) == 1
 
 
 def test_refused_reload_restores_previous_files(tmp_path: Path) -> None:
-    run(deploy.deploy(tmp_path, FILES, None))
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
     reloader = RecordingReloader(fail_on_call=1)
     with pytest.raises(deploy.DeployError, match="previous one restored"):
-        run(deploy.deploy(tmp_path, changed(FILES, "pjsip.conf", "[x]\ntype=aor\n"), reloader))
-    assert deploy.Generations(tmp_path).live() == FILES
+        run(deploy.deploy(Paths(tmp_path), changed(FILES, "pjsip.conf", "[x]\ntype=aor\n"), reloader))
+    assert deploy.Generations(Paths(tmp_path)).live() == FILES
     assert reloader.calls == [["res_pjsip.so"], ["res_pjsip.so"]]  # tried, then re-read the old files
 
 
 def test_failing_check_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(deploy.DeployError, match="#include"):
-        run(deploy.deploy(tmp_path, {"extensions.conf": "#include evil.conf\n"}, None))
+        run(deploy.deploy(Paths(tmp_path), {"extensions.conf": "#include evil.conf\n"}, None))
     assert not (tmp_path / "etc" / "current").exists()
 
 
 def test_rollback_swaps_back_and_forth(tmp_path: Path) -> None:
     new = changed(FILES, "extensions.conf", "exten => t,1,Hangup()\n")
-    run(deploy.deploy(tmp_path, FILES, None))
-    run(deploy.deploy(tmp_path, new, None))
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
+    run(deploy.deploy(Paths(tmp_path), new, None))
     reloader = RecordingReloader()
-    result = run(deploy.rollback(tmp_path, reloader))
-    gens = deploy.Generations(tmp_path)
+    result = run(deploy.rollback(Paths(tmp_path), reloader))
+    gens = deploy.Generations(Paths(tmp_path))
     assert gens.live() == FILES and result.generation == "0001"
     assert reloader.calls == [["pbx_config.so"]]
-    run(deploy.rollback(tmp_path, None))
+    run(deploy.rollback(Paths(tmp_path), None))
     assert gens.live() == new
 
 
 def test_rollback_without_history_fails(tmp_path: Path) -> None:
     with pytest.raises(deploy.DeployError):
-        run(deploy.rollback(tmp_path, None))
+        run(deploy.rollback(Paths(tmp_path), None))
 
 
 def test_old_generations_are_pruned(tmp_path: Path) -> None:
     for i in range(deploy.KEEP_GENERATIONS + 5):
-        run(deploy.deploy(tmp_path, changed(FILES, "extensions.conf", f"exten => {i},1,Hangup()\n"), None))
+        run(deploy.deploy(Paths(tmp_path), changed(FILES, "extensions.conf", f"exten => {i},1,Hangup()\n"), None))
     gens = sorted(p.name for p in (tmp_path / "etc" / "generations").iterdir())
     assert len(gens) == deploy.KEEP_GENERATIONS

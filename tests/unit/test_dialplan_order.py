@@ -8,8 +8,8 @@ from pathlib import Path
 
 from asterisk_conf.dialplan_order import descending
 from asterisk_conf.render import render_config
-from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
+from base.secrets import SecretStore
 
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from people import user
+from pluginharness import PluginHarness, running
 
 from ari_app.client import AriClient
 from ari_app.features import plugin as features_plugin
 from ari_app.testing import FakeAri, channel
-from asterisk_conf.model import (
+from base.model import (
     Config,
     Forwarding,
     Platform,
@@ -22,8 +24,6 @@ from asterisk_conf.model import (
 )
 from callstate import CallStateService, Routing, SettingsError, StorageError
 from prompts import speech
-from pluginharness import PluginHarness, running
-from people import user
 
 ANNA, MIKKO = "+358401110001", "+358401110002"
 OUTSIDE = "+358501234567"

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 from clicase import shown
+from click.testing import CliRunner, Result
 
-from ari_app.presence.cli import parse_until, presence_group
-from asterisk_conf.cli import main
 from asterisk_conf.validate import load_config
 from callstate import CallStateService, Presence, default_db_path
+from cli.main import main
+from cli.presence import parse_until, presence_group
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = [str(EXAMPLES / name) for name in ("platform.yaml", "acme.yaml", "borealis.yaml")]

@@ -13,18 +13,18 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from callstate_support import FakeClock
+from people import user
+from pluginharness import PluginHarness, running
 
 from ari_app.client import AriClient
 from ari_app.presence import ivr as ivr_module
 from ari_app.presence import plugin as presence_plugin
 from ari_app.presence.ivr import ActivityIvr, parse_end_time
 from ari_app.testing import FakeAri, channel
-from asterisk_conf.model import Config, Platform, Tenant
+from base.model import Config, Platform, Tenant
 from callstate import CallStateService, Presence
-from callstate_support import FakeClock
 from prompts import speech
-from pluginharness import PluginHarness, running
-from people import user
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
@@ -212,7 +212,7 @@ async def test_unknown_number_still_asks_a_pin(h: Harness) -> None:
 
 
 def test_find_caller_by_any_written_form() -> None:
-    from asterisk_conf.model import TenantNumber
+    from base.model import TenantNumber
 
     svea = Tenant(id="svea", name="Svea", domain="svea.example", country_code="46",
                   users=(user("sven", "+46701110001", "401", "sv"),))

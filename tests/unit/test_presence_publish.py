@@ -14,16 +14,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from callstate_support import T0, FakeClock
+from people import user
 
 from ari_app.presence import services as services_module
 from ari_app.presence.asterisk import presence_id, presence_value, publish
 from ari_app.presence.services import PresenceService
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.model import DEFAULT_ACTIVITIES, Activity, Config, Platform, Tenant
+from base.ami import AmiSettings
+from base.model import DEFAULT_ACTIVITIES, Activity, Config, Platform, Tenant
 from callstate import CallStateService, Presence, StorageError
-from callstate_support import T0, FakeClock
 from prompts import speech
-from people import user
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 

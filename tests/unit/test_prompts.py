@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from asterisk_conf.model import LANGUAGES as MODEL_LANGUAGES
+from base.model import LANGUAGES as MODEL_LANGUAGES
+from cli.prompts import prompts_group
 from prompts import PromptLibrary, catalogue, speech
 from prompts import build as building
 from prompts.catalogue import ACTIVITIES, LANGUAGES, PROMPTS, TONES
-from prompts.cli import prompts_group
 
 NOW = datetime(2024, 8, 7, 15, 30)  # a Wednesday
 HAVE_TOOLS = shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
@@ -400,7 +400,7 @@ def test_cli_build_defaults_to_vipbx_home(tmp_path: Path, monkeypatch: pytest.Mo
         calls.append((sounds, tuple(languages)))
         return building.BuildReport(generated=["fi/beep"])
 
-    monkeypatch.setattr("prompts.cli.build", fake_build)
+    monkeypatch.setattr("cli.prompts.build", fake_build)
     result = CliRunner().invoke(prompts_group, ["build"], env={"VIPBX_HOME": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert calls == [(tmp_path / "sounds", LANGUAGES)] and "1 generated" in result.output

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from asterisk_conf import confcheck
-from asterisk_conf.model import Config
 from asterisk_conf.render import render_config
-from asterisk_conf.secrets import SecretStore
 from asterisk_conf.validate import load_config
+from base.model import Config
+from base.secrets import SecretStore
 
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parents[2] / "examples").glob("*.yaml"))
 GOSUB = re.compile(r"Gosub\(vipbx-call-user,s,1\((.*)\)\)$")

@@ -4,8 +4,8 @@ values are refused with a problem rather than a traceback."""
 from __future__ import annotations
 
 import json
-import unicodedata
 import textwrap
+import unicodedata
 from pathlib import Path
 from typing import Any
 

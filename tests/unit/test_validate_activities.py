@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from asterisk_conf.model import DEFAULT_ACTIVITIES, PRESENCE_STATES, Activity
-from asterisk_conf.validate import load_config
 from yamlcase import find, problems, tenant, tenant_yaml, write
+
+from asterisk_conf.validate import load_config
+from base.model import DEFAULT_ACTIVITIES, PRESENCE_STATES, Activity
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from asterisk_conf.model import PREMIUM_PREFIXES, Forwarding
 from yamlcase import find, problems, tenant, tenant_yaml
+
+from base.model import PREMIUM_PREFIXES, Forwarding
 
 
 @pytest.fixture(autouse=True)

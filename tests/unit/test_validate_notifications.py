@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asterisk_conf.model import Notifications
 from asterisk_conf.validate import load_config, validate_files
+from base.model import Notifications
 
 
 def write(tmp_path: Path, body: str) -> str:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from asterisk_conf.model import StateDatabase
 from asterisk_conf.validate import load_config, validate_files
+from base.model import StateDatabase
 
 
 def write(tmp_path: Path, body: str) -> str:

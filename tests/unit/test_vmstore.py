@@ -21,7 +21,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from asterisk_conf.ami import AmiSettings
+from base.ami import AmiSettings
+from asterisk_conf.validate import load_config
+from callstate import CallStateService
+from cli.voicemail import voicemail
 from vmstore import (
     Envelope,
     MessageNotFound,
@@ -33,7 +36,6 @@ from vmstore import (
 )
 from vmstore import store as store_module
 from vmstore import wav as wavfile
-from vmstore.cli import voicemail
 from vmstore.envelope import callerid_merge, callerid_parse, origdate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -526,10 +528,12 @@ def cli_home(tmp_path: Path) -> Path:
     return home
 
 
+CLI_FILES = [str(EXAMPLES / name) for name in ("platform.yaml", "acme.yaml", "borealis.yaml")]
+
+
 def run(home: Path, *args: str) -> Any:
-    files = [str(EXAMPLES / name) for name in ("platform.yaml", "acme.yaml", "borealis.yaml")]
     runner = CliRunner()
-    return runner.invoke(voicemail, [*args, *files], env={"VIPBX_HOME": str(home), "VIPBX_CONFIG": None},
+    return runner.invoke(voicemail, [*args, *CLI_FILES], env={"VIPBX_HOME": str(home), "VIPBX_CONFIG": None},
                          catch_exceptions=False)
 
 
@@ -574,68 +578,30 @@ class FakeStorageError(Exception):
     pass
 
 
-def fake_callstate(calls: list[tuple[Any, ...]]) -> types.ModuleType:
-    @dataclass(frozen=True)
-    class VoicemailSettings:
-        play_activity: bool = False
-        press1_number: str | None = None
-        notify_sms: bool = True
-        notify_email: bool = False
-        always_ask_pin: bool = False
-
-    state: dict[tuple[str, str], VoicemailSettings] = {}
-
-    class CallStateService:
-        def __init__(self, db_path: Path, config: Any) -> None:
-            calls.append(("init", db_path))
-
-        def voicemail_settings(self, tenant_id: str, user_id: str) -> VoicemailSettings:
-            return state.get((tenant_id, user_id), VoicemailSettings())
-
-        def update_voicemail_settings(self, tenant_id: str, user_id: str, *, actor: str, source: str,
-                                      **changes: Any) -> VoicemailSettings:
-            calls.append(("update", tenant_id, user_id, actor, source, changes))
-            if changes.get("press1_number") == "+1bad":
-                raise FakeSettingsError("press1_number: not an E.164 number")
-            state[(tenant_id, user_id)] = replace(self.voicemail_settings(tenant_id, user_id), **changes)
-            return state[(tenant_id, user_id)]
-
-    def open_service(config: Any, home: Path, secret: Any) -> CallStateService:
-        assert callable(secret)
-        return CallStateService(home / "state.sqlite3", config)
-
-    module = types.ModuleType("callstate")
-    module.CallStateService = CallStateService  # type: ignore[attr-defined]
-    module.open_service = open_service  # type: ignore[attr-defined]
-    module.SettingsError = FakeSettingsError  # type: ignore[attr-defined]
-    module.StorageError = FakeStorageError  # type: ignore[attr-defined]
-    return module
-
-
-def test_cli_settings(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setitem(sys.modules, "callstate", fake_callstate(calls))
-
+def test_cli_settings(cli_home: Path) -> None:
     shown = run(cli_home, "settings", "+358401110003")
     assert shown.exit_code == 0, shown.output
     assert "voicemail settings of sara.lindqvist@acme (+358401110003):" in shown.stdout
     assert "notify by SMS:        yes" in shown.stdout and "press 1 connects to:  off" in shown.stdout
-    assert calls == [("init", cli_home / "state.sqlite3")]
 
     changed = run(cli_home, "settings", "sara.lindqvist@acme", "--email", "--no-sms", "--press1", "+358955512345",
                   "--always-pin")
     assert changed.exit_code == 0, changed.output
-    update = calls[-1]
-    assert update[:3] == ("update", "acme", "sara.lindqvist") and update[4] == "cli"
-    assert update[3].startswith("operator")
-    assert update[5] == {"notify_email": True, "notify_sms": False, "press1_number": "+358955512345",
-                         "always_ask_pin": True}
     assert "press 1 connects to:  +358955512345" in changed.stdout and "notify by e-mail:     yes" in changed.stdout
+    service = CallStateService(cli_home / "state.sqlite3", load_config(CLI_FILES))
+    try:
+        rows = service.audit("acme", "sara.lindqvist")
+        assert {(e.field, e.new) for e in rows} == {
+            ("voicemail.notify_email", "true"), ("voicemail.notify_sms", "false"),
+            ("voicemail.press1_number", "+358955512345"), ("voicemail.always_ask_pin", "true")}
+        assert all(e.source == "cli" and e.actor.startswith("operator") for e in rows)
 
-    assert run(cli_home, "settings", "sara.lindqvist@acme", "--no-press1").exit_code == 0
-    assert calls[-1][5] == {"press1_number": None}
+        assert run(cli_home, "settings", "sara.lindqvist@acme", "--no-press1").exit_code == 0
+        assert service.voicemail_settings("acme", "sara.lindqvist").press1_number is None
+    finally:
+        service.close()
     bad = run(cli_home, "settings", "sara.lindqvist@acme", "--press1", "+1bad")
-    assert bad.exit_code == 1 and "not an E.164 number" in bad.output
+    assert bad.exit_code == 1 and "must be an E.164 number" in bad.output
     assert run(cli_home, "settings", "sara.lindqvist@acme", "--press1", "+358955512345", "--no-press1").exit_code == 2
 
 

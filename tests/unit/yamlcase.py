@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 
 from asterisk_conf.errors import Problem
-from asterisk_conf.model import Tenant
 from asterisk_conf.validate import load_config, validate_files
+from base.model import Tenant
 
 
 def tenant_yaml(extra: str = "", country: str = "358") -> str:

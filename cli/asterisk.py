@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,21 +9,15 @@ import click
 
 from asterisk_host.instance import AsteriskError, AsteriskInstance
 from asterisk_host.runtime import AsteriskRuntime, RuntimeUnavailable
+from base.paths import Paths
 
-DEFAULT_HOME = Path("/var/lib/vipbx")
-
-
-def vipbx_home(ctx: click.Context | None = None) -> Path:
-    """The main group's --home when attached to `vipbx`, else VIPBX_HOME, else the default."""
-    home = getattr(ctx.find_root().obj, "home", None) if ctx is not None else None
-    return Path(home or os.environ.get("VIPBX_HOME") or DEFAULT_HOME).absolute()
+from .context import paths_of
 
 
-def pbx_instance(home: Path, runtime: AsteriskRuntime) -> AsteriskInstance:
+def pbx_instance(paths: Paths, runtime: AsteriskRuntime) -> AsteriskInstance:
     """The PBX: its own folders in `home/pbx`, its configuration the live generation, and the
     prompt catalogue `home/sounds` shared with the application."""
-    return AsteriskInstance(runtime, home / "pbx", home / "etc" / "current", name="pbx",
-                            shared=[home / "sounds"])
+    return AsteriskInstance(runtime, paths.pbx, paths.current, name="pbx", shared=[paths.sounds])
 
 
 def _runtime(build: bool = False) -> AsteriskRuntime:
@@ -57,10 +50,10 @@ def setup(cache_dir: Path | None) -> None:
 @click.pass_context
 def start(ctx: click.Context, timeout: float) -> None:
     """Start the PBX on the deployed configuration and wait until it is fully booted."""
-    home = vipbx_home(ctx)
-    if not (home / "etc" / "current").exists():
-        raise click.ClickException(f"nothing deployed in {home} yet: run `vipbx deploy FILES` first")
-    instance = pbx_instance(home, _runtime())
+    paths = paths_of(ctx)
+    if not paths.current.exists():
+        raise click.ClickException(f"nothing deployed in {paths.home} yet: run `vipbx deploy FILES` first")
+    instance = pbx_instance(paths, _runtime())
     if instance.running:
         click.echo(f"already running (pid {instance.pid})")
         return
@@ -75,7 +68,7 @@ def start(ctx: click.Context, timeout: float) -> None:
 @click.pass_context
 def stop(ctx: click.Context) -> None:
     """Stop the PBX (SIGTERM, then SIGKILL after 20 s)."""
-    instance = pbx_instance(vipbx_home(ctx), _runtime())
+    instance = pbx_instance(paths_of(ctx), _runtime())
     pid = instance.pid
     if pid is None:
         click.echo("not running")
@@ -89,7 +82,7 @@ def stop(ctx: click.Context) -> None:
 def status(ctx: click.Context) -> None:
     """Say whether the PBX runs; exit 1 when it does not."""
     runtime = _runtime()
-    instance = pbx_instance(vipbx_home(ctx), runtime)
+    instance = pbx_instance(paths_of(ctx), runtime)
     if not instance.running:
         click.echo("asterisk: stopped")
         sys.exit(1)
@@ -110,7 +103,7 @@ def status(ctx: click.Context) -> None:
 @click.pass_context
 def cli_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     """Run an Asterisk CLI COMMAND on the PBX, e.g. `vipbx asterisk cli pjsip show contacts`."""
-    instance = pbx_instance(vipbx_home(ctx), _runtime())
+    instance = pbx_instance(paths_of(ctx), _runtime())
     try:
         click.echo(instance.cli(" ".join(command)), nl=False)
     except AsteriskError as exc:

@@ -6,16 +6,15 @@ same one the 987 / *43# codes and the FastAGI router use, and are audited with s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import click
 
-from asterisk_conf import cliargs
+from callstate import CallStateService, SettingsError
+from callstate.routing import KINDS, NO_ANSWER, NONE, Routing, parse_kind
 
-from .errors import SettingsError, StorageError
-from .routing import KINDS, NO_ANSWER, NONE, Routing, parse_kind
+from . import args as cliargs
+from .context import Selected, operator_name, user_service
 
 config_files = cliargs.config_files()
 
@@ -25,33 +24,6 @@ DESCRIPTIONS = {
     "no_answer": "no answer",
     "unreachable": "unreachable",
 }
-
-
-@contextmanager
-def user_service(ctx: click.Context, who: str, files: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
-    """The user named on the command line and an open call-state service; the service's
-    refusals and storage errors become the command's error message."""
-    from vmstore.cli import resolve  # the same USER syntax as `vipbx voicemail`
-
-    from . import open_service
-
-    target = resolve(ctx, who, files)
-    try:
-        service = open_service(target.config, target.home, target.secrets().get)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
-        yield target, service
-    except (SettingsError, StorageError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        service.close()
-
-
-def _actor() -> str:
-    from vmstore.cli import operator_name
-
-    return operator_name()
 
 
 def _show_forwards(label: str, routing: Routing) -> None:
@@ -76,7 +48,7 @@ def forward_group() -> None:
 def forward_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """Show USER's forwards and call waiting."""
     with user_service(ctx, user, files) as (target, service):
-        _show_forwards(target.label, service.routing(target.tenant.id, target.user.id))
+        _show_forwards(target.who.label, service.routing(target.who.tenant.id, target.who.user.id))
 
 
 @forward_group.command("set")
@@ -95,7 +67,7 @@ def forward_set(ctx: click.Context, user: str, kind: str, destination: str, file
     Numbers outside the tenant's allow-list, the service numbers and the user's own number are
     refused, as they are for the 987 code."""
     _change(ctx, user, files, lambda svc, t: svc.set_forward(
-        t.tenant.id, t.user.id, _kind(kind), destination, actor=_actor(), source="cli", no_answer_seconds=delay))
+        t.who.tenant.id, t.who.user.id, _kind(kind), destination, actor=operator_name(), source="cli", no_answer_seconds=delay))
 
 
 @forward_group.command("clear")
@@ -107,7 +79,7 @@ def forward_clear(ctx: click.Context, user: str, kind: str, files: tuple[str, ..
     """Remove USER's forward of KIND: a busy call then gets a busy signal, an unanswered or
     unreachable one ends (`set KIND voicemail` sends them to voicemail again)."""
     _change(ctx, user, files, lambda svc, t: svc.set_forward(
-        t.tenant.id, t.user.id, _kind(kind), NONE, actor=_actor(), source="cli"))
+        t.who.tenant.id, t.who.user.id, _kind(kind), NONE, actor=operator_name(), source="cli"))
 
 
 @forward_group.command("reset")
@@ -117,7 +89,7 @@ def forward_clear(ctx: click.Context, user: str, kind: str, files: tuple[str, ..
 def forward_reset(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """Put all of USER's forwards, the no-answer delay and call waiting back to the defaults
     (busy, no answer and unreachable to voicemail; call waiting on)."""
-    _change(ctx, user, files, lambda svc, t: svc.reset_routing(t.tenant.id, t.user.id, actor=_actor(),
+    _change(ctx, user, files, lambda svc, t: svc.reset_routing(t.who.tenant.id, t.who.user.id, actor=operator_name(),
                                                                source="cli"))
 
 
@@ -133,8 +105,8 @@ def callwaiting_group() -> None:
 def callwaiting_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """Whether a second call reaches USER while in a call."""
     with user_service(ctx, user, files) as (target, service):
-        routing = service.routing(target.tenant.id, target.user.id)
-        click.echo(f"call waiting of {target.label}: {'on' if routing.call_waiting else 'off'}")
+        routing = service.routing(target.who.tenant.id, target.who.user.id)
+        click.echo(f"call waiting of {target.who.label}: {'on' if routing.call_waiting else 'off'}")
 
 
 @callwaiting_group.command("on")
@@ -157,14 +129,14 @@ def callwaiting_off(ctx: click.Context, user: str, files: tuple[str, ...]) -> No
 
 def _switch(ctx: click.Context, user: str, files: tuple[str, ...], enabled: bool) -> None:
     with user_service(ctx, user, files) as (target, service):
-        routing = service.set_call_waiting(target.tenant.id, target.user.id, enabled, actor=_actor(), source="cli")
-        click.echo(f"call waiting of {target.label}: {'on' if routing.call_waiting else 'off'}")
+        routing = service.set_call_waiting(target.who.tenant.id, target.who.user.id, enabled, actor=operator_name(), source="cli")
+        click.echo(f"call waiting of {target.who.label}: {'on' if routing.call_waiting else 'off'}")
 
 
 def _change(ctx: click.Context, user: str, files: tuple[str, ...],
-            change: Callable[[Any, Any], Routing]) -> None:
+            change: Callable[[CallStateService, Selected], Routing]) -> None:
     with user_service(ctx, user, files) as (target, service):
-        _show_forwards(target.label, change(service, target))
+        _show_forwards(target.who.label, change(service, target))
 
 
 def _kind(text: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
-from .numbers import to_e164
+from base.numbers import to_e164
 
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
@@ -226,6 +227,29 @@ class Tenant:
         raise KeyError(user_id)
 
 
+class TenantUser(NamedTuple):
+    """A user together with their tenant: the one type for "whose mailbox, forwards, presence".
+
+    A tuple, so `tenant, user = found` keeps working where only the parts are needed."""
+
+    tenant: Tenant
+    user: User
+
+    @property
+    def context(self) -> str:
+        """The tenant's voicemail context (and dialplan prefix)."""
+        return self.tenant.id
+
+    @property
+    def mailbox(self) -> str:
+        return self.user.mailbox
+
+    @property
+    def label(self) -> str:
+        """How operators see the user: `anna@acme (+358401110001)`."""
+        return f"{self.user.id}@{self.tenant.id} ({self.user.number})"
+
+
 @dataclass(frozen=True)
 class Config:
     platform: Platform
@@ -233,11 +257,11 @@ class Config:
     # The YAML files this came from, in the order given (for messages and `diff`).
     sources: tuple[str, ...] = ()
 
-    def find_number(self, number: str) -> tuple[Tenant, User] | None:
+    def find_number(self, number: str) -> TenantUser | None:
         """The tenant and user that own a public number (user number or tenant number)."""
         return self._owners.get(number)
 
-    def find_caller(self, raw: str) -> tuple[Tenant, User] | None:
+    def find_caller(self, raw: str) -> TenantUser | None:
         """The user a number belongs to as a carrier or caller writes it (E.164, national by any
         tenant's country, 00-international, or without its '+')."""
         tried: set[str] = set()
@@ -251,23 +275,23 @@ class Config:
                 return found
         return None
 
-    def find_user(self, tenant_id: str, user_id: str) -> tuple[Tenant, User] | None:
+    def find_user(self, tenant_id: str, user_id: str) -> TenantUser | None:
         return self._users.get((tenant_id, user_id))
 
     # Indexes built on first use (per call lookups must not scan every user). The configuration is
     # immutable, so they never go stale; cached_property writes past the frozen __setattr__.
     @cached_property
-    def _owners(self) -> dict[str, tuple[Tenant, User]]:
-        owners: dict[str, tuple[Tenant, User]] = {}
+    def _owners(self) -> dict[str, TenantUser]:
+        owners: dict[str, TenantUser] = {}
         for tenant in self.tenants:
             by_id = {user.id: user for user in tenant.users}
             for user in tenant.users:
-                owners.setdefault(user.number, (tenant, user))
+                owners.setdefault(user.number, TenantUser(tenant, user))
             for extra in tenant.numbers:
                 if extra.user in by_id:
-                    owners.setdefault(extra.number, (tenant, by_id[extra.user]))
+                    owners.setdefault(extra.number, TenantUser(tenant, by_id[extra.user]))
         return owners
 
     @cached_property
-    def _users(self) -> dict[tuple[str, str], tuple[Tenant, User]]:
-        return {(tenant.id, user.id): (tenant, user) for tenant in self.tenants for user in tenant.users}
+    def _users(self) -> dict[tuple[str, str], TenantUser]:
+        return {(tenant.id, user.id): TenantUser(tenant, user) for tenant in self.tenants for user in tenant.users}

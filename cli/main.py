@@ -5,52 +5,38 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import cliargs
-from . import deploy as deploying
-from .ami import AmiError, AmiSettings, ami_session
-from .errors import ConfigError
-from .model import Config
-from .render import AMI_USER, ARI_USER, render_config
-from .secrets import SecretStore
-from .validate import load_config, validate_files
+from ari_app import plugins
+from ari_app.service import serve as run_service
+from asterisk_conf import deploy as deploying
+from asterisk_conf.render import ARI_USER, render_config
+from asterisk_conf.validate import validate_files
+from base.ami import AmiError, AmiSettings, ami_session
+from base.model import Config
+from base.paths import DEFAULT_HOME
+from base.secrets import SecretStore
 
-DEFAULT_HOME = "/var/lib/vipbx"
+from . import args as cliargs
+from .asterisk import asterisk
+from .context import Context, ami_settings, load
+from .forward import callwaiting_group, forward_group
+from .phone import phone
+from .presence import presence_group
+from .prompts import prompts_group
+from .voicemail import voicemail
 
 config_files = cliargs.config_files()
-
-
-class Context:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-
-    @property
-    def secrets(self) -> SecretStore:
-        return SecretStore(self.home / "secrets.json")
-
-    def load(self, files: tuple[str, ...]) -> Config:
-        try:
-            return load_config(files)
-        except ConfigError as exc:
-            raise click.ClickException(f"the configuration has {len(exc.problems)} problem(s):\n{exc}") from exc
-
-    def ami_settings(self, config: Config) -> AmiSettings:
-        host = config.platform.ami.bind
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return AmiSettings(host, config.platform.ami.port, AMI_USER, self.secrets.get("ami"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     envvar="VIPBX_HOME",
-    default=DEFAULT_HOME,
+    default=str(DEFAULT_HOME),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="State folder: secrets, configuration generations, the Asterisk instance. Env: VIPBX_HOME.",
@@ -88,7 +74,7 @@ def validate(files: tuple[str, ...]) -> None:
 @click.pass_obj
 def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
     """Write the Asterisk configuration for FILES into --out (nothing is deployed)."""
-    rendered = render_config(obj.load(files), obj.secrets)
+    rendered = render_config(load(files), obj.secrets)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in rendered.items():
         (out / name).write_text(text, encoding="utf-8")
@@ -100,7 +86,7 @@ def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
 @click.pass_obj
 def diff(obj: Context, files: tuple[str, ...]) -> None:
     """Show what `deploy` would change in the live configuration (unified diff). Exit 1 if anything."""
-    text = deploying.Generations(obj.home).diff(render_config(obj.load(files), obj.secrets))
+    text = deploying.Generations(obj.paths).diff(render_config(load(files), obj.secrets))
     if not text:
         click.echo("no changes")
         return
@@ -119,9 +105,9 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
     The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload the
     previous files are restored and reloaded, and the command fails.
     """
-    config = obj.load(files)
+    config = load(files)
     rendered = render_config(config, obj.secrets)
-    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.deploy(obj.home, rendered, r)))
+    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.deploy(obj.paths, rendered, r)))
     _report(result, "deployed")
 
 
@@ -134,13 +120,13 @@ def rollback(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
 
     FILES tell where Asterisk's AMI listens (the platform section).
     """
-    config = obj.load(files)
-    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.rollback(obj.home, r)))
+    config = load(files)
+    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.rollback(obj.paths, r)))
     _report(result, "rolled back to")
 
 
 async def _with_reloader(obj: Context, config: Config, no_reload: bool, action):  # type: ignore[no-untyped-def]
-    settings = obj.ami_settings(config)
+    settings = ami_settings(config, obj.secrets.get("ami"))
     reload = None
     if not no_reload:
         try:
@@ -185,14 +171,11 @@ def _mask_secrets(text: str, secrets: SecretStore) -> str:
 @click.pass_obj
 def serve(obj: Context, files: tuple[str, ...]) -> None:
     """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk)."""
-    from ari_app import plugins
-    from ari_app.service import serve as run_service
-
-    config = obj.load(files)
+    config = load(files)
     http = config.platform.http
     host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
     host = f"[{host}]" if ":" in host else host
-    plugin, deps = plugins.load(config, obj.home, obj.ami_settings(config), obj.secrets.get)
+    plugin, deps = plugins.load(config, obj.paths, ami_settings(config, obj.secrets.get("ami")), obj.secrets.get)
     # The configuration lives as long as the process: keep the collector from walking it on every
     # full collection (20-35 ms pauses with 10,000 users, in the middle of calls' routing answers).
     gc.collect()
@@ -205,19 +188,8 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
         pass
 
 
-def _attach_groups() -> None:
-    from ari_app.presence.cli import presence_group
-    from asterisk_host.cli import asterisk
-    from callstate.cli import callwaiting_group, forward_group
-    from prompts.cli import prompts_group
-    from testphone.cli import phone
-    from vmstore.cli import voicemail
-
-    for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group):
-        main.add_command(group)
-
-
-_attach_groups()
+for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group):
+    main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

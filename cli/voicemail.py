@@ -7,78 +7,22 @@ first, as `list` shows them (1 is `msg0000`). Exporting a message does not mark 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from asterisk_conf import cliargs
-from asterisk_conf.ami import AmiSettings
-from asterisk_conf.errors import ConfigError
-from asterisk_conf.model import Config, Tenant, User
-from asterisk_conf.render import AMI_USER
-from asterisk_conf.secrets import SecretStore
-from asterisk_conf.validate import load_config
-from asterisk_host.cli import vipbx_home
+from vmstore.mwi import refresh_mwi
+from vmstore.store import FOLDERS, Message, VoicemailStore
 
-from .mwi import refresh_mwi
-from .store import FOLDERS, Message, VoicemailStore
+from . import args as cliargs
+from .context import Selected, deployed_ami, operator_name, select_user, user_service
 
 config_files = cliargs.config_files()
 folder_option = click.option("--folder", type=click.Choice(FOLDERS), default="INBOX", show_default=True)
-
-
-@dataclass(frozen=True)
-class Target:
-    home: Path
-    config: Config
-    tenant: Tenant
-    user: User
-
-    @property
-    def context(self) -> str:
-        return self.tenant.id
-
-    @property
-    def mailbox(self) -> str:
-        return self.user.mailbox
-
-    @property
-    def label(self) -> str:
-        return f"{self.user.id}@{self.tenant.id} ({self.user.number})"
-
-    def store(self) -> VoicemailStore:
-        return VoicemailStore(self.home / "pbx" / "spool")
-
-    def secrets(self) -> SecretStore:
-        return SecretStore(self.home / "secrets.json")
-
-
-def resolve(ctx: click.Context, who: str, files: tuple[str, ...]) -> Target:
-    try:
-        config = load_config(files)
-    except ConfigError as exc:
-        raise click.ClickException(f"the configuration has {len(exc.problems)} problem(s):\n{exc}") from exc
-    home = vipbx_home(ctx)
-    if "@" in who:
-        user_id, _, tenant_id = who.partition("@")
-        for tenant in config.tenants:
-            if tenant.id == tenant_id:
-                try:
-                    return Target(home, config, tenant, tenant.user(user_id))
-                except KeyError:
-                    break
-        raise click.ClickException(f"no user {user_id!r} in tenant {tenant_id!r}")
-    number = who if who.startswith("+") else "+" + who
-    found = config.find_number(number)
-    if found is None:
-        raise click.ClickException(f"no user has the number {number} (give user@tenant or an E.164 number)")
-    return Target(home, config, *found)
 
 
 @click.group("voicemail")
@@ -93,11 +37,11 @@ def voicemail() -> None:
 @click.pass_context
 def list_command(ctx: click.Context, user: str, files: tuple[str, ...], folder: str) -> None:
     """List USER's messages: folder, number, caller, time, length."""
-    target = resolve(ctx, user, files)
-    store = target.store()
-    rows = [m for f in (FOLDERS if folder == "all" else (folder,)) for m in store.list(target.context, target.mailbox, f)]
-    new, old = store.counts(target.context, target.mailbox)
-    click.echo(f"{target.label}: {new} new, {old} old")
+    target = select_user(ctx, user, files)
+    store = VoicemailStore(target.paths.spool)
+    rows = [m for f in (FOLDERS if folder == "all" else (folder,)) for m in store.list(target.who.context, target.who.mailbox, f)]
+    new, old = store.counts(target.who.context, target.who.mailbox)
+    click.echo(f"{target.who.label}: {new} new, {old} old")
     if not rows:
         click.echo("no messages")
         return
@@ -114,10 +58,10 @@ def _row(message: Message) -> tuple[str, str, str, str, str]:
     return (message.folder, str(message.number + 1), caller or "unknown", when, f"{e.duration // 60}:{e.duration % 60:02d}")
 
 
-def _pick(target: Target, folder: str, n: int) -> Message:
-    messages = target.store().list(target.context, target.mailbox, folder)
+def _pick(target: Selected, folder: str, n: int) -> Message:
+    messages = VoicemailStore(target.paths.spool).list(target.who.context, target.who.mailbox, folder)
     if not 1 <= n <= len(messages):
-        raise click.ClickException(f"{target.label} has no message {n} in {folder} ({len(messages)} there)")
+        raise click.ClickException(f"{target.who.label} has no message {n} in {folder} ({len(messages)} there)")
     return messages[n - 1]
 
 
@@ -135,7 +79,7 @@ def play(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder: 
     """Export (--out) or play (--play) USER's message N. It stays as it is (new stays new)."""
     if (out is None) == (not play_it):
         raise click.UsageError("give exactly one of --out FILE and --play")
-    message = _pick(resolve(ctx, user, files), folder, n)
+    message = _pick(select_user(ctx, user, files), folder, n)
     if play_it:
         player = shutil.which("play")
         if player is None:
@@ -147,7 +91,7 @@ def play(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder: 
     assert out is not None
     if str(out) == "-":
         with open(message.wav, "rb") as src:
-            shutil.copyfileobj(src, click.get_binary_stream("stdout"))
+            shutil.copyfileobj(src, sys.stdout.buffer)
         return
     shutil.copyfile(message.wav, out)
     click.echo(f"wrote {out} ({message.envelope.duration} s)", err=True)
@@ -161,26 +105,13 @@ def play(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder: 
 @click.pass_context
 def delete(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder: str) -> None:
     """Delete USER's message N (later ones move up), then update the phones' message light."""
-    target = resolve(ctx, user, files)
+    target = select_user(ctx, user, files)
     message = _pick(target, folder, n)
-    target.store().delete(message)
-    click.echo(f"deleted {folder} message {n} of {target.label}")
-    ami = ami_settings_of(target)
-    if ami is None or not asyncio.run(refresh_mwi(ami, target.context, target.mailbox, timeout=3)):
+    VoicemailStore(target.paths.spool).delete(message)
+    click.echo(f"deleted {folder} message {n} of {target.who.label}")
+    ami = deployed_ami(target.paths, target.config)
+    if ami is None or not asyncio.run(refresh_mwi(ami, target.who.context, target.who.mailbox, timeout=3)):
         click.echo("note: Asterisk not reachable: phones see the change at its next mailbox poll", err=True)
-
-
-def ami_settings_of(target: Target) -> AmiSettings | None:
-    """AMI of the PBX, or None when it has never been deployed (no secrets yet)."""
-    try:
-        secret = json.loads((target.home / "secrets.json").read_text(encoding="utf-8")).get("ami")
-    except (OSError, ValueError):
-        return None
-    if not secret:
-        return None
-    listener = target.config.platform.ami
-    host = "127.0.0.1" if listener.bind in ("0.0.0.0", "::") else listener.bind
-    return AmiSettings(host, listener.port, AMI_USER, secret)
 
 
 @voicemail.command()
@@ -207,31 +138,15 @@ def settings(ctx: click.Context, user: str, files: tuple[str, ...], sms: bool | 
     }
     if no_press1:
         changes["press1_number"] = None
-    target = resolve(ctx, user, files)
-    from callstate import (  # written alongside; imported when used
-        SettingsError,
-        StorageError,
-        open_service,
-    )
-
-    try:
-        # SQLite or PostgreSQL as configured; the secrets are read for PostgreSQL's password only.
-        service = open_service(target.config, target.home, target.secrets().get)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
+    with user_service(ctx, user, files) as (target, service):
         if changes:
-            current = service.update_voicemail_settings(target.tenant.id, target.user.id, actor=operator_name(),
-                                                        source="cli", **changes)
+            current = service.update_voicemail_settings(target.who.tenant.id, target.who.user.id,
+                                                        actor=operator_name(), source="cli", **changes)
             click.echo(f"updated: {', '.join(sorted(changes))}")
         else:
-            current = service.voicemail_settings(target.tenant.id, target.user.id)
-    except (SettingsError, StorageError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        getattr(service, "close", lambda: None)()
+            current = service.voicemail_settings(target.who.tenant.id, target.who.user.id)
     yes = {True: "yes", False: "no"}
-    click.echo(f"voicemail settings of {target.label}:")
+    click.echo(f"voicemail settings of {target.who.label}:")
     for label, value in (
         ("notify by SMS", yes[bool(current.notify_sms)]),
         ("notify by e-mail", yes[bool(current.notify_email)]),
@@ -240,10 +155,3 @@ def settings(ctx: click.Context, user: str, files: tuple[str, ...], sms: bool | 
         ("always ask PIN", yes[bool(current.always_ask_pin)]),
     ):
         click.echo(f"  {label + ':':<22}{value}")
-
-
-def operator_name() -> str:
-    try:
-        return f"operator:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "operator"

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
 from ari_app.voice import SPOKEN_TIME_ZONE
-from asterisk_conf import cliargs
-from callstate.cli import user_service
+from callstate import Presence
+
+from . import args as cliargs
+from .context import Selected, deployed_ami, operator_name, user_service
 
 config_files = cliargs.config_files()
 
 
-def _show(target: Any, presence: Any) -> None:
+def _show(target: Selected, presence: Presence) -> None:
     until = presence.until.astimezone(SPOKEN_TIME_ZONE).strftime("%Y-%m-%d %H:%M %Z") if presence.until else "-"
-    activity = target.tenant.activity(presence.activity)
-    click.echo(f"presence of {target.label}:")
+    activity = target.who.tenant.activity(presence.activity)
+    click.echo(f"presence of {target.who.label}:")
     for label, value in (("activity", presence.activity), ("until", until), ("note", presence.note or "-"),
                          ("shown to phones as", activity.presence if activity else "available"),
                          ("calls", activity.route if activity else "ring"),
-                         ("role", target.user.role or "-")):
+                         ("role", target.who.user.role or "-")):
         click.echo(f"  {label + ':':<20}{value}")
 
 
@@ -69,7 +70,7 @@ def presence_group() -> None:
 def presence_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None:
     """USER's activity, its end time and note, and what it does."""
     with user_service(ctx, user, files) as (target, service):
-        _show(target, service.presence(target.tenant.id, target.user.id))
+        _show(target, service.presence(target.who.tenant.id, target.who.user.id))
 
 
 @presence_group.command("set")
@@ -84,17 +85,15 @@ def presence_show(ctx: click.Context, user: str, files: tuple[str, ...]) -> None
 def presence_set(ctx: click.Context, user: str, activity: str, files: tuple[str, ...], until_text: str | None,
                  note: str | None) -> None:
     """Set USER's ACTIVITY (a key of the tenant's list, e.g. vacation); tell Asterisk."""
-    from vmstore.cli import ami_settings_of, operator_name
-
-    from .asterisk import presence_id, presence_value, publish
+    from ari_app.presence.asterisk import presence_id, presence_value, publish
 
     until = parse_until(until_text, datetime.now(SPOKEN_TIME_ZONE)) if until_text else None
     with user_service(ctx, user, files) as (target, service):
-        presence = service.set_presence(target.tenant.id, target.user.id, activity, until=until, note=note,
+        presence = service.set_presence(target.who.tenant.id, target.who.user.id, activity, until=until, note=note,
                                         actor=operator_name(), source="cli")
     _show(target, presence)
-    ami = ami_settings_of(target)
-    item = (presence_id(target.tenant.id, target.user.id), presence_value(target.tenant, presence))
+    ami = deployed_ami(target.paths, target.config)
+    item = (presence_id(target.who.tenant.id, target.who.user.id), presence_value(target.who.tenant, presence))
     if ami is None or asyncio.run(publish(ami, [item], timeout=5)) != 1:
         click.echo("note: Asterisk not reachable: phones see the change when the service next starts",
                    err=True)

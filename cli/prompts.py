@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import click
 
-from . import speech
-from .build import BuildError, build
-from .catalogue import LANGUAGES, PROMPTS, TONES, text
+from prompts import speech
+from prompts.build import BuildError, build
+from prompts.catalogue import LANGUAGES, PROMPTS, TONES, text
 
-_FALLBACK_HOME = "/var/lib/vipbx"  # same default as `vipbx --home`
+from .context import paths_of
 
 
 def default_sounds_dir(ctx: click.Context) -> Path:
     """`<home>/sounds`: the home of the `vipbx` group when attached, else $VIPBX_HOME."""
-    home = getattr(ctx.find_root().obj, "home", None)
-    return Path(home or os.environ.get("VIPBX_HOME") or _FALLBACK_HOME) / "sounds"
+    return paths_of(ctx).sounds
 
 
 @click.group("prompts")

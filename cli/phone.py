@@ -17,24 +17,23 @@ from contextlib import suppress
 import click
 
 from ari_app.client import AriError
-from asterisk_conf.cliargs import config_files
-from asterisk_conf.errors import ConfigError
-from asterisk_conf.secrets import SecretStore
-from asterisk_conf.validate import load_config
 from asterisk_host import AsteriskError, AsteriskRuntime, RuntimeUnavailable
-from asterisk_host.cli import vipbx_home
+from base.secrets import SecretStore
 from testphone.config import PhoneSettings
 from testphone.driver import Call, CallEnded, TestPhone
 from testphone.instance import PhoneInstance
 
+from .args import config_files
+from .context import load, paths_of
+
 
 def _phone(ctx: click.Context) -> PhoneInstance:
-    home = vipbx_home(ctx)
+    paths = paths_of(ctx)
     try:
         runtime = AsteriskRuntime.locate(build=False)
     except RuntimeUnavailable as exc:
         raise click.ClickException(f"{exc} (run `vipbx asterisk setup`)") from exc
-    return PhoneInstance(runtime, home / "phone", SecretStore(home / "secrets.json"))
+    return PhoneInstance(runtime, paths.phone, SecretStore(paths.secrets))
 
 
 @click.group("phone")
@@ -53,10 +52,7 @@ def phone() -> None:
 def start(ctx: click.Context, files: tuple[str, ...], phones_ip: str, sip_port: int,
           http_port: int, rtp_range: str) -> None:
     """(Re)start the phone for the tenants and platform in FILES and register every device."""
-    try:
-        config = load_config(files)
-    except ConfigError as exc:
-        raise click.ClickException(f"the configuration has problems:\n{exc}") from exc
+    config = load(files)
     start_port, _, end_port = rtp_range.partition("-")
     try:
         settings = PhoneSettings.for_config(config, phones_ip, sip_port=sip_port,

@@ -9,20 +9,26 @@ from typing import Any
 
 from base.ami import AmiSettings
 from base.model import Config
+from callstate import CallStateService
+from notify import Notifier
+from vmstore import VoicemailStore
 
 from .app import Handler
+from .presence.services import PresenceService
 
 
-@dataclass
+@dataclass(frozen=True)
 class PluginDeps:
+    """The services every plugin shares, built once by `plugins.load`."""
+
     config: Config
-    store: Any  # vmstore.VoicemailStore
-    callstate: Any  # callstate.CallStateService
-    notifier: Any  # notify.Notifier | None
-    ami: AmiSettings | None
+    store: VoicemailStore
+    callstate: CallStateService
+    presence: PresenceService  # shared: the voicemail greeting reads what the activity IVR sets
+    notifier: Notifier | None  # None: no notices (unit tests)
+    ami: AmiSettings | None  # None: Asterisk is not told (MWI, presence)
     recordings_dir: Path  # <astspooldir>/recording
     sounds_dir: Path  # the prompt catalogue
-    presence: Any = None  # ari_app.presence.services.PresenceService, shared by the plugins
 
 
 @dataclass

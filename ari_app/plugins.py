@@ -49,16 +49,17 @@ def build_notifier(config: Config, paths: Paths, secret: SecretGetter) -> Notifi
 
 def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
     notifier = build_notifier(config, paths, secret)
+    callstate = open_service(config, paths.home, secret)  # SQLite or PostgreSQL, as configured
     deps = PluginDeps(
         config=config,
         store=VoicemailStore(paths.spool),
-        callstate=open_service(config, paths.home, secret),  # SQLite or PostgreSQL, as configured
+        callstate=callstate,
+        presence=PresenceService(config, callstate, ami),
         notifier=notifier,
         ami=ami,
         recordings_dir=paths.recordings,
         sounds_dir=paths.sounds,
     )
-    deps.presence = PresenceService(config, deps.callstate, ami)
     plugin = merge([module.load(deps) for module in PLUGINS])
     plugin.background.append(notifier.run)
     return plugin, deps

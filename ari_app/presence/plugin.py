@@ -7,11 +7,10 @@ from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.voice import Voice
 
 from .ivr import ActivityIvr
-from .services import PresenceService
 
 
 def load(deps: PluginDeps) -> Plugin:
-    service = deps.presence or PresenceService(deps.config, deps.callstate, deps.ami)
+    service = deps.presence
     voice = Voice(deps.sounds_dir, deps.config.platform.default_language)
     return Plugin(handlers={"activity": ActivityIvr(service, voice)}, background=[service.run_timer],
                   on_connect=[service.on_ari_connect])

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from ari_app.plugin_api import Plugin, PluginDeps
-from ari_app.presence.services import PresenceService
 from ari_app.voice import Voice
 
 from .access import Access
@@ -31,7 +30,7 @@ def load(deps: PluginDeps) -> Plugin:
                 log.exception("orphan recovery failed")
             await asyncio.sleep(ORPHAN_SCAN_SECONDS)
 
-    presence = deps.presence or PresenceService(deps.config, deps.callstate, deps.ami)
+    presence = deps.presence
 
     def activity_sentence(mailbox: Mailbox, lang: str) -> list[str] | None:
         # The greeting's "… is on vacation until Friday 12 August", in the spoken time zone.

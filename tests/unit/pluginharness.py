@@ -18,8 +18,10 @@ from ari_app import client as client_module
 from ari_app.app import StasisApp
 from ari_app.client import AriClient
 from ari_app.plugin_api import Plugin, PluginDeps
+from ari_app.presence.services import PresenceService
 from ari_app.testing import FakeAri
 from base.model import Config
+from vmstore import VoicemailStore
 from callstate import CallStateService
 
 H = TypeVar("H", bound="PluginHarness")
@@ -35,7 +37,8 @@ class PluginHarness:
         self.state = state
         self.sounds = sounds
         self.plugin: Plugin = plugin.load(PluginDeps(
-            config=config, store=None, callstate=state, notifier=None, ami=None,
+            config=config, store=VoicemailStore(sounds.parent / "spool"), callstate=state,
+            presence=PresenceService(config, state, None), notifier=None, ami=None,
             recordings_dir=sounds.parent / "recording", sounds_dir=sounds))
         self.app = StasisApp(client, self.plugin.handlers)
         self.task: asyncio.Task[None] | None = None

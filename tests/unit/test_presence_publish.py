@@ -366,8 +366,8 @@ def test_voicemail_greeting_gets_the_activity_sentence(state: CallStateService, 
     from ari_app.voicemail.services import Mailbox
     from vmstore import VoicemailStore
 
-    deps = PluginDeps(config=CONFIG, store=VoicemailStore(tmp_path / "spool"), callstate=state, notifier=None,
-                      ami=None, recordings_dir=tmp_path / "recording", sounds_dir=tmp_path / "sounds")
+    deps = PluginDeps(config=CONFIG, store=VoicemailStore(tmp_path / "spool"), callstate=state,
+                      presence=PresenceService(CONFIG, state, None), notifier=None, ami=None, recordings_dir=tmp_path / "recording", sounds_dir=tmp_path / "sounds")
     deposit = voicemail_plugin.load(deps).handlers["deposit"]
     mailbox = Mailbox(ACME, ACME.users[0])
     assert deposit.activity_sentence(mailbox, "fi") is None  # type: ignore[attr-defined]

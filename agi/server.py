@@ -17,6 +17,7 @@ from typing import Any
 from panoramisk.fast_agi import Application, Request
 
 from base.model import Config
+from base.offload import run_blocking
 
 from .routing import CallFacts, RouteDecision, decide, find
 
@@ -87,7 +88,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         routing = presence = None
         if self.state is not None and find(config, tenant_id, user_id) is not None:
             # A thread: a database waiting on a lock must not stall every other call.
-            routing, presence = await asyncio.to_thread(self.state.call_state, tenant_id, user_id)
+            routing, presence = await run_blocking(self.state.call_state, tenant_id, user_id)
         return decide(config, tenant_id, user_id, routing, facts, presence)
 
     async def ping(self, request: Request) -> None:

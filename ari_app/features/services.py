@@ -1,15 +1,15 @@
 """What the feature codes do, over the call-state service: who is calling, and the change.
 
-The call-state service is synchronous (one short transaction); it runs in a thread so that a
+The call-state service is synchronous (one short transaction); it runs in the shared bounded thread pool so that a
 database waiting on a lock never stalls the other calls of the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from base.model import Config, Tenant, User
+from base.offload import run_blocking
 from callstate import CallStateService, Routing, check_target
 from callstate.routing import IMMEDIATE, NONE
 
@@ -37,19 +37,19 @@ class FeatureService:
 
     async def set_immediate(self, caller: Caller, dialled: str) -> Routing:
         """987 + number; TargetRefused (with its reason) when the number may not be used."""
-        return await asyncio.to_thread(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
+        return await run_blocking(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
                                        dialled, actor=caller.device, source=SOURCE)
 
     async def clear_immediate(self, caller: Caller) -> Routing:
-        return await asyncio.to_thread(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
+        return await run_blocking(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
                                        NONE, actor=caller.device, source=SOURCE)
 
     async def set_call_waiting(self, caller: Caller, enabled: bool) -> Routing:
-        return await asyncio.to_thread(self.state.set_call_waiting, caller.tenant.id, caller.user.id, enabled,
+        return await run_blocking(self.state.set_call_waiting, caller.tenant.id, caller.user.id, enabled,
                                        actor=caller.device, source=SOURCE)
 
     async def routing(self, caller: Caller) -> Routing:
-        return await asyncio.to_thread(self.state.routing, caller.tenant.id, caller.user.id)
+        return await run_blocking(self.state.routing, caller.tenant.id, caller.user.id)
 
     def transfer_target(self, tenant_id: str, dialled: str) -> str:
         """The E.164 number a transfer may go to, or TargetRefused / LookupError."""

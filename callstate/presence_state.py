@@ -6,6 +6,7 @@ transaction each (see `store.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from asterisk_conf.model import AVAILABLE, Tenant
@@ -28,7 +29,7 @@ class PresenceState:
         """The user's activity as it holds now (an end time that passed reads as Available)."""
         tenant, _ = find_user(self._store.config, tenant_id, user_id)
         stored = self._store.read(lambda tx: rows.load_presence(tx, tenant_id, user_id))
-        return presence_at(tenant, stored, self._store.now())
+        return presence_at(tenant, stored, self._store.now)
 
     def set_presence(self, tenant_id: str, user_id: str, activity: str, *, actor: str, source: str,
                      until: datetime | None = None, note: str | None = None) -> Presence:
@@ -45,7 +46,7 @@ class PresenceState:
         def work(tx: Tx) -> tuple[Presence, list[Event]]:
             now = store.now()
             moment = presence_rules.check_until(key, until, now)
-            before = presence_at(tenant, rows.load_presence(tx, tenant_id, user_id), now)
+            before = presence_at(tenant, rows.load_presence(tx, tenant_id, user_id), lambda: now)
             after = Presence(key, moment, before.note if new_note is None else new_note)
             events = _events(before, after)
             if events:
@@ -85,11 +86,12 @@ class PresenceState:
         return self._store.read(rows.next_presence_end)
 
 
-def presence_at(tenant: Tenant, stored: rows.StoredPresence | None, now: datetime) -> Presence:
-    """The stored row as it holds `now`; no row is Available without a note."""
+def presence_at(tenant: Tenant, stored: rows.StoredPresence | None,
+                now: Callable[[], datetime]) -> Presence:
+    """The stored row as it holds `now()`; no row is Available without a note (and asks no clock)."""
     if stored is None:
         return Presence()
-    return presence_rules.effective(*stored, now, tenant)
+    return presence_rules.effective(*stored, now(), tenant)
 
 
 def _events(before: Presence, after: Presence) -> list[Event]:

@@ -37,6 +37,9 @@ from .voicemail_state import VoicemailState
 
 
 class CallStateService:
+    """Each method is the same-named one of `VoicemailState`, `RoutingState` or `PresenceState`
+    (see those for arguments and refusals), except `call_state` and `audit`, which span them."""
+
     def __init__(
         self,
         db: Path | str | Backend,
@@ -146,7 +149,7 @@ class CallStateService:
 
         stored_routing, stored_presence = self.store.read(work)
         return (routing_rules.effective(config, user, stored_routing),
-                presence_at(tenant, stored_presence, self.store.now()))
+                presence_at(tenant, stored_presence, self.store.now))
 
     # ------------------------------------------------------------------ audit
 

@@ -1,5 +1,6 @@
 """The call-state service: the one writer of per-user state (voicemail settings, PIN lockout,
-later forwards, call waiting and presence), with an audit trail. See docs/callstate.md."""
+forwards, call waiting and presence), with an audit trail; `AsyncCallState` is its view for the
+event loop. See docs/callstate.md."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from base.paths import Paths
 
+from .aio import AsyncCallState
 from .audit import AuditEntry
 from .errors import SettingsError, StorageError, UnknownUserError
 from .factory import DB_FILE_NAME, open_database, open_service
@@ -33,6 +35,7 @@ __all__ = [
     "TargetRefused",
     "check_target",
     "parse_kind",
+    "AsyncCallState",
     "AuditEntry",
     "CallStateService",
     "PinCheck",

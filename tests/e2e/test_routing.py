@@ -119,8 +119,8 @@ async def test_a_forward_loop_ends_at_the_user_who_would_close_it(rig: Rig) -> N
     # check refuses it through the service.
     assert await rig.dial_code(ANNA, "987102") == ["fc-forward-set", "plus", *digits_of(MIKKO.number)]
     assert await rig.dial_code(MIKKO, "987101") == ["fc-refused-loop"]
-    rig.state._db.write(lambda tx: store_routing(tx, MIKKO.tenant, MIKKO.user, {"fwd_immediate": ANNA.number},
-                                                 rig.state._now()))
+    rig.state.store.write(lambda tx: store_routing(tx, MIKKO.tenant, MIKKO.user, {"fwd_immediate": ANNA.number},
+                                                   rig.state.store.now()))
     call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     legs = {device: await rig.phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert await diversion(legs[MIKKO_DEVICES[0]]) == ANNA.number

@@ -245,6 +245,21 @@ def test_reload_swaps_the_configuration(svc: CallStateService) -> None:
         svc.voicemail_settings("acme", "nora")
 
 
+def test_the_narrow_services_share_one_database_and_one_configuration(svc: CallStateService) -> None:
+    svc.routing_state.set_call_waiting("acme", "anna", False, actor="op", source="cli")
+    svc.voicemail_state.update_voicemail_settings("acme", "anna", actor="op", source="cli",
+                                                  play_activity=True)
+    svc.presence_state.set_presence("acme", "anna", "meeting", actor="op", source="cli")
+    assert (svc.routing("acme", "anna").call_waiting, svc.voicemail_settings("acme", "anna").play_activity,
+            svc.presence("acme", "anna").activity) == (False, True, "meeting")
+    assert [e.field for e in reversed(svc.audit("acme", "anna"))] == [
+        "call_waiting", "voicemail.play_activity", "presence.activity"]
+    svc.reload(make_config(with_nora=False))
+    for lookup in (svc.voicemail_state.pin_status, svc.routing_state.routing, svc.presence_state.presence):
+        with pytest.raises(UnknownUserError):
+            lookup("acme", "nora")
+
+
 @sqlite_only  # no database: nothing to run again on another backend
 def test_parse_value() -> None:
     assert parse_value("notify_sms", " Yes ") is True

@@ -1,0 +1,172 @@
+"""The platform section: numbers, language, feature codes, listeners and RTP ports, the carrier."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from asterisk_conf.checks import Checker, Fields, Loc, list_items
+from asterisk_conf.values import (
+    INVALID_NUMBER,
+    choice,
+    e164,
+    host,
+    integer,
+    ip_address,
+    ip_network,
+    pattern,
+    port,
+)
+from base.model import LANGUAGES, Carrier, FeatureCodes, Listener, Platform
+
+from .notifications import notifications
+from .state_database import state_database
+
+PLATFORM_KEYS = (
+    "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
+    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications", "state_database",
+)  # fmt: skip
+LISTENERS = ("sip", "http", "ami", "agi")
+FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
+ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+CODECS = ("alaw", "ulaw", "g722", "opus", "gsm")
+
+feature_code = pattern(FEATURE_CODE, "1 to 8 of the keys 0-9, * and #", '"*43#"')
+ari_app = pattern(
+    ARI_APP, "lowercase letters, digits, '_' and '-', starting with a letter", "vipbx"
+)
+
+
+def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
+    default = Platform()
+    if loc is None:
+        return default
+    f = Fields(chk, loc, value, PLATFORM_KEYS, "platform")
+    ports: dict[str, Listener] = {
+        name: f.get(name, listener(getattr(default, name)), getattr(default, name))
+        for name in LISTENERS
+    }
+    rtp_start, rtp_end = f.get("rtp", rtp, (default.rtp_start, default.rtp_end))
+    _check_listeners(chk, f, ports, rtp_start, rtp_end)
+    return Platform(
+        voicemail_number=f.get("voicemail_number", e164, default.voicemail_number),
+        activity_number=f.get("activity_number", e164, default.activity_number),
+        default_language=f.get("default_language", choice(LANGUAGES), default.default_language),
+        feature_codes=f.get("feature_codes", feature_codes, default.feature_codes),
+        rtp_start=rtp_start,
+        rtp_end=rtp_end,
+        ari_app=f.get("ari_app", ari_app, default.ari_app),
+        carrier=f.get("carrier", carrier, None),
+        no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
+        notifications=f.get("notifications", notifications, default.notifications),
+        state_database=f.get("state_database", state_database, default.state_database),
+        **ports,
+    )
+
+
+def _check_listeners(
+    chk: Checker, f: Fields, ports: dict[str, Listener], rtp_start: int, rtp_end: int
+) -> None:
+    def overlap(a: Listener, b: Listener) -> bool:
+        if a.port != b.port or a.port == INVALID_NUMBER or not a.bind or not b.bind:
+            return False
+        # A wildcard bind (0.0.0.0, ::) takes the port on every address.
+        wildcard = any(ipaddress.ip_address(x.bind).is_unspecified for x in (a, b))
+        return a.bind == b.bind or wildcard
+
+    names = list(ports)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if overlap(ports[first], ports[second]):
+                at, other = _written(f, first, second)
+                where = f"{ports[at].bind}:{ports[at].port}"
+                chk.report(f.loc / at, f"{where} is also used by {other} ({ports[other].bind})")
+    if rtp_start <= ports["sip"].port <= rtp_end:
+        at, _ = _written(f, "rtp", "sip")
+        sip = f"SIP port {ports['sip'].port}"
+        chk.report(f.loc / at, f"{sip} is inside the RTP port range {rtp_start}-{rtp_end}")
+
+
+def listener(default: Listener) -> Callable[[Checker, Loc, Any], Listener]:
+    def check(chk: Checker, loc: Loc, value: Any) -> Listener:
+        f = Fields(chk, loc, value, ("bind", "port"), "a listener")
+        return Listener(f.get("bind", ip_address, default.bind), f.get("port", port, default.port))
+
+    return check
+
+
+def feature_codes(chk: Checker, loc: Loc, value: Any) -> FeatureCodes:
+    names = [item.name for item in fields(FeatureCodes)]
+    f = Fields(chk, loc, value, names, "feature_codes")
+    defaults = FeatureCodes()
+    codes = {name: f.get(name, feature_code, getattr(defaults, name)) for name in names}
+    # Distinct and prefix-free: otherwise the dialplan could not tell which code was dialled.
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = codes[first], codes[second]
+            if not a or not b:
+                continue
+            if a == b:
+                at, other = _written(f, first, second)
+                chk.report(loc / at, f"{b!r} is the same code as {other}")
+            elif b.startswith(a) or a.startswith(b):
+                short, long = (first, second) if len(a) < len(b) else (second, first)
+                at, _ = _written(f, short, long)
+                chk.report(
+                    loc / at,
+                    f"{codes[short]!r} ({short}) is a prefix of {codes[long]!r} ({long})",
+                )
+    return FeatureCodes(**{name: code or getattr(defaults, name) for name, code in codes.items()})
+
+
+def _written(f: Fields, first: str, second: str) -> tuple[str, str]:
+    """Of two clashing keys, the one to report (one the file has, the later if both) and the
+    other: a default value has no line of its own."""
+    if f.has(second) or not f.has(first):
+        return second, first
+    return first, second
+
+
+def rtp(chk: Checker, loc: Loc, value: Any) -> tuple[int, int]:
+    f = Fields(chk, loc, value, ("start", "end"), "rtp")
+    default = Platform()
+    start = f.get("start", port, default.rtp_start)
+    end = f.get("end", port, default.rtp_end)
+    if start == INVALID_NUMBER or end == INVALID_NUMBER:
+        return start, end
+    if start % 2:
+        chk.report(
+            loc / "start", f"must be even (RTP uses even ports, RTCP the odd ones), not {start}"
+        )
+    if start >= end:
+        chk.report(loc / "end", f"must be greater than start ({start}), not {end}")
+    return start, end
+
+
+def carrier(chk: Checker, loc: Loc, value: Any) -> Carrier:
+    f = Fields(chk, loc, value, ("host", "port", "match", "codecs"), "carrier")
+    default = Carrier(host="")
+    matches = f.items("match", "IP addresses or networks")
+    return Carrier(
+        host=f.get("host", host, "", missing="missing (required: an IP address or DNS name)"),
+        port=f.get("port", port, default.port),
+        match=tuple(ip_network(chk, item_loc, item) for item, item_loc in matches),
+        codecs=f.get("codecs", codecs, default.codecs),
+    )
+
+
+def codecs(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    items = list_items(chk, loc, value, "codecs")
+    if isinstance(value, list) and not value:
+        chk.report(loc, f"must list at least one codec of {', '.join(CODECS)}")
+    for item, item_loc in items:
+        name = choice(CODECS)(chk, item_loc, item)
+        if name in found:
+            chk.report(item_loc, f"codec {name!r} is listed twice")
+        elif name:
+            found.append(name)
+    return tuple(found)

@@ -1,0 +1,272 @@
+"""A tenant and its parts: users, devices, groups and tenant numbers, with the values that must
+be unique on the platform or in the tenant."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asterisk_conf.checks import Checker, Fields, Loc, Uniques, list_items, string_value
+from asterisk_conf.values import (
+    choice,
+    domain,
+    e164,
+    email,
+    integer,
+    optional_text,
+    pattern,
+    text,
+)
+from asterisk_conf.yamlsource import show
+from base.model import (
+    DEFAULT_ACTIVITIES,
+    LANGUAGES,
+    NO_VOICEMAIL_GROUP,
+    Device,
+    FeatureCodes,
+    Platform,
+    Tenant,
+    TenantNumber,
+    User,
+)
+
+from .activities import activities
+from .forwarding import forwarding
+from .platform import codecs
+
+TENANT_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
+USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+EXTENSION = re.compile(r"[1-9][0-9]{1,5}")
+COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
+PIN = re.compile(r"[0-9]{4,10}")
+# pjsip.conf sections the renderer writes itself; "anonymous" would take unauthenticated calls.
+RESERVED_DEVICE_IDS = ("carrier", "global", "system", "anonymous")
+RESERVED_DEVICE_PREFIX = "vipbx"
+# voicemail.conf sections: a tenant's voicemail context must not be one of them.
+RESERVED_TENANT_IDS = ("general", "zonemessages", "default")
+TENANT_KEYS = (
+    "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
+    "forwarding", "activities",
+)  # fmt: skip
+USER_KEYS = (
+    "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
+)  # fmt: skip
+
+tenant_id = pattern(
+    TENANT_ID, "lowercase letters, digits and '-', starting with a letter, at most 31", "acme"
+)
+user_id = pattern(
+    USER_ID, "lowercase letters, digits, '.', '_' and '-', at most 63", "anna.virtanen"
+)
+device_id = pattern(
+    DEVICE_ID, "lowercase letters, digits, '_' and '-', at most 63", "acme-anna-soft"
+)
+extension = pattern(EXTENSION, "2 to 6 digits, not starting with 0", '"101"')
+country_code = pattern(COUNTRY_CODE, "1 to 3 digits, not starting with 0", '"358"')
+_language = choice(LANGUAGES)  # made once: the user checker uses it for every user
+
+
+@dataclass
+class Scope:
+    """What a tenant's parts are checked against."""
+
+    platform: Platform
+    uniques: Uniques
+
+
+def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
+    f = Fields(chk, loc, value, TENANT_KEYS, "a tenant")
+    ident = f.get("id", tenant_id, "", missing="missing (required)")
+    if ident in RESERVED_TENANT_IDS:
+        chk.report(loc / "id", f"{ident!r} is reserved (an Asterisk voicemail.conf section)")
+        ident = ""
+    scope.uniques.add_at("tenant id", "", ident, loc, "id")
+    name = f.get("name", text, "", missing="missing (required)")
+    dom = f.get("domain", domain, "", missing="missing (required: the tenant's DNS domain)")
+    scope.uniques.add_at("domain", "", dom, loc, "domain")
+    builtin: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
+    groups = f.get("groups", tenant_groups, builtin)
+    users: list[User] = []
+    for item, item_loc in f.items("users", "users"):
+        users.append(user(chk, item_loc, item, scope, groups))
+    user_ids = {u.id for u in users if u.id}
+    numbers: list[TenantNumber] = []
+    for item, item_loc in f.items("numbers", "numbers"):
+        numbers.append(tenant_number(chk, item_loc, item, scope, user_ids))
+    default = Tenant(id="", name="", domain="")
+    cc = f.get("country_code", country_code, default.country_code) or default.country_code
+    return Tenant(
+        id=ident,
+        name=name,
+        domain=dom,
+        country_code=cc,
+        forwarding=f.get("forwarding", lambda c, lo, v: forwarding(c, lo, v, cc), None),
+        activities=f.get("activities", activities, DEFAULT_ACTIVITIES),
+        max_message_seconds=f.get(
+            "max_message_seconds", integer(10, 600), default.max_message_seconds
+        ),
+        groups=groups,
+        numbers=tuple(numbers),
+        users=tuple(users),
+    )
+
+
+def tenant_groups(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:
+    """The tenant's own groups, added to the built-in "No voicemail"."""
+    groups = [NO_VOICEMAIL_GROUP]
+    given: set[str] = set()
+    for item, item_loc in list_items(chk, loc, value, "group names"):
+        name = text(chk, item_loc, item)
+        if name and name in given:
+            chk.report(item_loc, f"group {name!r} is listed twice")
+        given.add(name)
+        if name and name not in groups:
+            groups.append(name)
+    return tuple(groups)
+
+
+def user(chk: Checker, loc: Loc, value: Any, scope: Scope, groups: Sequence[str]) -> User:
+    f = Fields(chk, loc, value, USER_KEYS, "a user")
+    # Interned: the same text for every user of the tenant, kept once per unique value.
+    tenant_key = sys.intern(f"{loc.doc.file}{loc.path[:2]}")
+    ident = f.get("id", user_id, "", missing="missing (required)")
+    scope.uniques.add_at("user id", tenant_key, ident, loc, "id")
+    number = f.get("number", e164, "", missing="missing (required: the user's E.164 number)")
+    scope.uniques.add_at("number", "", number, loc, "number")
+    ext = f.get("extension", extension, "", missing="missing (required)")
+    ext = _check_extension(chk, loc / "extension", ext, scope.platform.feature_codes)
+    scope.uniques.add_at("extension", tenant_key, ext, loc, "extension")
+    devices = [
+        device(chk, item_loc, item, scope) for item, item_loc in f.items("devices", "devices")
+    ]
+    return User(
+        id=ident,
+        name=f.get("name", text, "", missing="missing (required)"),
+        number=number,
+        extension=ext,
+        email=f.get("email", email, None),
+        pin=f.get("pin", pin(number, ext), "", missing="PIN is missing (4 to 10 digits, quoted)"),
+        language=f.get("language", _language, scope.platform.default_language),
+        groups=f.get("groups", member_of(groups), ()),
+        devices=tuple(devices),
+        role=f.get("role", optional_text, ""),
+    )
+
+
+# Dialled codes only: blind transfer is DTMF inside a call, not something one dials.
+_DIALLED_CODES = ("immediate_forward", "call_waiting_on", "call_waiting_off", "call_waiting_status")
+
+
+def _check_extension(chk: Checker, loc: Loc, ext: str, codes: FeatureCodes) -> str:
+    if not ext:
+        return ext
+    for name in _DIALLED_CODES:  # no dict per user: this runs for every user
+        code = getattr(codes, name)
+        if code.isdigit() and ext.startswith(code):
+            chk.report(loc, f"{ext!r} starts with the feature code {code!r} ({name})")
+            return ""
+    return ext
+
+
+def member_of(groups: Sequence[str]) -> Callable[[Checker, Loc, Any], tuple[str, ...]]:
+    def check(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:
+        found: list[str] = []
+        for item, item_loc in list_items(chk, loc, value, "group names"):
+            if not isinstance(item, str) or item not in groups:
+                guess = (
+                    difflib.get_close_matches(item, groups, n=1) if isinstance(item, str) else []
+                )
+                hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                chk.report(
+                    item_loc,
+                    f"unknown group {show(item)}{hint}; the tenant's groups are: "
+                    + ", ".join(groups),
+                )
+            elif item in found:
+                chk.report(item_loc, f"group {item!r} is listed twice")
+            else:
+                found.append(item)
+        return tuple(found)
+
+    return check
+
+
+def device(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Device:
+    f = Fields(chk, loc, value, ("id", "codecs"), "a device", "{id: acme-anna-soft}")
+    ident = f.get("id", device_id, "", missing="missing (required)")
+    if ident in RESERVED_DEVICE_IDS or ident.startswith(RESERVED_DEVICE_PREFIX):
+        chk.report(
+            loc / "id",
+            f"{ident!r} is reserved (names used by the platform itself: "
+            f"{', '.join(RESERVED_DEVICE_IDS)} and anything starting {RESERVED_DEVICE_PREFIX!r})",
+        )
+        ident = ""
+    # The device id is the SIP user name: unique on the whole platform, not just the tenant.
+    scope.uniques.add_at("device id", "", ident, loc, "id")
+    return Device(id=ident, codecs=f.get("codecs", codecs, Device(id="").codecs))
+
+
+def tenant_number(
+    chk: Checker, loc: Loc, value: Any, scope: Scope, user_ids: set[str]
+) -> TenantNumber:
+    f = Fields(
+        chk,
+        loc,
+        value,
+        ("number", "user"),
+        "a tenant number",
+        '{number: "+358923130000", user: anna}',
+    )
+    number = f.get("number", e164, "", missing="missing (required)")
+    scope.uniques.add_at("number", "", number, loc, "number")
+    owner = f.get("user", user_id, "", missing="missing (required: the id of the user it rings)")
+    if owner and owner not in user_ids:
+        chk.report(loc / "user", f"no user {owner!r} in this tenant")
+    return TenantNumber(number=number, user=owner)
+
+
+def pin(number: str, ext: str) -> Callable[[Checker, Loc, Any], str]:
+    """Voicemail PIN: text, so that leading zeros survive; weak ones are refused."""
+
+    def check(chk: Checker, loc: Loc, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            chk.report(
+                loc,
+                'PIN must be a quoted string of 4 to 10 digits, e.g. pin: "480264" '
+                "(unquoted, YAML reads it as a number and may drop or misread leading zeros)",
+            )
+            return ""
+        got = string_value(chk, loc, value, '"480264"')
+        if got is None:
+            return ""
+        if not PIN.fullmatch(got):
+            chk.report(loc, f"PIN must be 4 to 10 digits, not {show(got)}")
+            return ""
+        weakness = _pin_weakness(got, number, ext)
+        if weakness:
+            chk.report(loc, f"PIN is too weak ({weakness})")
+            return ""
+        return got
+
+    return check
+
+
+def _pin_weakness(code: str, number: str, ext: str) -> str | None:
+    if len(set(code)) == 1:
+        return "all digits the same"
+    # Steps modulo 10, so that 7890 and 0987 count as runs like 1234 and 4321.
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(code, code[1:], strict=False)}
+    if steps == {1}:
+        return "ascending run"
+    if steps == {9}:
+        return "descending run"
+    if number and number.endswith(code):
+        return "the last digits of the user's own number"
+    if ext and code == ext:
+        return "the same as the user's extension"
+    return None

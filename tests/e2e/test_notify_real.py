@@ -13,7 +13,6 @@ import email
 import email.policy
 import inspect
 import logging
-import os
 import shutil
 import socket
 import ssl
@@ -32,6 +31,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import unavailable
 
 from notify import (
     DeliveryError,
@@ -330,10 +330,7 @@ def kannel_programs() -> dict[str, str] | None:
 def programs() -> dict[str, str]:
     found = kannel_programs()
     if found is None:
-        reason = "Kannel is not installed (Debian packages: kannel kannel-extras)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; deploy.sh test must install them")
-        pytest.skip(reason)
+        unavailable("Kannel is not installed (Debian packages: kannel kannel-extras)")
     return found
 
 

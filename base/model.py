@@ -1,7 +1,7 @@
 """The validated tenant model: what the YAML means once every value has been checked.
 
 Everything here is immutable and already safe to put into Asterisk configuration: identifiers,
-numbers and addresses match strict allow-lists (see `validate.py`), free text has been screened.
+numbers and addresses match strict allow-lists (see `asterisk_conf/values.py` and `asterisk_conf/schema/`), free text has been screened.
 Templates therefore only loop and quote; they never decide.
 """
 

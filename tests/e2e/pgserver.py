@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 
 import psycopg
 import pytest
+from conftest import unavailable
 from psycopg import sql
 
 from base.model import Config
@@ -72,9 +73,7 @@ def find_bindir() -> Path | None:
 
 
 def missing(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; deploy.sh test must install it (Debian package: postgresql)")
-    pytest.skip(reason)
+    unavailable(f"{reason} (Debian package: postgresql)")
 
 
 class PgServer:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
+from conftest import unavailable
 
 from ari_app.app import StasisApp
 from ari_app.client import AriClient, AriError
@@ -105,7 +106,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     try:
         runtime = AsteriskRuntime.locate(build=False)
     except RuntimeUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     taken: set[int] = set()
     http_port, agi_port = free_port(taken), free_port(taken)
     home = tmp_path_factory.mktemp("ari-e2e")

@@ -26,16 +26,19 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 import yaml
-from conftest import EXAMPLES, PHONES_IP, Pbx
+from aiosmtpd.controller import Controller
+from conftest import EXAMPLES, PHONES_IP, Pbx, unavailable
+from gateways import SMTP_IP, Kannel, MailSink, free_port, kannel_programs
 from support import (
     PbxObserver,
     Person,
@@ -52,6 +55,8 @@ from support import (
 from asterisk_conf.validate import load_config
 from base.model import Config
 from callstate import CallStateService
+from notify import KannelGateway, Notifier, attachment_name, sms_text
+from notify.outbox import Entry
 from testphone import TestPhone
 from testphone.driver import Call
 from testphone.media import write_tone
@@ -257,7 +262,7 @@ def _reset(pbx: Pbx, config: Config, store: VoicemailStore) -> None:
         callstate.reset_pin_lockout(ANNA.tenant, ANNA.user, actor="e2e", source="test")
         callstate.update_voicemail_settings(ANNA.tenant, ANNA.user, actor="e2e", source="test",
                                             press1_number=None, always_ask_pin=False,
-                                            play_activity=False)
+                                            play_activity=False, notify_sms=True, notify_email=False)
 
 
 @pytest_asyncio.fixture
@@ -401,7 +406,9 @@ async def test_hanging_up_before_the_beep_leaves_nothing(rig: Rig) -> None:
     await call.play_tone(1.0)  # talks over the greeting, then gives up
     await call.hangup()
     await call.wait_hangup(10)
-    await asyncio.sleep(2)
+    # The PBX's channel is gone and the app has finished with it: nothing can be recorded now.
+    await asyncio.to_thread(wait_pbx_idle, rig.pbx)
+    await eventually(lambda: not rig.app.service.app._tasks, 10, "the deposit handler finished")
     assert rig.observer.of(OUTSIDE, since, "record-start") == []
     assert not (rig.store.root / ANNA.tenant / ANNA.box).exists() or rig.store.counts(ANNA.tenant, ANNA.box) == (0, 0)
     assert leftover_recordings(rig.store) == []
@@ -446,6 +453,92 @@ async def test_diverted_number_of_nobody_gets_an_apology(rig: Rig) -> None:
     assert rig.observer.prompts(OUTSIDE, since) == ["vm-unknown-number-apology"]
     assert call.audio_seconds > 1
     assert leftover_recordings(rig.store) == []
+
+
+async def pending(notifier: Notifier, msg_id: str, channel: str) -> Entry | None:
+    """The outbox row waiting to tell of message `msg_id` on `channel`, if there is one."""
+    rows = await notifier.entries("pending")
+    return next((r for r in rows if r.notice.msg_id == msg_id and r.channel == channel), None)
+
+
+async def test_a_message_is_notified_by_sms_and_email_through_real_gateways(
+        pbx: Pbx, vm_config: Config, clean: None, phone: TestPhone, observer: PbxObserver,
+        store: VoicemailStore, tmp_path: Path) -> None:
+    """Anna notified by SMS (the default) and e-mail: the deposit queues both in the durable
+    outbox; a real SMTP server gets the mail with the recording, a real Kannel the SMS once it is
+    up (until then the SMS waits in the outbox)."""
+    programs = kannel_programs()
+    if programs is None:
+        unavailable("Kannel is not installed (Debian packages: kannel kannel-extras)")
+    sink = MailSink()
+    smtp = Controller(sink, hostname=SMTP_IP, port=free_port(SMTP_IP))
+    kannel = Kannel(programs, tmp_path / "kannel", password=pbx.secrets.get("kannel"))
+    notifications = replace(
+        vm_config.platform.notifications, retry_backoff=(1,), retry_max_attempts=100,
+        sms_url=kannel.settings.url, sms_username=kannel.user, sms_sender=kannel.sender,
+        smtp_host=SMTP_IP, smtp_port=smtp.port, smtp_sender="Vastaaja <vastaaja@pbx.example>")
+    config = replace(vm_config, platform=replace(vm_config.platform, notifications=notifications))
+    service, deps = start_service(pbx, config)
+    notifier = deps.notifier
+    assert isinstance(notifier, Notifier)
+    deps.callstate.update_voicemail_settings(ANNA.tenant, ANNA.user, actor="e2e", source="test",
+                                             notify_email=True)
+    smtp.start()
+    task = asyncio.create_task(service.run(), name="vipbx-service")
+    try:
+        await service.client.wait_connected(15)
+        await leave_message(phone, observer, OUTSIDE, diverted=ANNA, seconds=2.0)
+        (message,) = await eventually(lambda: store.list(ANNA.tenant, ANNA.box, "INBOX"), 10, "the message")
+        msg_id = message.envelope.msg_id
+
+        # Kannel is down: the SMS waits in the outbox, for Anna's number and this message.
+        sms = await eventually_async(lambda: pending(notifier, msg_id, "sms"), "the SMS queued")
+        assert (sms.notice.tenant_id, sms.notice.user_id) == (ANNA.tenant, ANNA.user)
+        assert (sms.notice.user_number, sms.notice.caller_number) == (ANNA.number, OUTSIDE)
+
+        # The mail, with the recording, reached the SMTP server.
+        got = await eventually(lambda: sink.received, 20, "the mail")
+        assert len(got) == 1 and got[0].rcpt_tos == ["anna.virtanen@acme.example"]
+        (part,) = list(got[0].message.iter_attachments())
+        assert part.get_filename() == attachment_name(sms.notice)
+        assert part.get_content() == message.wav.read_bytes()
+
+        # Kannel up: the SMS reaches the SMSC and leaves the outbox.
+        await asyncio.to_thread(kannel.start)
+        delivered = await eventually(kannel.delivered, 20, "the SMS at the SMSC")
+        assert delivered == [(kannel.sender, ANNA.number, sms_text(sms.notice))]
+        assert sms_text(sms.notice).startswith(f"Uusi vastaajaviesti numerosta {OUTSIDE} ")
+        assert await eventually_async(lambda: _outbox_empty(notifier), "the outbox emptied")
+    finally:
+        await phone.hangup_all()
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await notifier.close()
+        if isinstance(notifier.sms, KannelGateway):
+            await notifier.sms.aclose()
+        deps.callstate.close()
+        await asyncio.to_thread(kannel.stop)
+        smtp.stop()
+        # Whatever this test left queued must not be sent by a later one's service.
+        for leftover in pbx.home.glob("outbox*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+
+
+async def _outbox_empty(notifier: Notifier) -> bool:
+    return not await notifier.entries()
+
+
+async def eventually_async(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 20) -> Any:
+    """Until the awaited `check()` is true; its value."""
+    deadline = time.monotonic() + timeout
+    while not (result := await check()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.1)
+    return result
 
 
 # --- 2. listening -------------------------------------------------------------------------------------
@@ -653,6 +746,45 @@ async def test_greeting_recorded_with_5_is_played_and_6_restores_the_default(rig
     await call.hangup()
     await call.wait_hangup(10)
     assert rig.store.counts(ANNA.tenant, ANNA.box) == (0, 0)
+
+
+async def test_4_plays_the_own_greeting_and_0_repeats_the_main_menu(rig: Rig, tmp_path: Path,
+                                                                    prompt_catalogue: Path) -> None:
+    obs, me = rig.observer, ANNA.number
+    call = await rig.phone.call(VOICEMAIL, caller_number=me)
+    first_menu = await obs.wait_prompt(me, "vm-main-menu")
+
+    # 0: the main menu again, at once. The repeat begins before the first menu could have ended,
+    # so the key brought it (not the repeat after a silence).
+    mark = obs.mark()
+    await call.send_dtmf("0", wait=False)
+    again = await obs.wait_prompt(me, "vm-main-menu", since=mark)
+    assert obs.prompts(me, mark) == ["vm-main-menu"]
+    assert again.at - first_menu.at < wav_seconds(prompt_catalogue / "fi" / "vm-main-menu.wav")
+
+    # 4 with no own greeting: said so, then the menu.
+    mark = obs.mark()
+    await call.send_dtmf("4", wait=False)
+    await obs.wait_prompt(me, "vm-main-menu", since=mark)
+    assert obs.prompts(me, mark) == ["vm-no-greeting", "vm-main-menu"]
+
+    # 4 with one (a 2-second tone): the caller hears it, then the menu.
+    tone = tmp_path / "greeting.wav"
+    write_tone(tone, 700, 2.0)
+    rig.store.set_greeting(ANNA.tenant, ANNA.box, tone)
+    mark = obs.mark()
+    await call.send_dtmf("4", wait=False)
+    menu = await obs.wait_prompt(me, "vm-main-menu", since=mark)
+    assert obs.prompts(me, mark) == ["greeting:unavail", "vm-main-menu"]
+    played = obs.of(me, mark, "play")[0]
+    assert call.media is not None
+    heard = sum(p.seconds for p in call.media.packets if not p.silent and played.at <= p.arrival < menu.at)
+    assert abs(heard - 2.0) <= 0.4, (heard, call.segments())
+
+    await call.send_dtmf("*", wait=False)
+    await call.wait_hangup(10)
+    assert call.hung_up_by == "far"
+    assert rig.store.greeting(ANNA.tenant, ANNA.box) is not None  # heard, not changed
 
 
 # --- 4. press 1 for customer service -------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -34,6 +34,26 @@ async def client(fake: FakeAri) -> AsyncIterator[AriClient]:
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "BACKOFF_FIRST", 0.01)
     monkeypatch.setattr(client_module, "BACKOFF_MAX", 0.05)
+
+
+async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until `check()` is true; fails after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+def record_pauses(client: AriClient) -> list[float]:
+    """The backoff pauses `client.run()` takes from now on (each after a lost or refused attempt)."""
+    pauses: list[float] = []
+    pause = client._pause
+
+    async def recorded(delay: float) -> None:
+        pauses.append(delay)
+        await pause(delay)
+
+    client._pause = recorded  # type: ignore[method-assign]
+    return pauses
 
 
 async def start(client: AriClient) -> asyncio.Task[None]:
@@ -90,9 +110,8 @@ async def test_events_url_and_auth(fake: FakeAri, client: AriClient) -> None:
 async def test_wrong_password_keeps_retrying(fake: FakeAri, fast_backoff: None) -> None:
     async with AriClient(fake.base_url, fake.user, "wrong", fake.app, transport=fake.transport) as client:
         task = asyncio.create_task(client.run())
-        await asyncio.sleep(0.3)
+        await until(lambda: len(fake.ws_requests) >= 2)  # refused, backed off, tried again
         assert not client.connected
-        assert len(fake.ws_requests) >= 2  # refused, backed off, tried again
     await asyncio.wait_for(task, 2)
 
 
@@ -180,8 +199,9 @@ async def test_reconnects_after_socket_drop(fake: FakeAri, client: AriClient, fa
 
 async def test_reconnects_after_asterisk_restart(fake: FakeAri, client: AriClient, fast_backoff: None) -> None:
     task = await start(client)
+    pauses = record_pauses(client)
     await fake.stop()  # Asterisk gone: connections refused for a while
-    await asyncio.sleep(0.3)
+    await until(lambda: len(pauses) >= 2)  # the drop, then at least one refused attempt
     assert not client.connected
     await fake.start()  # back on the same port
     await fake.wait_connections(2)
@@ -205,13 +225,18 @@ async def test_backoff_is_capped_exponential() -> None:
     assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
 
 
-async def test_close_wakes_backoff_sleep(fake: FakeAri) -> None:
+async def test_close_wakes_backoff_sleep(fake: FakeAri, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An hour's backoff: run() can only end within the bound below if close() cuts the sleep short.
+    monkeypatch.setattr(client_module, "BACKOFF_FIRST", 3600.0)
+    monkeypatch.setattr(client_module, "BACKOFF_MAX", 3600.0)
     await fake.stop()
     client = AriClient(fake.base_url, fake.user, fake.password, fake.app)
+    pauses = record_pauses(client)
     task = asyncio.create_task(client.run())
-    await asyncio.sleep(0.1)
+    await until(lambda: pauses)  # refused, now in the backoff sleep
+    assert pauses == [3600.0] and not task.done()
     await client.close()
-    await asyncio.wait_for(task, 1)  # not after the backoff delay
+    await asyncio.wait_for(task, 5)  # far below the hour: close() woke it
 
 
 async def test_password_never_logged(

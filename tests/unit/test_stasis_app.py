@@ -26,13 +26,28 @@ class Harness:
         self.app: StasisApp | None = None
         self.task: asyncio.Task[None] | None = None
         self.auto_finish = True  # answer every play with PlaybackFinished
+        self.events: list[dict[str, Any]] = []  # every event, once the app has routed it
         fake.route("POST", r"/channels/([^/]+)/play/([^/]+)", self._play)
 
     async def start(self, app: StasisApp) -> None:
         self.app = app
+        # Registered after the app's own handler, so an event seen here has been routed by the app.
+        self.client.on_event(self._record)
         self.task = asyncio.create_task(app.run())
         await self.client.wait_connected(5)
         await self.fake.wait_connections(1)
+
+    async def _record(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def routed(self, kind: str, channel_id: str) -> bool:
+        """The app has routed a `kind` event of the channel."""
+        return any(e["type"] == kind and e.get("channel", {}).get("id") == channel_id for e in self.events)
+
+    async def idle(self) -> None:
+        """Until every handler task the app started has finished (what it did is all done)."""
+        assert self.app is not None
+        await self.until(lambda: not self.app._tasks and not self.app.sessions)
 
     def _play(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         channel_id, playback_id = match.groups()
@@ -186,7 +201,7 @@ async def test_typed_ahead_key_skips_prompt_and_get_digits_times_out(h: Harness)
     await h.stasis_start("c1", "menu")
     await asyncio.wait_for(ready.wait(), 2)
     await h.send("ChannelDtmfReceived", "c1", digit="9")
-    await asyncio.sleep(0.1)
+    await h.until(lambda: h.routed("ChannelDtmfReceived", "c1"))  # queued before the prompt
     go.set()
     await h.until(lambda: len(results) == 2)
     assert results == ["9", ""]
@@ -228,7 +243,7 @@ async def test_channel_gone_on_rest_404(h: Harness) -> None:
     await h.stasis_start("c1", "answer")
     await h.until(lambda: outcome)
     assert outcome == [True]
-    await asyncio.sleep(0.05)
+    await h.idle()  # the app is done with the call: it gave nothing back to the dialplan
     assert not h.calls("POST", "/channels/c1/continue")
 
 
@@ -239,7 +254,7 @@ async def test_resync_continues_orphans_only(h: Harness) -> None:
     app = StasisApp(h.client, {}, resync_grace=0.01)
     await h.start(app)
     await h.until(lambda: h.calls("POST", "/channels/orphan/continue"))
-    await asyncio.sleep(0.05)
+    await h.idle()  # every orphan the re-sync took up is handled by now
     continued = {r.url.path for r in h.calls("POST", r"/channels/[^/]+/continue")}
     assert continued == {"/ari/channels/orphan/continue"}
 
@@ -278,13 +293,20 @@ async def test_stasis_start_within_grace_is_not_an_orphan(h: Harness) -> None:
         listed.set()
         return httpx.Response(200, json=[channel("new", app_data="vipbx,deposit")])
 
+    resynced = asyncio.Event()
+
+    class Watched(StasisApp):
+        async def resync(self) -> None:
+            await super().resync()
+            resynced.set()
+
     h.fake.route("GET", "/channels", list_channels)
-    app = StasisApp(h.client, {"deposit": deposit}, resync_grace=0.3)
-    await h.start(app)
+    await h.start(Watched(h.client, {"deposit": deposit}, resync_grace=0.3))
     await asyncio.wait_for(listed.wait(), 2)
     await h.stasis_start("new", "deposit")
     await h.until(lambda: served == ["new"])
-    await asyncio.sleep(0.4)
+    await asyncio.wait_for(resynced.wait(), 2)  # the grace is over and the re-sync decided
+    await h.idle()
     assert not h.calls("POST", "/channels/new/continue")
 
 

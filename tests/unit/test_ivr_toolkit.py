@@ -11,18 +11,27 @@ from typing import Any
 
 import httpx
 import pytest
+from callstate_support import FakeClock
+from people import PIN, user
+from pluginharness import PluginHarness, running
 
 from ari_app.client import AriClient
-from ari_app.ivr import Goodbye, Ivr, LoggedIn, Login, LoginPrompts, Menu, leave, pin_gate
+from ari_app.ivr import (
+    Goodbye,
+    Ivr,
+    LoggedIn,
+    Login,
+    LoginPrompts,
+    Menu,
+    leave,
+    pin_gate,
+)
 from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.session import CallSession
 from ari_app.testing import FakeAri, channel
 from ari_app.voice import Voice
 from asterisk_conf.model import Config, Platform, Tenant
 from callstate import CallStateService
-from callstate_support import FakeClock
-from people import PIN, user
-from pluginharness import PluginHarness, running
 
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
 OUTSIDE = "+358501234567"

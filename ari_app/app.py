@@ -154,6 +154,10 @@ class StasisApp:
 
     async def resync(self) -> None:
         """After each (re)connect: serve channels that sit in our app with no session."""
+        # Events may have been lost while the socket was down: a wait for a "finished" event asks
+        # Asterisk now whether its playback or recording still runs.
+        for live in list(self.sessions.values()):
+            live.recheck()
         seen: set[str] = set()
         self._resync_seen.append(seen)
         try:

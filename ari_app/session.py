@@ -4,15 +4,22 @@ basic moves (answer, play with barge-in, collect digits, hang up, back to the di
 The StasisApp feeds the session the channel's events (`feed`); everything else is ARI requests.
 Once the channel has hung up or left the app, every move raises `ChannelGone` so a handler stops
 where it is without checking after each step.
+
+No wait for an Asterisk event is unbounded: a "finished" event may be lost (e.g. while the event
+socket reconnects), so a playback or recording that has not reported for a while, or any of them
+after a reconnect (`recheck`), is looked up over REST; one that Asterisk no longer knows has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote, unquote
 
 from .client import AriClient, AriError
 
@@ -22,10 +29,44 @@ T = TypeVar("T")
 
 # How long to wait for Asterisk to confirm that a barged-in prompt has stopped.
 STOP_CONFIRM_SECONDS = 1.0
+# With no "finished" event for this long, ask Asterisk whether a playback or recording still runs.
+# Most prompts are shorter; a long message costs one GET per interval.
+FINISHED_CHECK_SECONDS = 15.0
+# Playback and recording states after which no "finished" event is to be expected any more.
+ENDED_STATES = frozenset({"done", "failed", "canceled", "cancelled"})
 
 
 class ChannelGone(Exception):
     """The channel hung up or left our Stasis app: the handler has nothing left to do."""
+
+
+class Keys:
+    """The keys the caller pressed and nobody has taken yet. Unlike asyncio.Queue, a key can be put
+    back in front (`push_back`), and a `get` cancelled while waiting never loses one."""
+
+    def __init__(self) -> None:
+        self._keys: deque[str] = deque()
+        self._arrived = asyncio.Event()
+
+    def put(self, key: str) -> None:
+        self._keys.append(key)
+        self._arrived.set()
+
+    def push_back(self, key: str) -> None:
+        self._keys.appendleft(key)
+        self._arrived.set()
+
+    def empty(self) -> bool:
+        return not self._keys
+
+    def get_nowait(self) -> str:
+        return self._keys.popleft()
+
+    async def get(self) -> str:
+        while not self._keys:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._keys.popleft()
 
 
 class CallSession:
@@ -41,7 +82,8 @@ class CallSession:
         self.last_terminator = ""  # the key that ended the last get_digits / read, "" if none
         self.disposed = False  # we hung it up or sent it back to the dialplan
         self._gone = asyncio.Event()
-        self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._digits = Keys()
+        self._recheck = asyncio.Event()  # set by `recheck`: look up what we wait for now
         self._playbacks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._recordings: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
@@ -64,7 +106,7 @@ class CallSession:
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "ChannelDtmfReceived":
-            self._digits.put_nowait(event["digit"])
+            self._digits.put(event["digit"])
         elif kind in ("PlaybackFinished", "PlaybackFailed"):
             playback = event.get("playback", {})
             future = self._playbacks.pop(playback.get("id", ""), None)
@@ -85,6 +127,16 @@ class CallSession:
     def mark_gone(self) -> None:
         """The channel is known to be gone without an event saying so (missed while away)."""
         self._gone.set()
+
+    def recheck(self) -> None:
+        """Events may have been missed (the event socket reconnected): a running wait for a
+        playback or recording asks Asterisk now instead of at its next check."""
+        self._recheck.set()
+
+    def push_back(self, key: str) -> None:
+        """Put a key back as the next one pressed: a prompt it interrupted did not use it, so the
+        next prompt is skipped and the next read or menu gets it."""
+        self._digits.push_back(key)
 
     # --- the basic moves --------------------------------------------------------------
 
@@ -135,8 +187,8 @@ class CallSession:
                 media=[media] if isinstance(media, str) else list(media),
                 lang=lang,
             )
-            digit_wait = self._digits.get() if barge_in else None
-            done, digit = await self._first(finished, digit_wait)
+            probe = functools.partial(self._probe, "playback", f"/playbacks/{playback_id}")
+            done, digit = await self._until_finished(finished, probe, barge_in=barge_in)
             if done is finished:
                 if finished.result().get("state") == "failed":
                     log.warning("%r: playback of %s failed", self, media)
@@ -172,8 +224,10 @@ class CallSession:
                 beep=beep,
                 terminateOn=terminate_on or "none",
             )
+            # The name may hold a '/' (a subfolder): one path segment for ARI.
+            probe = functools.partial(self._probe, "recording", f"/recordings/live/{quote(name, safe='')}")
             try:
-                done, _ = await self._first(finished, None)
+                done, _ = await self._until_finished(finished, probe, barge_in=False)
             except ChannelGone:
                 return None
             return done.result() if done is finished else None
@@ -222,11 +276,58 @@ class CallSession:
                 raise ChannelGone(self.id) from exc
             raise
 
+    async def _until_finished(
+        self,
+        finished: asyncio.Future[dict[str, Any]],
+        probe: Callable[[], Awaitable[dict[str, Any] | None]],
+        *,
+        barge_in: bool,
+    ) -> tuple[Any, str | None]:
+        """`_first(finished, a key if barge_in)`, but a finished event that never comes is not
+        waited for forever: every FINISHED_CHECK_SECONDS, and at once on `recheck`, `probe` asks
+        Asterisk; what it finds ended counts as finished."""
+        while True:
+            digit_wait = self._digits.get() if barge_in else None
+            try:
+                return await self._first(finished, digit_wait, timeout=FINISHED_CHECK_SECONDS, wake=self._recheck)
+            except TimeoutError:
+                self._recheck.clear()
+            ended = await probe()
+            if ended is not None and not finished.done():
+                log.warning("%r: no finished event for %s, but Asterisk has ended it", self, ended.get("id", ""))
+                finished.set_result(ended)
+
+    async def _probe(self, kind: str, path: str) -> dict[str, Any] | None:
+        """The `kind` ("playback", "recording") at `path` if it has ended, else None. Asterisk
+        forgets one when it ends: "Playback not found" (a 404 for any other reason, e.g. a path
+        ARI does not route, proves nothing and is waited out)."""
+        if self.gone:
+            raise ChannelGone(self.id)
+        name = unquote(path.rsplit("/", 1)[1])
+        try:
+            found = await self.client.get(path)
+        except AriError as exc:
+            if exc.status == 404 and f"{kind} not found" in exc.body.lower():
+                return {"id": name, "name": name, "state": "done"}
+            log.warning("%r: cannot look up %s: %s", self, path, exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - e.g. Asterisk unreachable: look again later
+            log.warning("%r: cannot look up %s: %s", self, path, exc)
+            return None
+        if isinstance(found, dict) and found.get("state") in ENDED_STATES:
+            return found
+        return None
+
     async def _first(
-        self, future: asyncio.Future[Any] | None, aw: Awaitable[T] | None, timeout: float | None = None
+        self,
+        future: asyncio.Future[Any] | None,
+        aw: Awaitable[T] | None,
+        timeout: float | None = None,
+        wake: asyncio.Event | None = None,
     ) -> tuple[Any, T | None]:
         """Wait for `future` or `aw`, whichever comes first; ChannelGone if the call ends first,
-        TimeoutError after `timeout`. Returns (None, result of aw) or (future, None)."""
+        TimeoutError after `timeout` or when `wake` is set. Returns (None, result of aw) or
+        (future, None)."""
         waiters: dict[asyncio.Future[Any], str] = {}
         if future is not None:
             waiters[future] = "future"
@@ -234,6 +335,8 @@ class CallSession:
             waiters[asyncio.ensure_future(aw)] = "aw"
         gone = asyncio.ensure_future(self._gone.wait())
         waiters[gone] = "gone"
+        if wake is not None:
+            waiters[asyncio.ensure_future(wake.wait())] = "wake"
         try:
             done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -248,7 +351,9 @@ class CallSession:
                 return None, waiter.result()
         if future is not None and future.done():
             return future, None
-        raise ChannelGone(self.id)
+        if gone.done():
+            raise ChannelGone(self.id)
+        raise TimeoutError  # woken: the caller looks up what it waits for
 
     async def _stop_playback(self, playback_id: str, finished: asyncio.Future[dict[str, Any]]) -> None:
         try:

@@ -17,7 +17,14 @@ from base.ami import AmiSettings
 from base.model import Config, Tenant, User
 from callstate import CallStateService
 from notify import VoicemailNotice
-from vmstore import Envelope, Message, RecordingJournal, VoicemailStore, new_msg_id, refresh_mwi
+from vmstore import (
+    Envelope,
+    Message,
+    RecordingJournal,
+    VoicemailStore,
+    new_msg_id,
+    refresh_mwi,
+)
 
 log = logging.getLogger(__name__)
 

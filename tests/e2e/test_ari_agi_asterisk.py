@@ -19,6 +19,7 @@ import httpx
 import pytest
 from conftest import unavailable
 
+from ari_app import session as session_module
 from ari_app.app import StasisApp
 from ari_app.client import AriClient, AriError
 from ari_app.service import Service
@@ -38,7 +39,7 @@ MODULES = (
     "res_http_websocket", "res_websocket_client", "res_stasis", "res_stasis_answer",
     "res_stasis_recording", "res_stasis_snoop", "res_stasis_playback", "res_ari", "res_ari_model",
     "res_ari_asterisk", "res_ari_applications", "res_ari_channels", "res_ari_events",
-    "res_ari_playbacks", "res_speech", "res_agi", "func_strings",
+    "res_ari_playbacks", "res_ari_recordings", "res_speech", "res_agi", "func_strings",
 )
 
 
@@ -69,6 +70,8 @@ def asterisk_files(http_port: int, agi_port: int) -> dict[str, str]:
             "exten => deposit,1,Set(VIPBX_TENANT=acme)\n"
             " same => n,Stasis(vipbx,deposit,acme,anna)\n"
             " same => n,Set(GLOBAL(AFTER_DEPOSIT)=${STASISSTATUS}:${DIGIT})\n same => n,Hangup()\n"
+            "exten => lost,1,Stasis(vipbx,lost)\n"
+            " same => n,Set(GLOBAL(AFTER_LOST)=${STASISSTATUS}:${RESULT})\n same => n,Hangup()\n"
             "exten => nosuch,1,Stasis(vipbx,nosuch)\n"
             " same => n,Set(GLOBAL(FALLBACK_NOSUCH)=${STASISSTATUS})\n same => n,Hangup()\n"
             "exten => hold,1,Stasis(vipbx,hold)\n"
@@ -184,8 +187,15 @@ class Handlers:
         finally:
             self.hold_ended.set()
 
+    async def lost(self, call: CallSession) -> None:
+        await call.answer()
+        played = await call.play("sound:beep", barge_in=False)
+        recorded = await call.record(f"vipbx/lost-{call.id}", max_seconds=1, terminate_on="", beep=False)
+        await call.set_var("RESULT", f"{played}:{(recorded or {}).get('state')}")
+        await call.continue_in_dialplan()
+
     def table(self) -> dict:
-        return {"deposit": self.deposit, "hold": self.hold}
+        return {"deposit": self.deposit, "hold": self.hold, "lost": self.lost}
 
 
 @pytest.fixture
@@ -206,6 +216,24 @@ async def test_answer_play_barge_in_and_continue(driver: AriClient, service: Han
     assert await global_var(driver, "AFTER_DEPOSIT") == "SUCCESS:5"
     assert service.prompt_results == [None, "5"]  # beep played to its end, the long prompt cut short
     assert time.monotonic() - started < 6
+
+
+async def test_lost_finished_events_are_found_over_rest(
+        pbx: Pbx, driver: AriClient, service: Handlers, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the event socket had dropped them: the session looks the playback and the recording
+    # up, and Asterisk's answer once they have ended lets the call go on.
+    real_feed = CallSession.feed
+
+    def lossy(self: CallSession, event: dict) -> None:
+        if event.get("type") not in ("PlaybackFinished", "RecordingFinished"):
+            real_feed(self, event)
+
+    monkeypatch.setattr(CallSession, "feed", lossy)
+    monkeypatch.setattr(session_module, "FINISHED_CHECK_SECONDS", 0.5)
+    # Asterisk makes no subfolder of <spool>/recording; the name's '/' must reach it as one segment.
+    (pbx.instance.spool_dir / "recording" / "vipbx").mkdir(parents=True, exist_ok=True)
+    await call(driver, "lost")
+    assert await global_var(driver, "AFTER_LOST") == "SUCCESS:None:done"
 
 
 async def test_unknown_entry_goes_back_to_the_dialplan(driver: AriClient, service: Handlers) -> None:

@@ -23,7 +23,7 @@ from ari_app.presence import plugin as presence_plugin
 from ari_app.presence.ivr import ActivityIvr, parse_end_time
 from ari_app.testing import FakeAri, channel
 from base.model import Config, Platform, Tenant
-from callstate import CallStateService, Presence
+from callstate import CallStateService, Presence, StorageError
 from prompts import speech
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -256,6 +256,23 @@ async def test_invalid_key_and_repeat(h: Harness) -> None:
     assert h.names() == ["act-current-is", "act-available", *MENU, "vm-invalid-key", *MENU, "vm-invalid-key",
                          *MENU, *MENU, "vm-goodbye"]
     assert h.state.presence("acme", "anna") == Presence() and h.state.audit() == []
+
+
+async def test_a_key_during_invalid_key_is_the_next_choice(h: Harness) -> None:
+    h.press("act-choose", "9").press("vm-invalid-key", "4").press("act-enter-until", "#")
+    await h.call(ANNA)
+    assert h.names()[2:2 + len(MENU) + 2] == [*MENU, "vm-invalid-key", "act-enter-until"]
+    assert h.state.presence("acme", "anna") == Presence("lunch")
+
+
+async def test_call_state_down_is_said(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise StorageError("state database: disk I/O error")
+
+    monkeypatch.setattr(h.state, "voicemail_settings", down)
+    await h.call(ANNA)
+    assert h.names() == ["fc-refused-error", "vm-goodbye"]
+    assert answered_and_hung_up(h)
 
 
 async def test_unanswered_menu_says_goodbye(h: Harness) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ari_app import client as client_module
+from ari_app import session as session_module
 from ari_app.app import StasisApp, stasis_args
 from ari_app.client import AriClient
 from ari_app.session import CallSession, ChannelGone
@@ -379,3 +380,131 @@ async def test_reused_channel_id_ends_the_stale_session(h: Harness) -> None:
     await h.stasis_start("1700000000.1", "long")  # a restarted Asterisk reuses the id
     await h.until(lambda: outcome == ["stale gone"])
     assert app.sessions["1700000000.1"].gone is False
+
+
+# ---------------------------------------------------------------------- lost "finished" events
+
+
+def playback_lookups(h: Harness, answers: list[httpx.Response]) -> list[httpx.Request]:
+    """GET /playbacks/ID answers `answers` in turn (the last one from then on); the lookups made."""
+    seen: list[httpx.Request] = []
+
+    def lookup(request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        seen.append(request)
+        return answers[min(len(seen), len(answers)) - 1]
+
+    h.fake.route("GET", r"/playbacks/([^/]+)", lookup)
+    return seen
+
+
+PLAYING = httpx.Response(200, json={"id": "p", "state": "playing"})
+ENDED = httpx.Response(404, json={"message": "Playback not found"})
+
+
+async def test_lost_playback_finished_is_found_by_looking_it_up(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "FINISHED_CHECK_SECONDS", 0.02)
+    h.auto_finish = False  # the PlaybackFinished event never comes
+    lookups = playback_lookups(h, [PLAYING, PLAYING, ENDED])
+    outcome: list[tuple[str | None, int]] = []
+
+    async def prompt(call: CallSession) -> None:
+        outcome.append((await call.play("sound:menu"), len(lookups)))
+        await call.hangup()
+
+    await h.start(StasisApp(h.client, {"prompt": prompt}))
+    await h.stasis_start("c1", "prompt")
+    await h.until(lambda: h.calls("DELETE", "/channels/c1"))
+    # Still playing twice: waited on; gone from Asterisk: finished, and the call goes on.
+    assert outcome == [(None, 3)]
+    playback_id = h.calls("POST", r"/channels/c1/play/.+")[0].url.path.rsplit("/", 1)[1]
+    assert {r.url.path for r in lookups} == {f"/ari/playbacks/{playback_id}"}
+
+
+async def test_a_404_that_does_not_name_the_playback_proves_nothing(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "FINISHED_CHECK_SECONDS", 0.02)
+    h.auto_finish = False
+    lookups = playback_lookups(h, [httpx.Response(404, json={"message": "Resource not found"})])
+    outcome: list[int] = []
+
+    async def prompt(call: CallSession) -> None:
+        await call.play("sound:menu")
+        outcome.append(len(lookups))
+
+    await h.start(StasisApp(h.client, {"prompt": prompt}))
+    await h.stasis_start("c1", "prompt")
+    await h.until(lambda: len(lookups) >= 3)
+    assert outcome == []
+    playback_id = h.calls("POST", r"/channels/c1/play/.+")[0].url.path.rsplit("/", 1)[1]
+    await h.finish(playback_id, "c1")
+    await h.until(lambda: outcome)
+    assert outcome[0] >= 3
+
+
+async def test_after_a_reconnect_a_waiting_playback_is_looked_up_at_once(h: Harness) -> None:
+    h.auto_finish = False  # and FINISHED_CHECK_SECONDS far beyond this test's patience
+    lookups = playback_lookups(h, [ENDED])
+    outcome: list[str | None] = []
+
+    async def prompt(call: CallSession) -> None:
+        outcome.append(await call.play("sound:menu"))
+        await call.hangup()
+
+    app = StasisApp(h.client, {"prompt": prompt}, resync_grace=0.01)
+    await h.start(app)
+    h.fake.channels["c1"] = channel("c1", app_data="vipbx,prompt")
+    await h.stasis_start("c1", "prompt")
+    await h.until(lambda: h.calls("POST", r"/channels/c1/play/.+"))
+    assert lookups == []
+    await h.fake.drop()  # the PlaybackFinished would have come while the socket was down
+    await h.fake.wait_connections(2)
+    await h.until(lambda: h.calls("DELETE", "/channels/c1"))
+    assert outcome == [None] and len(lookups) == 1
+
+
+async def test_lost_recording_finished_is_found_by_looking_it_up(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "FINISHED_CHECK_SECONDS", 0.02)
+    lookups: list[httpx.Request] = []
+
+    def lookup(request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        lookups.append(request)
+        if len(lookups) == 1:
+            return httpx.Response(200, json={"name": "vipbx/greeting-1", "state": "recording"})
+        return httpx.Response(404, json={"message": "Recording not found"})
+
+    h.fake.route("GET", r"/recordings/live/(.+)", lookup)
+    outcome: list[Any] = []
+
+    async def record(call: CallSession) -> None:
+        outcome.append(await call.record("vipbx/greeting-1", max_seconds=60))
+        await call.hangup()
+
+    await h.start(StasisApp(h.client, {"record": record}))
+    await h.stasis_start("c1", "record")
+    await h.until(lambda: h.calls("DELETE", "/channels/c1"))
+    assert outcome == [{"id": "vipbx/greeting-1", "name": "vipbx/greeting-1", "state": "done"}]
+    assert len(lookups) == 2
+    # The name's '/' travels as one path segment.
+    assert lookups[0].url.raw_path == b"/ari/recordings/live/vipbx%2Fgreeting-1"
+
+
+async def test_a_key_pushed_back_is_the_next_one_read(h: Harness) -> None:
+    h.auto_finish = False
+    results: list[str | None] = []
+
+    async def confirm(call: CallSession) -> None:
+        key = await call.play("sound:deleted")
+        assert key is not None
+        results.append(key)
+        call.push_back(key)
+        results.append(await call.read("sound:menu", max_digits=2, timeout=1))
+
+    await h.start(StasisApp(h.client, {"confirm": confirm}))
+    await h.stasis_start("c1", "confirm")
+    await h.until(lambda: h.calls("POST", r"/channels/c1/play/.+"))
+    await h.send("ChannelDtmfReceived", "c1", digit="3")
+    await h.until(lambda: results)
+    await h.send("ChannelDtmfReceived", "c1", digit="4")
+    await h.until(lambda: len(results) == 2)
+    assert results == ["3", "34"]
+    assert len(h.calls("POST", r"/channels/c1/play/.+")) == 1  # the menu was skipped

@@ -1,0 +1,117 @@
+"""Who is calling: the caller's own device or number logs in at once, unless the user wants the
+PIN always; from any other number the caller types the user's number, then the PIN. Wrong PINs
+count towards the call-state service's lockout, across calls and IVRs.
+
+An unknown number is still asked for a PIN, so that probing reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from base.model import Config, Tenant, User
+
+from .pins import PinGate
+from .talk import KEY_TIMEOUT, Ivr
+
+log = logging.getLogger(__name__)
+
+LOGIN_TRIES = 3  # numbers, then PINs, per call; the lockout across calls is the call state's
+SOURCE = "ivr"  # the audit trail's source of PIN attempts
+
+
+@dataclass(frozen=True)
+class LoginPrompts:
+    number: str  # asks for the user's number: "vm-enter-mailbox", "act-enter-number"
+    pin: str = "vm-enter-pin"
+    wrong: str = "vm-pin-wrong"
+    locked: str = "vm-locked"
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    tenant: Tenant
+    user: User
+    by_pin: bool  # False: known by the own device or number
+
+
+class Login:
+    def __init__(
+        self,
+        config: Config,
+        pins: PinGate,
+        prompts: LoginPrompts,
+        *,
+        eligible: Callable[[User], bool] = lambda user: True,
+        lock_first: bool = True,
+        key_timeout: float = KEY_TIMEOUT,
+    ) -> None:
+        """`eligible`: who may log in here (e.g. voicemail users only; anyone else is treated as
+        an unknown number). `lock_first`: a locked user hears "locked" before being asked a PIN
+        (voicemail); otherwise after typing one (the activity number, as it always did)."""
+        self.config = config
+        self.pins = pins
+        self.prompts = prompts
+        self.eligible = eligible
+        self.lock_first = lock_first
+        self.key_timeout = key_timeout
+
+    async def __call__(self, ivr: Ivr) -> LoggedIn | None:
+        """The logged-in user, `ivr` then speaking their language; None when the login failed (the
+        caller has heard why, and only the goodbye is left)."""
+        own = self._own(ivr)
+        if own is not None:
+            tenant, user = own
+            if not await self._always_pin(tenant, user):
+                log.info("%r: %s/%s known by caller number", ivr.call, tenant.id, user.id)
+                ivr.lang = user.language
+                return LoggedIn(tenant, user, by_pin=False)
+            return await self._pin(ivr, tenant, user, ivr.in_language(user.language))
+        for _ in range(LOGIN_TRIES):
+            typed = await ivr.ask(self.prompts.number, max_digits=16, timeout=self.key_timeout)
+            if not typed:
+                continue
+            target = self.config.find_caller(typed)
+            if target is not None and self.eligible(target[1]):
+                return await self._pin(ivr, *target, ivr)
+            # The same questions as for a known number: probing tells nothing.
+            await ivr.ask(self.prompts.pin, max_digits=10, timeout=self.key_timeout)
+            log.info("%r: login to unknown number %r", ivr.call, typed)
+            await ivr.say(self.prompts.wrong)
+        return None
+
+    def _own(self, ivr: Ivr) -> tuple[Tenant, User] | None:
+        """The user whose device (channel variables) or number is calling, if they may log in."""
+        call = ivr.call
+        tenant_id, user_id = call.vars.get("VIPBX_TENANT"), call.vars.get("VIPBX_USER")
+        own = self.config.find_user(tenant_id, user_id) if tenant_id and user_id else None
+        if own is None and call.caller_number:
+            own = self.config.find_caller(call.caller_number)
+        return own if own is not None and self.eligible(own[1]) else None
+
+    async def _always_pin(self, tenant: Tenant, user: User) -> bool:
+        if not user.has_voicemail:  # the setting lives in the voicemail settings
+            return False
+        return (await self.pins.voicemail_settings(tenant.id, user.id)).always_ask_pin
+
+    async def _pin(self, ivr: Ivr, tenant: Tenant, user: User, spoken: Ivr) -> LoggedIn | None:
+        """Up to LOGIN_TRIES PINs in `spoken`'s language; on success `ivr` speaks the user's."""
+        actor = ivr.call.caller_number or "unknown"
+        for _ in range(LOGIN_TRIES):
+            if self.lock_first and (await self.pins.pin_status(tenant.id, user.id)).locked:
+                log.warning("%r: %s/%s is locked", ivr.call, tenant.id, user.id)
+                await spoken.announce(self.prompts.locked)
+                return None
+            pin = await spoken.ask(self.prompts.pin, max_digits=10, timeout=self.key_timeout)
+            check = await self.pins.check_pin(tenant.id, user.id, pin, source=SOURCE, actor=actor)
+            if check.ok:
+                ivr.lang = user.language
+                return LoggedIn(tenant, user, by_pin=True)
+            if check.locked:
+                await spoken.announce(self.prompts.locked)
+                return None
+            # A key typed over it is the next PIN's first digit: kept, never lost.
+            await spoken.say(self.prompts.wrong)
+        return None

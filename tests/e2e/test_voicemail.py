@@ -470,9 +470,10 @@ async def test_own_number_plays_skips_replays_and_deletes(rig: Rig, tmp_path: Pa
     await press("3", "msg:INBOX/msg0000", "202")  # 3: next; the first became old
     assert ids(rig.store, ANNA, "INBOX") == [m2.envelope.msg_id, m3.envelope.msg_id]
     assert ids(rig.store, ANNA, "Old") == [m1.envelope.msg_id]
-    await press("2", "msg:Old/msg0001", "202")  # 2: replay (heard, so now in Old)
+    await press("2", "msg:INBOX/msg0000", "202")  # 2: replay (still new: it moves once left)
+    assert ids(rig.store, ANNA, "INBOX") == [m2.envelope.msg_id, m3.envelope.msg_id]
+    await press("1", "msg:Old/msg0000", "201")  # 1: previous; the one left became old
     assert ids(rig.store, ANNA, "INBOX") == [m3.envelope.msg_id]
-    await press("1", "msg:Old/msg0000", "201")  # 1: previous
     mark = obs.mark()
     await press("7", "msg:Old/msg0000", "202")  # 7: delete; the next one plays
     assert obs.prompts(me, mark)[0] == "vm-deleted"

@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ from typing import Any
 from . import wav as wavfile
 from .envelope import Envelope, new_msg_id
 from .locks import FILE_MODE, fsync_dir
+from .recordings import checked, is_name
 from .store import Message, VoicemailStore
 
 log = logging.getLogger(__name__)
 
 MIN_SECONDS = 1.0  # shorter recordings are hang-ups, not messages
-_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class RecordingJournal:
@@ -39,12 +38,13 @@ class RecordingJournal:
         self.dir = Path(recordings_dir)
         # Recordings this process is still handling: never orphans, however quiet their file.
         self._active: set[str] = set()
+        self._reported: set[str] = set()  # bad entries already logged
 
     def audio(self, name: str) -> Path:
-        return self.dir / f"{_checked(name)}.wav"
+        return self.dir / f"{checked(name)}.wav"
 
     def sidecar(self, name: str) -> Path:
-        return self.dir / f"{_checked(name)}.json"
+        return self.dir / f"{checked(name)}.json"
 
     def begin(self, name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Record `meta` durably before the recording starts; returns what was written."""
@@ -62,12 +62,19 @@ class RecordingJournal:
         self._active.add(name)
         return data
 
+    def began_here(self, name: str) -> bool:
+        """Whether this process began the entry and has not closed it yet."""
+        return name in self._active
+
     def read(self, name: str) -> dict[str, Any] | None:
+        """The entry's meta; None if there is none, ValueError if its sidecar is unreadable."""
         try:
             data = json.loads(self.sidecar(name).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise ValueError(f"recording {name}: the sidecar holds no JSON object")  # noqa: TRY004 -- bad data, not a bad argument
+        return data
 
     def finish(self, name: str) -> dict[str, Any] | None:
         """Close the entry once the recording is delivered (or discarded); its meta, if any."""
@@ -81,7 +88,8 @@ class RecordingJournal:
 
     def orphans(self, older_than: float) -> list[tuple[Path, dict[str, Any]]]:
         """Recordings with a sidecar whose audio nobody has written for `older_than` seconds;
-        their WAV header is repaired (a crash leaves it claiming no audio)."""
+        their WAV header is repaired (a crash leaves it claiming no audio). A bad sidecar is
+        reported (once per process) and skipped: it stays for someone to look at."""
         found: list[tuple[Path, dict[str, Any]]] = []
         for name, _ in self._entries():
             audio = self.audio(name)
@@ -89,14 +97,20 @@ class RecordingJournal:
                 continue
             try:
                 meta = self.read(name)
-            except ValueError:
-                log.error("recording %s: unreadable sidecar %s", name, self.sidecar(name))
+                _repair_keeping_age(audio)
+            except (OSError, ValueError) as exc:
+                self.report_bad(name, exc)
                 continue
-            if meta is None:
-                continue
-            _repair_keeping_age(audio)
-            found.append((audio, meta))
+            if meta is not None:
+                found.append((audio, meta))
         return found
+
+    def report_bad(self, name: str, problem: Exception) -> None:
+        """Log an entry that cannot be delivered as it is; the scan comes by every minute, the
+        log line only once."""
+        if name not in self._reported:
+            self._reported.add(name)
+            log.error("recording %s left undelivered (%s): see %s", name, problem, self.sidecar(name))
 
     def stale(self, older_than: float) -> list[str]:
         """Entries whose recording never started (no audio) for `older_than` seconds."""
@@ -109,7 +123,7 @@ class RecordingJournal:
         entries = []
         for sidecar in sorted(self.dir.rglob("*.json")):
             name = sidecar.relative_to(self.dir).with_suffix("").as_posix()
-            if all(_PART.fullmatch(part) for part in name.split("/")):
+            if is_name(name):
                 entries.append((name, sidecar))
         return entries
 
@@ -133,47 +147,70 @@ def envelope_from_meta(meta: Mapping[str, Any], seconds: float, *, fallback_time
     )
 
 
+class BadEntry(ValueError):
+    """A journal entry that cannot be delivered as written (it names no mailbox)."""
+
+
+Accept = Callable[[Mapping[str, Any]], bool]
+
+
 def deliver_recording(journal: RecordingJournal, store: VoicemailStore, name: str,
-                      meta: Mapping[str, Any] | None = None, *, min_seconds: float = MIN_SECONDS) -> Message | None:
-    """Move a finished recording into the mailbox its sidecar names, then close the entry.
-    None when it is too short (discarded) or was already delivered before a crash."""
+                      meta: Mapping[str, Any] | None = None, *, min_seconds: float = MIN_SECONDS,
+                      accept: Accept | None = None) -> Message | None:
+    """Move a finished recording into the mailbox its journal entry names, then close the entry.
+
+    The message keeps the entry's `msg_id`, so delivering the same entry again (the app died
+    before closing it) finds the message already there and stores nothing twice. None when the
+    recording is too short or missing, was already delivered, or `accept` refuses its meta (a
+    mailbox that no longer exists): each of those closes the entry and removes the audio.
+    LookupError without an entry, BadEntry when it names no mailbox (both left as they are)."""
     meta = meta if meta is not None else journal.read(name)
     if meta is None:
         raise LookupError(f"recording {name}: no journal entry")
-    context, mailbox = meta.get("context") or meta.get("tenant"), meta.get("mailbox")
+    context, mailbox = str(meta.get("context") or ""), str(meta.get("mailbox") or "")
     if not context or not mailbox:
-        raise ValueError(f"recording {name}: the journal entry names no mailbox")
+        raise BadEntry(f"recording {name}: the journal entry names no mailbox")
     audio = journal.audio(name)
+    msg_id = str(meta.get("msg_id") or "")
+    # Only an entry this process did not begin can have been delivered before (by a process that
+    # died before closing it); checked first, as the audio may already be renamed into the mailbox.
+    delivered = store.find(context, mailbox, msg_id) if msg_id and not journal.began_here(name) else None
+    if delivered is not None:
+        log.info("recording %s: already in %s@%s as %s", name, mailbox, context, msg_id)
+        _close(journal, name, audio)
+        return None
+    if accept is not None and not accept(meta):
+        log.info("recording %s: %s@%s is no mailbox now, discarded", name, mailbox, context)
+        _close(journal, name, audio)
+        return None
     seconds = wavfile.duration(audio)
     if seconds < min_seconds:
         log.info("recording %s: %.1f s for %s@%s, discarded", name, seconds, mailbox, context)
-        audio.unlink(missing_ok=True)
-        journal.finish(name)
-        return None
-    msg_id = str(meta.get("msg_id") or "")
-    if msg_id and store.find(str(context), str(mailbox), msg_id) is not None:
-        # Copied in across file systems, then a crash before the source went: not twice.
-        log.info("recording %s: already in %s@%s as %s", name, mailbox, context, msg_id)
-        audio.unlink(missing_ok=True)
-        journal.finish(name)
+        _close(journal, name, audio)
         return None
     mtime = datetime.fromtimestamp(audio.stat().st_mtime, UTC)
     envelope = envelope_from_meta(meta, seconds, fallback_time=mtime - timedelta(seconds=seconds))
-    message = store.add(str(context), str(mailbox), audio, envelope)
+    message = store.add(context, mailbox, audio, envelope)
     journal.finish(name)
+    log.info("message %s (%d s) from %s stored for %s@%s",
+             envelope.msg_id, envelope.duration, envelope.caller_number, mailbox, context)
     return message
 
 
 def deliver_orphans(journal: RecordingJournal, store: VoicemailStore, *, older_than: float = 5.0,
-                    min_seconds: float = MIN_SECONDS) -> list[Message]:
-    """Deliver every orphan (see `RecordingJournal.orphans`); drop entries whose recording never
-    started. The caller refreshes MWI for the mailboxes of what is returned."""
+                    min_seconds: float = MIN_SECONDS, accept: Accept | None = None) -> list[Message]:
+    """Deliver every orphan (see `RecordingJournal.orphans`) as `deliver_recording` does; drop
+    entries whose recording never started. One bad entry never stops the others: it is logged and
+    left for the next scan. The caller refreshes MWI for the mailboxes of what is returned."""
     delivered: list[Message] = []
     for audio, meta in journal.orphans(older_than):
-        name = str(meta.get("name") or audio.relative_to(journal.dir).with_suffix("").as_posix())
+        name = audio.relative_to(journal.dir).with_suffix("").as_posix()  # the file's, not what it says
         try:
-            message = deliver_recording(journal, store, name, meta, min_seconds=min_seconds)
-        except Exception:  # one bad entry must not stop the others; it is retried next time
+            message = deliver_recording(journal, store, name, meta, min_seconds=min_seconds, accept=accept)
+        except (LookupError, ValueError) as exc:
+            journal.report_bad(name, exc)
+            continue
+        except Exception:  # the spool or a lock: tried again at the next scan
             log.exception("orphaned recording %s not delivered", name)
             continue
         if message is not None:
@@ -181,16 +218,15 @@ def deliver_orphans(journal: RecordingJournal, store: VoicemailStore, *, older_t
                         name, message.mailbox, message.context, message.number)
             delivered.append(message)
     for name in journal.stale(older_than):
-        log.warning("recording %s never started: journal entry dropped", name)
+        # Never started, or delivered by a process that died before closing the entry.
+        log.warning("recording %s: no audio (never recorded or already delivered), journal entry dropped", name)
         journal.finish(name)
     return delivered
 
 
-def _checked(name: str) -> str:
-    parts = name.split("/")
-    if not all(_PART.fullmatch(part) for part in parts):
-        raise ValueError(f"not a recording name: {name!r}")
-    return name
+def _close(journal: RecordingJournal, name: str, audio: Path) -> None:
+    audio.unlink(missing_ok=True)
+    journal.finish(name)
 
 
 def _repair_keeping_age(audio: Path) -> None:

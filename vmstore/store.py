@@ -31,7 +31,7 @@ from pathlib import Path
 from .envelope import Envelope, new_msg_id
 from .locks import FILE_MODE, asterisk_path_lock, fsync_dir, mailbox_lock
 
-__all__ = ["Envelope", "Message", "MessageNotFound", "StoreFull", "VoicemailStore", "new_msg_id"]
+__all__ = ["Envelope", "Message", "MessageNotFound", "StoreFull", "VoicemailStore", "new_msg_id", "playback_name"]
 
 FOLDERS = ("INBOX", "Old")  # also the order their Asterisk locks are taken in, as app_voicemail does
 GREETINGS = ("unavail", "busy")  # one own greeting, stored as both
@@ -41,6 +41,12 @@ _MESSAGE = re.compile(r"msg(\d{4})\.txt")
 _PENDING = re.compile(r"\.msg(\d{4})\.txt\.tmp")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@-]{0,79}")
 _STAGED_MAX_AGE = 3600.0  # a staged copy this old belongs to a crashed add; its source still exists
+
+
+def playback_name(audio: Path) -> str:
+    """How Asterisk names an audio file to play: its path without the format, so that it picks
+    the format that suits the channel."""
+    return str(audio.with_suffix(""))
 
 
 class MessageNotFound(LookupError):
@@ -65,6 +71,14 @@ class Message:
     @property
     def mailbox(self) -> str:
         return self.wav.parent.parent.name
+
+    @property
+    def sound(self) -> str:
+        return playback_name(self.wav)
+
+    def renumbered(self, number: int) -> Message:
+        """The same message after its folder was compacted under it."""
+        return replace(self, number=number, wav=_path(self.wav.parent, number, ".wav"))
 
     @property
     def context(self) -> str:
@@ -104,6 +118,15 @@ class VoicemailStore:
             if found is not None:
                 return found
         return None
+
+    def current(self, message: Message) -> Message | None:
+        """Where `message` is now: its number may have shifted, or it may have been heard
+        (moved to Old) by another session meanwhile; None once it is deleted. One envelope read
+        while nothing moved."""
+        here = self._locate(message)
+        if here is None and message.folder == "INBOX" and message.envelope.msg_id:
+            here = self._find_id(self.mailbox_dir(message.context, message.mailbox) / "Old", message.envelope.msg_id)
+        return here
 
     def greeting(self, context: str, mailbox: str) -> Path | None:
         box = self.mailbox_dir(context, mailbox)
@@ -186,19 +209,21 @@ class VoicemailStore:
             fsync_dir(box / "INBOX")
         return Message("Old", number, _path(old, number, ".wav"), current.envelope)
 
-    def delete(self, message: Message) -> None:
-        """Remove the message (nothing if it is already gone); later ones move down by one."""
+    def delete(self, message: Message) -> Message | None:
+        """Remove the message; later ones move down by one. What was removed, as it was just
+        before (its number may differ from `message`'s), or None if it was already gone."""
         if not self._folder(message.context, message.mailbox, message.folder).is_dir():
-            return
+            return None
         with self._locked(message.context, message.mailbox, message.folder):
             current = self._locate(message)
             if current is None:
-                return
+                return None
             folder = current.wav.parent
             current.txt.unlink()  # first: from now on nobody counts it
             _remove_files(folder, current.number)
             _compact(folder)
             fsync_dir(folder)
+        return current
 
     def set_greeting(self, context: str, mailbox: str, audio: Path) -> None:
         """The user's own greeting: moved in as `unavail.wav`, copied to `busy.wav` too so that
@@ -242,7 +267,8 @@ class VoicemailStore:
         return Message(folder.name, number, txt.with_suffix(".wav"), Envelope.from_text(text, fallback_time=mtime))
 
     def _locate(self, message: Message) -> Message | None:
-        """Where `message` is now, under the lock: same number if the id still matches there."""
+        """Where `message` is now in its folder: same number if the id still matches there.
+        Exact under the lock; without it, as of the moment of reading."""
         folder = self._folder(message.context, message.mailbox, message.folder)
         msg_id = message.envelope.msg_id
         if _path(folder, message.number, ".txt").exists():

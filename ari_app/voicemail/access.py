@@ -8,13 +8,12 @@ SPEC, as tables of key → action. A key interrupts a prompt; an invalid key is 
 from __future__ import annotations
 
 import logging
-import uuid
 
 from ari_app.session import CallSession
 from ari_app.voice import Voice
-from vmstore import Message
+from vmstore import FolderVisit, Message
 
-from .services import Mailbox, VoicemailService, wav_seconds
+from .services import Mailbox, VoicemailService
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class Access:
         tenant_id, user_id = call.vars.get("VIPBX_TENANT"), call.vars.get("VIPBX_USER")
         own = self.service.by_ids(tenant_id, user_id) if tenant_id and user_id else self.service.by_number(call.caller_number)
         if own is not None and own.user.has_voicemail:
-            settings = self.service.callstate.voicemail_settings(own.tenant.id, own.user.id)
+            settings = await self.service.voicemail_settings(own)
             if not settings.always_ask_pin:
                 log.info("%r: login to %s/%s by caller number", call, own.tenant.id, own.user.id)
                 return own
@@ -85,16 +84,13 @@ class Access:
         return None
 
     async def _pin_login(self, call: CallSession, mailbox: Mailbox, lang: str) -> Mailbox | None:
-        callstate = self.service.callstate
         for _ in range(LOGIN_TRIES):
-            if callstate.pin_status(mailbox.tenant.id, mailbox.user.id).locked_until is not None:
+            if await self.service.pin_locked(mailbox):
                 log.warning("%r: mailbox %s/%s is locked", call, mailbox.tenant.id, mailbox.user.id)
                 await call.play(self.voice.media(lang, ["vm-locked"]), barge_in=False)
                 return None
             pin = await call.read(self.voice.media(lang, ["vm-enter-pin"]), max_digits=10, timeout=KEY_TIMEOUT)
-            check = callstate.check_pin(
-                mailbox.tenant.id, mailbox.user.id, pin, source="ivr", actor=call.caller_number or "unknown"
-            )
+            check = await self.service.check_pin(mailbox, pin, actor=call.caller_number or "unknown")
             if check.ok:
                 return mailbox
             if check.status.locked_until is not None:
@@ -113,7 +109,6 @@ class Menus:
     def __init__(self, call: CallSession, service: VoicemailService, voice: Voice, mailbox: Mailbox) -> None:
         self.call = call
         self.service = service
-        self.store = service.store
         self.voice = voice
         self.mailbox = mailbox
         self.lang = mailbox.user.language
@@ -136,7 +131,7 @@ class Menus:
             await self.call.play(self.say("vm-invalid-key"))
 
     async def run(self) -> None:
-        new, old = self.store.counts(self.mailbox.context, self.mailbox.box)
+        new, old = await self.service.counts(self.mailbox)
         first = self.voice.media(self.lang, self.voice.count(self.lang, new, old))
         menu = self.say("vm-main-menu")
         prompt = first + menu
@@ -154,37 +149,32 @@ class Menus:
             elif action == "record_greeting":
                 await self.record_greeting()
             elif action == "delete_greeting":
-                self.store.delete_greeting(self.mailbox.context, self.mailbox.box)
+                await self.service.delete_greeting(self.mailbox)
                 await self.call.play(self.say("vm-greeting-deleted"))
 
     # --- messages --------------------------------------------------------------------
 
-    def _find(self, msg_id: str) -> Message | None:
-        # Numbers shift as messages move and go; the msg_id is stable.
-        for folder in ("INBOX", "Old"):
-            for message in self.store.list(self.mailbox.context, self.mailbox.box, folder):
-                if message.envelope.msg_id == msg_id:
-                    return message
-        return None
-
     async def listen(self, folder: str) -> None:
-        ids = [m.envelope.msg_id for m in self.store.list(self.mailbox.context, self.mailbox.box, folder)]
-        if not ids:
+        visit = await self.service.open_folder(self.mailbox, folder)  # listed once per visit
+        if not len(visit):
             await self.call.play(self.say("vm-no-new-messages" if folder == "INBOX" else "vm-no-old-messages"))
             return
-        index, changed = 0, False
-        while 0 <= index < len(ids):
-            message = self._find(ids[index])
+        try:
+            await self._walk(visit)
+        finally:
+            # Also on hang-up: what was heard becomes old, and phones learn of every change.
+            await self.service.close_folder(visit)
+
+    async def _walk(self, visit: FolderVisit) -> None:
+        index = 0
+        while 0 <= index < len(visit):
+            message = await self.service.message_at(visit, index)
             if message is None:  # deleted meanwhile (another session, the CLI)
-                del ids[index]
                 continue
             key = await self.call.play(self._message_media(message))
-            if message.folder == "INBOX":
-                self.store.mark_old(message)  # heard: a new message becomes old
-                changed = True
+            self.service.mark_heard(visit, index)  # a new message becomes old once left
             action = MESSAGE_MENU.get(key or "") or await self.choose(self.say("vm-message-menu"), MESSAGE_MENU)
             if action == "end":
-                await self._refresh(changed)
                 raise Hangup
             if action == "main":
                 break
@@ -194,60 +184,49 @@ class Menus:
                 if index == 0:
                     await self.call.play(self.say("vm-first-message"))
                 else:
+                    await self.service.leave_message(visit, index)
                     index -= 1
             elif action == "next":
-                if index + 1 >= len(ids):
+                if index + 1 >= len(visit):
                     await self.call.play(self.say("vm-no-more-messages"))
                     break
+                await self.service.leave_message(visit, index)
                 index += 1
             elif action == "delete":
-                current = self._find(ids[index])
-                if current is not None:
-                    self.store.delete(current)
-                    changed = True
-                del ids[index]
+                await self.service.delete_message(visit, index)
                 await self.call.play(self.say("vm-deleted"))
-                if index >= len(ids):
+                if index >= len(visit):
                     await self.call.play(self.say("vm-no-more-messages"))
                     break
-        await self._refresh(changed)
 
     def _message_media(self, message: Message) -> list[str]:
         envelope = message.envelope
         names = self.voice.envelope(self.lang, envelope.caller_number, envelope.orig_time)
-        return self.say(*names) + [f"sound:{message.wav.with_suffix('')}"]
-
-    async def _refresh(self, changed: bool) -> None:
-        if changed:
-            await self.service.after_change(self.mailbox)
+        return self.say(*names) + [self.service.message_sound(message)]
 
     # --- greeting --------------------------------------------------------------------
 
     async def play_greeting(self) -> None:
-        own = self.store.greeting(self.mailbox.context, self.mailbox.box)
+        own = await self.service.greeting_sound(self.mailbox)
         if own is None:
             await self.call.play(self.say("vm-no-greeting"))
             return
-        await self.call.play([f"sound:{own.with_suffix('')}"])
+        await self.call.play([own])
 
     async def record_greeting(self) -> None:
         await self.call.play(self.say("vm-greeting-record-after-beep"))
-        name = f"vipbx/greeting-{uuid.uuid4()}"
-        wav = self.service.recording_path(name)
-        # Asterisk makes subfolders of <spool>/recording but not that folder itself, which a fresh
-        # install lacks until a first message: without it ARI refuses the recording (HTTP 500).
-        wav.parent.mkdir(parents=True, exist_ok=True)
+        name = await self.service.start_greeting()
         finished = await self.call.record(name, max_seconds=GREETING_MAX_SECONDS, max_silence=5, terminate_on="#")
         if finished is None:  # hung up while recording: keep the old greeting
-            wav.unlink(missing_ok=True)
+            await self.service.discard_recording(name)
             return
         # Keys pressed while recording, the ending # included, are queued too (their events come
         # before RecordingFinished): drop them, or they would barge in on the playback below.
         await self.call.get_digits(max_digits=100, timeout=0.05, terminator="")
-        if wav_seconds(wav) < 1.0:
-            wav.unlink(missing_ok=True)
+        recorded = await self.service.recorded_greeting(name)
+        if recorded is None:
             await self.call.play(self.say("vm-greeting-too-short"))
             return
-        await self.call.play([f"sound:{wav.with_suffix('')}"])
-        self.store.set_greeting(self.mailbox.context, self.mailbox.box, wav)
+        await self.call.play([recorded])
+        await self.service.save_greeting(self.mailbox, name)
         await self.call.play(self.say("vm-greeting-saved"))

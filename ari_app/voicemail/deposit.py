@@ -9,8 +9,6 @@ Greeting (own, else the default that says the number) → optional activity sent
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import datetime, timezone
 
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
@@ -19,7 +17,6 @@ from .services import Mailbox, VoicemailService
 
 log = logging.getLogger(__name__)
 
-RECORDING_FOLDER = "vipbx"
 MAX_SILENCE_SECONDS = 5
 CONNECT_CONTEXT = "vipbx-connect"  # the dialplan context that reaches a number (see extensions.conf)
 
@@ -45,8 +42,9 @@ class Deposit:
             return
         await call.answer()
         lang = mailbox.user.language
-        settings = self.service.callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
-        key = await call.play(self._greeting(mailbox, lang, settings.play_activity, settings.press1_number))
+        settings = await self.service.voicemail_settings(mailbox)
+        own = await self.service.greeting_sound(mailbox)
+        key = await call.play(self._greeting(mailbox, lang, settings.play_activity, settings.press1_number, own))
         if key == "1" and settings.press1_number:
             log.info("%r: caller pressed 1, connecting to %s", call, settings.press1_number)
             await call.continue_in_dialplan(CONNECT_CONTEXT, settings.press1_number, 1)
@@ -59,10 +57,11 @@ class Deposit:
         diverted = await call.get_var("REDIRECTING(from-num)") or ""
         return self.service.by_number(diverted), diverted
 
-    def _greeting(self, mailbox: Mailbox, lang: str, play_activity: bool, press1: str | None) -> list[str]:
-        own = self.service.store.greeting(mailbox.context, mailbox.box)
+    def _greeting(self, mailbox: Mailbox, lang: str, play_activity: bool, press1: str | None,
+                  own: str | None = None) -> list[str]:
+        """What the caller hears before the beep; `own` is the user's own greeting, if any."""
         if own is not None:
-            media = [f"sound:{own.with_suffix('')}"]
+            media = [own]
         else:
             media = self.voice.media(lang, self.voice.greeting(lang, mailbox.user.number))
         if play_activity and self.activity_sentence is not None:
@@ -74,23 +73,10 @@ class Deposit:
         return media
 
     async def _record(self, call: CallSession, mailbox: Mailbox, called: str) -> None:
-        name = f"{RECORDING_FOLDER}/{uuid.uuid4()}"
         caller = call.channel.get("caller", {})
-        meta = {
-            "name": name,
-            "tenant": mailbox.tenant.id,
-            "user": mailbox.user.id,
-            "context": mailbox.context,
-            "mailbox": mailbox.box,
-            "caller_number": caller.get("number", ""),
-            "caller_name": caller.get("name", ""),
-            "called_number": mailbox.user.number,
-            "channel": call.channel.get("name", ""),
-            "started": datetime.now(timezone.utc).isoformat(),
-            "language": mailbox.user.language,
-        }
-        # Written before recording starts: if we die now, the next start delivers the message.
-        self.service.journal.begin(name, meta)
+        name = await self.service.start_message(mailbox, caller_number=caller.get("number", ""),
+                                                caller_name=caller.get("name", ""),
+                                                channel=call.channel.get("name", ""))
         finished = None
         try:
             finished = await call.record(
@@ -98,7 +84,7 @@ class Deposit:
             )
         except ChannelGone:
             pass
-        message = await self.service.deliver(name, meta)
+        message = await self.service.finish_message(name)
         if finished is None or call.gone:
             return  # hung up: the message is saved, nobody to talk to
         try:

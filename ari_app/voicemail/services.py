@@ -1,34 +1,47 @@
-"""Voicemail logic shared by the deposit and access handlers: who a number belongs to, delivering
-a recorded message (store, MWI, notification), greetings.
+"""The one way from the voicemail handlers to voicemail data: who a number belongs to, settings
+and PIN, greetings, messages, recording and delivering a message (store, MWI, notification).
 
-Handlers stay thin: they talk to the caller; this module decides and writes.
+Handlers stay thin: they talk to the caller; this module decides and writes. Everything that
+touches the spool, a mailbox lock or the database runs in the shared worker pool
+(`base.offload.run_blocking`), so a slow disk or database never holds up another call's keys.
+Mailbox locks are therefore taken and waited for inside a worker thread (see vmstore.locks): the
+lock only guards a few renames, and they must happen in that same thread under it.
 """
 
 from __future__ import annotations
 
 import logging
-import wave
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from base.ami import AmiSettings
 from base.model import Config, Tenant, User
-from callstate import CallStateService
+from base.offload import run_blocking
+from callstate import CallStateService, PinCheck, VoicemailSettings
 from notify import VoicemailNotice
 from vmstore import (
-    Envelope,
+    FolderVisit,
     Message,
     RecordingJournal,
+    Recordings,
     VoicemailStore,
-    new_msg_id,
+    deliver_orphans,
+    deliver_recording,
+    playback_name,
     refresh_mwi,
 )
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 MIN_MESSAGE_SECONDS = 1.0  # shorter recordings are hang-ups, not messages
+MIN_GREETING_SECONDS = 1.0
+ORPHAN_AGE_SECONDS = 5.0  # a recording nobody wrote to for this long belongs to a dead process
 
 
 class Notifier(Protocol):
@@ -49,14 +62,6 @@ class Mailbox:
         return self.user.mailbox
 
 
-def wav_seconds(path: Path) -> float:
-    try:
-        with wave.open(str(path)) as wav:
-            return wav.getnframes() / float(wav.getframerate() or 8000)
-    except (OSError, EOFError, wave.Error):
-        return 0.0
-
-
 class VoicemailService:
     def __init__(
         self,
@@ -68,14 +73,14 @@ class VoicemailService:
         recordings_dir: Path,
     ) -> None:
         self.config = config
-        self.store = store
-        self.callstate = callstate
-        self.notifier = notifier
-        self.ami = ami
-        self.recordings_dir = recordings_dir
-        self.journal = RecordingJournal(recordings_dir)
+        self._store = store
+        self._callstate = callstate
+        self._notifier = notifier
+        self._ami = ami
+        self._recordings = Recordings(recordings_dir)
+        self._journal = RecordingJournal(recordings_dir)
 
-    # --- who -------------------------------------------------------------------------
+    # --- who (the configuration, in memory) ------------------------------------------------
 
     def by_ids(self, tenant_id: str, user_id: str) -> Mailbox | None:
         for tenant in self.config.tenants:
@@ -91,48 +96,158 @@ class VoicemailService:
         found = self.config.find_caller(raw)
         return Mailbox(*found) if found is not None else None
 
-    # --- messages --------------------------------------------------------------------
+    def _by_box(self, context: str, box: str) -> Mailbox | None:
+        for tenant in self.config.tenants:
+            if tenant.id == context:
+                for user in tenant.users:
+                    if user.mailbox == box:
+                        return Mailbox(tenant, user)
+        return None
 
-    def recording_path(self, name: str) -> Path:
-        return self.recordings_dir / f"{name}.wav"
+    # --- settings and PIN (the call-state service) -----------------------------------------
 
-    async def deliver(self, name: str, meta: dict[str, Any]) -> Message | None:
-        """Move a finished recording into the mailbox named in `meta`, then MWI and notification.
-        Recordings under a second are discarded. The journal entry is closed either way."""
-        wav = self.recording_path(name)
-        seconds = wav_seconds(wav)
-        mailbox = self.by_ids(meta["tenant"], meta["user"])
-        if mailbox is None or seconds < MIN_MESSAGE_SECONDS:
-            log.info("recording %s: %.1f s for %s/%s discarded", name, seconds, meta.get("tenant"), meta.get("user"))
-            wav.unlink(missing_ok=True)
-            self.journal.finish(name)
+    async def _state(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        # The call-state service blocks on its database: every call to it goes through here.
+        return await run_blocking(fn, *args, **kwargs)
+
+    async def voicemail_settings(self, mailbox: Mailbox) -> VoicemailSettings:
+        return await self._state(self._callstate.voicemail_settings, mailbox.tenant.id, mailbox.user.id)
+
+    async def pin_locked(self, mailbox: Mailbox) -> bool:
+        """Whether too many wrong PINs lock the mailbox now."""
+        status = await self._state(self._callstate.pin_status, mailbox.tenant.id, mailbox.user.id)
+        return status.locked_until is not None
+
+    async def check_pin(self, mailbox: Mailbox, pin: str, *, actor: str) -> PinCheck:
+        """One login attempt from the phone; `actor` is the calling number."""
+        return await self._state(self._callstate.check_pin, mailbox.tenant.id, mailbox.user.id, pin,
+                                 source="ivr", actor=actor)
+
+    # --- greetings -------------------------------------------------------------------------
+
+    async def greeting_sound(self, mailbox: Mailbox) -> str | None:
+        """The user's own greeting as a media URI, or None for the default one."""
+        own = await run_blocking(self._store.greeting, mailbox.context, mailbox.box)
+        return None if own is None else f"sound:{playback_name(own)}"
+
+    async def delete_greeting(self, mailbox: Mailbox) -> None:
+        await run_blocking(self._store.delete_greeting, mailbox.context, mailbox.box)
+
+    async def start_greeting(self) -> str:
+        """A recording name to record a new greeting under."""
+        return await run_blocking(self._recordings.new_name, "greeting-")
+
+    async def recorded_greeting(self, name: str) -> str | None:
+        """The finished greeting recording as a media URI to play back; None when it is too
+        short to be a greeting (it is then discarded)."""
+        if await run_blocking(self._recordings.seconds, name) < MIN_GREETING_SECONDS:
+            await self.discard_recording(name)
             return None
-        envelope = Envelope(
-            caller_number=meta.get("caller_number") or None,
-            caller_name=meta.get("caller_name") or None,
-            called_number=meta.get("called_number") or mailbox.user.number,
-            orig_time=datetime.fromisoformat(meta["started"]) if meta.get("started") else datetime.now(timezone.utc),
-            duration=max(1, round(seconds)),
-            msg_id=new_msg_id(),
-            caller_channel=meta.get("channel", ""),
-        )
-        message = self.store.add(mailbox.context, mailbox.box, wav, envelope)
-        self.journal.finish(name)
-        log.info("message %s (%d s) from %s stored for %s/%s",
-                 envelope.msg_id, envelope.duration, envelope.caller_number, mailbox.context, mailbox.user.id)
-        await self.after_change(mailbox)
-        await self._notify(mailbox, message)
+        return f"sound:{self._recordings.sound(name)}"
+
+    async def save_greeting(self, mailbox: Mailbox, name: str) -> None:
+        """The recording becomes the user's greeting."""
+        await run_blocking(self._store.set_greeting, mailbox.context, mailbox.box, self._recordings.audio(name))
+
+    async def discard_recording(self, name: str) -> None:
+        await run_blocking(self._recordings.discard, name)
+
+    # --- listening ---------------------------------------------------------------------------
+
+    async def counts(self, mailbox: Mailbox) -> tuple[int, int]:
+        """(new, old) messages."""
+        return await run_blocking(self._store.counts, mailbox.context, mailbox.box)
+
+    async def open_folder(self, mailbox: Mailbox, folder: str) -> FolderVisit:
+        """Start a pass through INBOX or Old; the folder is listed here, once."""
+        return await run_blocking(FolderVisit, self._store, mailbox.context, mailbox.box, folder)
+
+    async def message_at(self, visit: FolderVisit, index: int) -> Message | None:
+        """The message at `index` of the visit; None if it was deleted elsewhere meanwhile (it then
+        leaves the visit, and `index` names the next one)."""
+        return await run_blocking(visit.message, index)
+
+    def message_sound(self, message: Message) -> str:
+        return f"sound:{message.sound}"
+
+    def mark_heard(self, visit: FolderVisit, index: int) -> None:
+        """The caller heard the message; it moves to Old when they leave it (in memory only)."""
+        visit.heard(index)
+
+    async def leave_message(self, visit: FolderVisit, index: int) -> None:
+        """The caller moves on from the message at `index` (a heard new message becomes old)."""
+        await run_blocking(visit.leave, index)
+
+    async def delete_message(self, visit: FolderVisit, index: int) -> None:
+        """Delete the message at `index`; `index` then names the message after it."""
+        await run_blocking(visit.delete, index)
+
+    async def close_folder(self, visit: FolderVisit) -> None:
+        """The caller left the folder (or hung up): heard messages go to Old, phones are told."""
+        if await run_blocking(visit.close):
+            await self._refresh_mwi(visit.context, visit.mailbox)
+
+    # --- leaving a message -------------------------------------------------------------------
+
+    async def start_message(self, mailbox: Mailbox, *, caller_number: str, caller_name: str,
+                            channel: str) -> str:
+        """Open the recording journal entry for a new message; the recording name to record
+        under. Written before the recording starts: if the app dies, the next start delivers it."""
+        meta = {
+            "tenant": mailbox.tenant.id,
+            "user": mailbox.user.id,
+            "context": mailbox.context,
+            "mailbox": mailbox.box,
+            "caller_number": caller_number,
+            "caller_name": caller_name,
+            "called_number": mailbox.user.number,
+            "channel": channel,
+            "started": datetime.now(UTC).isoformat(),
+            "language": mailbox.user.language,
+        }
+        return await run_blocking(self._begin, meta)
+
+    def _begin(self, meta: dict[str, Any]) -> str:
+        name = self._recordings.new_name()
+        self._journal.begin(name, meta)
+        return name
+
+    async def finish_message(self, name: str) -> Message | None:
+        """Deliver the finished recording (see vmstore.journal), then MWI and notification.
+        None when it was too short to be a message (discarded)."""
+        message = await run_blocking(deliver_recording, self._journal, self._store, name,
+                                     min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
+        if message is not None:
+            await self._announce(message)
         return message
 
-    async def after_change(self, mailbox: Mailbox) -> None:
+    async def recover_orphans(self, older_than: float = ORPHAN_AGE_SECONDS) -> list[Message]:
+        """Deliver recordings left behind by an app that died mid-recording."""
+        delivered = await run_blocking(deliver_orphans, self._journal, self._store, older_than=older_than,
+                                       min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
+        for message in delivered:
+            await self._announce(message)
+        return delivered
+
+    def _known(self, meta: Mapping[str, Any]) -> bool:
+        # A recording for a mailbox that left the configuration meanwhile is not kept.
+        return self._by_box(str(meta.get("context")), str(meta.get("mailbox"))) is not None
+
+    async def _announce(self, message: Message) -> None:
+        await self._refresh_mwi(message.context, message.mailbox)
+        mailbox = self._by_box(message.context, message.mailbox)
+        if mailbox is not None:
+            await self._notify(mailbox, message)
+
+    async def _refresh_mwi(self, context: str, box: str) -> None:
         """Tell subscribed phones (MWI) that the mailbox changed."""
-        if self.ami is not None:
-            await refresh_mwi(self.ami, mailbox.context, mailbox.box)
+        if self._ami is not None:
+            await refresh_mwi(self._ami, context, box)
 
     async def _notify(self, mailbox: Mailbox, message: Message) -> None:
-        if self.notifier is None:
+        if self._notifier is None:
             return
-        settings = self.callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
+        settings = await self.voicemail_settings(mailbox)
         if not (settings.notify_sms or settings.notify_email):
             return
         envelope = message.envelope
@@ -150,17 +265,7 @@ class VoicemailService:
             wav=message.wav,
         )
         try:
-            await self.notifier.notify(notice, sms=settings.notify_sms, email=settings.notify_email and bool(mailbox.user.email))
+            await self._notifier.notify(notice, sms=settings.notify_sms,
+                                        email=settings.notify_email and bool(mailbox.user.email))
         except Exception:  # a notification problem must never lose or block the message
             log.exception("notification of %s failed to queue", envelope.msg_id)
-
-    async def recover_orphans(self, older_than: float = 5.0) -> list[Message]:
-        """Deliver recordings left behind by an app that died mid-recording."""
-        delivered: list[Message] = []
-        for wav, meta in self.journal.orphans(older_than):
-            name = meta.get("name") or wav.relative_to(self.recordings_dir).with_suffix("").as_posix()
-            log.warning("recovering orphaned recording %s for %s/%s", name, meta.get("tenant"), meta.get("user"))
-            message = await self.deliver(name, meta)
-            if message is not None:
-                delivered.append(message)
-        return delivered

@@ -21,8 +21,8 @@ from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.presence.services import PresenceService
 from ari_app.testing import FakeAri
 from base.model import Config
-from vmstore import VoicemailStore
 from callstate import CallStateService
+from vmstore import VoicemailStore
 
 H = TypeVar("H", bound="PluginHarness")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from people import PIN as ANNA_PIN
+from people import user
 
 from base.model import Config, Platform, Tenant
 from callstate import CallStateService, UnknownUserError
 from callstate.aio import AsyncCallState
 from callstate.db import Backend, Database, Tx
-from people import PIN as ANNA_PIN
-from people import user
 
 CONFIG = Config(platform=Platform(), tenants=(
     Tenant(id="acme", name="Acme", domain="acme.example",

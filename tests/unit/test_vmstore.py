@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,16 +20,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from base.ami import AmiSettings
 from asterisk_conf.validate import load_config
+from base.ami import AmiSettings
 from callstate import CallStateService
 from cli.voicemail import voicemail
 from vmstore import (
     Envelope,
+    FolderVisit,
     MessageNotFound,
     RecordingJournal,
     VoicemailStore,
     deliver_orphans,
+    deliver_recording,
     new_msg_id,
     refresh_mwi,
 )
@@ -461,15 +462,196 @@ def test_an_orphan_already_delivered_is_not_delivered_twice(store: VoicemailStor
     assert store.counts(CTX, BOX) == (1, 0) and not audio.exists() and not journal.sidecar("vipbx/dup").exists()
 
 
-def test_an_undeliverable_orphan_does_not_stop_the_others(store: VoicemailStore, tmp_path: Path) -> None:
+class Crash(BaseException):
+    """The process dies here."""
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["renamed-in", "copied-in"])
+def test_a_delivery_repeated_after_a_crash_stores_nothing_twice(store: VoicemailStore, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch, copied: bool) -> None:
     rec = tmp_path / "recording"
     journal = RecordingJournal(rec)
-    journal.begin("a", _meta(context=None, tenant=None))
-    journal.begin("b", _meta())
-    for name in "ab":
+    promised = journal.begin("vipbx/once", _meta())["msg_id"]
+    audio = make_wav(rec / "vipbx" / "once.wav", 3)
+    content = audio.read_bytes()
+
+    def die(name: str) -> None:
+        if copied:  # across file systems the source goes last: it is still there
+            audio.write_bytes(content)
+        raise Crash
+
+    # The message is in the mailbox, then the app dies before it closes the journal entry.
+    monkeypatch.setattr(journal, "finish", die)
+    with pytest.raises(Crash):
+        deliver_recording(journal, store, "vipbx/once")
+    assert _files(rec) == ["vipbx/once.json", "vipbx/once.wav"] if copied else ["vipbx/once.json"]
+    inbox = store.mailbox_dir(CTX, BOX) / "INBOX"
+    assert _files(inbox) == ["msg0000.txt", "msg0000.wav"]
+
+    restarted = RecordingJournal(rec)
+    assert deliver_recording(restarted, store, "vipbx/once") is None
+    assert _files(rec) == [] and _files(inbox) == ["msg0000.txt", "msg0000.wav"]
+    assert [m.envelope.msg_id for m in store.list(CTX, BOX)] == [promised]
+
+
+def test_the_orphan_scan_after_that_crash_stores_nothing_twice(store: VoicemailStore, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    journal.begin("vipbx/once", _meta())
+    make_wav(rec / "vipbx" / "once.wav", 3)
+    monkeypatch.setattr(journal, "finish", lambda name: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        deliver_recording(journal, store, "vipbx/once")
+    _age(rec / "vipbx" / "once.json", 30)
+    assert deliver_orphans(RecordingJournal(rec), store, older_than=10) == []
+    assert _files(rec) == [] and store.counts(CTX, BOX) == (1, 0)
+
+
+def test_entries_whose_recording_never_began_are_dropped(store: VoicemailStore, tmp_path: Path) -> None:
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    for name in ("none", "empty", "header"):
+        journal.begin(f"vipbx/{name}", _meta())
+    (rec / "vipbx" / "empty.wav").write_bytes(b"")
+    make_wav(rec / "vipbx" / "header.wav", 0)  # Asterisk opened the file, then nothing came
+    for path in (rec / "vipbx").iterdir():
+        _age(path, 30)
+    assert deliver_orphans(RecordingJournal(rec), store, older_than=10) == []
+    assert _files(rec) == []
+    assert not store.mailbox_dir(CTX, BOX).exists()
+
+
+def test_a_bad_sidecar_is_logged_once_and_skipped(store: VoicemailStore, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    journal.begin("a-nobox", _meta(context=None, tenant=None))
+    journal.begin("b-good", _meta())
+    journal.begin("c-garbled", _meta())
+    journal.begin("d-list", _meta())
+    journal.begin("e-good", _meta(caller_number="+358409999999"))
+    (rec / "c-garbled.json").write_text('{"context": "acme", "mailb', encoding="utf-8")
+    (rec / "d-list.json").write_text("[1, 2]", encoding="utf-8")
+    for name in ("a-nobox", "b-good", "c-garbled", "d-list", "e-good"):
         _age(make_wav(rec / f"{name}.wav", 2), 30)
-    delivered = deliver_orphans(RecordingJournal(rec), store, older_than=10)
-    assert len(delivered) == 1 and (rec / "a.json").exists() and (rec / "a.wav").exists()
+
+    scan = RecordingJournal(rec)
+    delivered = deliver_orphans(scan, store, older_than=10)
+    assert sorted(m.envelope.caller_number for m in delivered) == ["+358409999999", "+358501234567"]
+    assert store.counts(CTX, BOX) == (2, 0)
+    bad = ["a-nobox", "c-garbled", "d-list"]
+    assert _files(rec) == sorted(f"{n}.{ext}" for n in bad for ext in ("json", "wav"))
+    reported = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert sorted(line.split()[1] for line in reported) == bad
+
+    caplog.clear()
+    assert deliver_orphans(scan, store, older_than=10) == []  # tried again, but not logged again
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    assert len(_files(rec)) == 6
+
+
+def test_a_recording_for_a_mailbox_refused_is_discarded(store: VoicemailStore, tmp_path: Path) -> None:
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    journal.begin("gone", _meta())
+    make_wav(rec / "gone.wav", 2)
+    assert deliver_recording(journal, store, "gone", accept=lambda meta: meta["mailbox"] != BOX) is None
+    assert _files(rec) == [] and store.counts(CTX, BOX) == (0, 0)
+
+
+# --- one caller's pass through a folder ------------------------------------------------------------
+
+def _seed(store: VoicemailStore, tmp_path: Path, names: str) -> None:
+    for name in names:
+        store.add(CTX, BOX, make_wav(tmp_path / f"{name}.wav", 1), envelope(msg_id=name))
+
+
+def _where(store: VoicemailStore) -> dict[str, tuple[str, int]]:
+    return {m.envelope.msg_id: (m.folder, m.number)
+            for folder in ("INBOX", "Old") for m in store.list(CTX, BOX, folder)}
+
+
+class Reads:
+    """Counts folder listings and searches by id: a visit lists once and then needs neither."""
+
+    def __init__(self, store: VoicemailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lists = self.scans = 0
+        listing, scanning = store.list, store._find_id
+
+        def counted_list(*args: Any) -> Any:
+            self.lists += 1
+            return listing(*args)
+
+        def counted_scan(*args: Any) -> Any:
+            self.scans += 1
+            return scanning(*args)
+
+        monkeypatch.setattr(store, "list", counted_list)
+        monkeypatch.setattr(store, "_find_id", counted_scan)
+
+
+def test_a_visit_reads_its_folder_once_and_keeps_the_numbering(store: VoicemailStore, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed(store, tmp_path, "abcde")
+    reads = Reads(store, monkeypatch)
+    visit = FolderVisit(store, CTX, BOX, "INBOX")
+    assert len(visit) == 5
+
+    def listen(index: int) -> str:
+        message = visit.message(index)
+        assert message is not None and message.wav.exists()
+        visit.heard(index)
+        return message.envelope.msg_id
+
+    assert listen(0) == "a"
+    visit.leave(0)  # next
+    assert listen(1) == "b"
+    visit.delete(1)  # delete: the next one comes up at the same place
+    assert listen(1) == "c"
+    visit.leave(1)  # next
+    assert listen(2) == "d"
+    visit.leave(2)  # previous
+    assert listen(1) == "c"  # heard already, now from Old
+    assert visit.close()
+    assert (reads.lists, reads.scans) == (1, 0)
+
+    assert _where(store) == {"e": ("INBOX", 0), "a": ("Old", 0), "c": ("Old", 1), "d": ("Old", 2)}
+    assert {m.envelope.msg_id: (m.folder, m.number) for m in visit.messages} == _where(store)
+    assert all(m.wav.exists() for m in visit.messages)
+
+
+def test_a_heard_message_moves_to_old_only_when_left(store: VoicemailStore, tmp_path: Path) -> None:
+    _seed(store, tmp_path, "ab")
+    visit = FolderVisit(store, CTX, BOX, "INBOX")
+    visit.message(0)
+    visit.heard(0)
+    # Staying on it (replay, or the message menu): still new, nothing renumbered.
+    assert _where(store) == {"a": ("INBOX", 0), "b": ("INBOX", 1)}
+    visit.leave(1)  # never heard: stays new
+    assert store.counts(CTX, BOX) == (2, 0)
+    assert visit.close()  # the caller hung up on it
+    assert _where(store) == {"b": ("INBOX", 0), "a": ("Old", 0)}
+    untouched = FolderVisit(store, CTX, BOX, "INBOX")
+    assert not untouched.close() and _where(store) == {"b": ("INBOX", 0), "a": ("Old", 0)}
+
+
+def test_a_visit_follows_changes_made_elsewhere(store: VoicemailStore, tmp_path: Path) -> None:
+    _seed(store, tmp_path, "abc")
+    visit = FolderVisit(store, CTX, BOX, "INBOX")
+    store.delete(store.list(CTX, BOX)[1])  # b, by another session
+    store.mark_old(store.list(CTX, BOX)[1])  # c, heard in another session
+    assert visit.message(1) is None and len(visit) == 2  # b left the visit; 1 now names c
+    c = visit.message(1)
+    assert c is not None and (c.folder, c.number, c.envelope.msg_id) == ("Old", 0, "c")
+    visit.heard(0)
+    visit.delete(1)
+    assert visit.close()
+    assert _where(store) == {"a": ("Old", 0)}
 
 
 # --- MWI -----------------------------------------------------------------------------------------

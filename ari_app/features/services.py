@@ -1,55 +1,44 @@
 """What the feature codes do, over the call-state service: who is calling, and the change.
 
-The call-state service is synchronous (one short transaction); it runs in the shared bounded thread pool so that a
-database waiting on a lock never stalls the other calls of the event loop.
+The call-state service is synchronous (one short transaction); its async view runs it in the
+shared bounded thread pool, so that a database waiting on a lock never stalls the other calls of the event loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from base.model import Config, Tenant, User
-from base.offload import run_blocking
-from callstate import CallStateService, Routing, check_target
+from ari_app.caller import Caller
+from base.model import Config
+from callstate import AsyncCallState, CallStateService, Routing, check_target
 from callstate.routing import IMMEDIATE, NONE
 
 SOURCE = "code"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The user whose device dialled the code."""
-
-    tenant: Tenant
-    user: User
-    device: str  # the actor in the audit trail
-
-
 class FeatureService:
     def __init__(self, config: Config, state: CallStateService) -> None:
         self.config = config
-        self.state = state
+        self.state = AsyncCallState(state)  # off the event loop
 
     def caller(self, tenant_id: str, user_id: str, device: str) -> Caller | None:
         """The user a device belongs to (from the endpoint's VIPBX_TENANT / VIPBX_USER)."""
         found = self.config.find_user(tenant_id, user_id)
-        return Caller(found[0], found[1], device or found[1].number) if found is not None else None
+        return Caller(found, device or found.user.number) if found is not None else None
 
     async def set_immediate(self, caller: Caller, dialled: str) -> Routing:
         """987 + number; TargetRefused (with its reason) when the number may not be used."""
-        return await run_blocking(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
-                                       dialled, actor=caller.device, source=SOURCE)
+        return await self.state.set_forward(caller.tenant.id, caller.user.id, IMMEDIATE,
+                                     dialled, actor=caller.actor, source=SOURCE)
 
     async def clear_immediate(self, caller: Caller) -> Routing:
-        return await run_blocking(self.state.set_forward, caller.tenant.id, caller.user.id, IMMEDIATE,
-                                       NONE, actor=caller.device, source=SOURCE)
+        return await self.state.set_forward(caller.tenant.id, caller.user.id, IMMEDIATE,
+                                     NONE, actor=caller.actor, source=SOURCE)
 
     async def set_call_waiting(self, caller: Caller, enabled: bool) -> Routing:
-        return await run_blocking(self.state.set_call_waiting, caller.tenant.id, caller.user.id, enabled,
-                                       actor=caller.device, source=SOURCE)
+        return await self.state.set_call_waiting(caller.tenant.id, caller.user.id, enabled,
+                                     actor=caller.actor, source=SOURCE)
 
     async def routing(self, caller: Caller) -> Routing:
-        return await run_blocking(self.state.routing, caller.tenant.id, caller.user.id)
+        return await self.state.routing(caller.tenant.id, caller.user.id)
 
     def transfer_target(self, tenant_id: str, dialled: str) -> str:
         """The E.164 number a transfer may go to, or TargetRefused / LookupError."""

@@ -2,9 +2,9 @@
 of the conversation (`Ivr`), login by own number or number + PIN with the lockout (`Login`), and
 menus as tables of key → action (`Menu`). See docs/architecture.md."""
 
-from .login import LOGIN_TRIES, LoggedIn, Login, LoginPrompts
+from .login import LOGIN_TRIES, Login, LoginPrompts
 from .menu import MENU_REPEATS, Action, Goodbye, Menu, leave
-from .pins import OffloadedPins, PinGate, pin_gate
+from .pins import PinGate, pin_gate
 from .talk import KEY_TIMEOUT, Ivr
 
 __all__ = [
@@ -14,11 +14,9 @@ __all__ = [
     "Action",
     "Goodbye",
     "Ivr",
-    "LoggedIn",
     "Login",
     "LoginPrompts",
     "Menu",
-    "OffloadedPins",
     "PinGate",
     "leave",
     "pin_gate",

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from base.model import Config, Tenant, User
+from ari_app.caller import Caller
+from base.model import Config, Tenant, TenantUser, User
 
 from .pins import PinGate
 from .talk import KEY_TIMEOUT, Ivr
@@ -28,13 +29,6 @@ class LoginPrompts:
     pin: str = "vm-enter-pin"
     wrong: str = "vm-pin-wrong"
     locked: str = "vm-locked"
-
-
-@dataclass(frozen=True)
-class LoggedIn:
-    tenant: Tenant
-    user: User
-    by_pin: bool  # False: known by the own device or number
 
 
 class Login:
@@ -58,7 +52,7 @@ class Login:
         self.lock_first = lock_first
         self.key_timeout = key_timeout
 
-    async def __call__(self, ivr: Ivr) -> LoggedIn | None:
+    async def __call__(self, ivr: Ivr) -> Caller | None:
         """The logged-in user, `ivr` then speaking their language; None when the login failed (the
         caller has heard why, and only the goodbye is left)."""
         own = self._own(ivr)
@@ -67,7 +61,7 @@ class Login:
             if not await self._always_pin(tenant, user):
                 log.info("%r: %s/%s known by caller number", ivr.call, tenant.id, user.id)
                 ivr.lang = user.language
-                return LoggedIn(tenant, user, by_pin=False)
+                return Caller(TenantUser(tenant, user), ivr.call.caller_number or user.number)
             return await self._pin(ivr, tenant, user, ivr.in_language(user.language))
         for _ in range(LOGIN_TRIES):
             typed = await ivr.ask(self.prompts.number, max_digits=16, timeout=self.key_timeout)
@@ -96,7 +90,7 @@ class Login:
             return False
         return (await self.pins.voicemail_settings(tenant.id, user.id)).always_ask_pin
 
-    async def _pin(self, ivr: Ivr, tenant: Tenant, user: User, spoken: Ivr) -> LoggedIn | None:
+    async def _pin(self, ivr: Ivr, tenant: Tenant, user: User, spoken: Ivr) -> Caller | None:
         """Up to LOGIN_TRIES PINs in `spoken`'s language; on success `ivr` speaks the user's."""
         actor = ivr.call.caller_number or "unknown"
         for _ in range(LOGIN_TRIES):
@@ -108,7 +102,7 @@ class Login:
             check = await self.pins.check_pin(tenant.id, user.id, pin, source=SOURCE, actor=actor)
             if check.ok:
                 ivr.lang = user.language
-                return LoggedIn(tenant, user, by_pin=True)
+                return Caller(TenantUser(tenant, user), actor, by_pin=True)
             if check.locked:
                 await spoken.announce(self.prompts.locked)
                 return None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from ari_app.caller import Caller
 from ari_app.ivr import Goodbye, Ivr, Login, LoginPrompts, Menu, leave, pin_gate
 from ari_app.session import CallSession
 from ari_app.voice import Voice
-from base.model import AVAILABLE, Tenant, User
+from base.model import AVAILABLE, Tenant
 from callstate import Presence, SettingsError, StorageError
 from prompts import speech
 
@@ -30,13 +30,6 @@ TIME_TRIES = 3
 MAX_DAYS = 365
 SOURCE = "ivr"
 LOGIN_PROMPTS = LoginPrompts(number="act-enter-number")
-
-
-@dataclass(frozen=True)
-class Caller:
-    tenant: Tenant
-    user: User
-    actor: str  # who, for the audit trail: the calling number or device
 
 
 class ActivityIvr:
@@ -53,7 +46,7 @@ class ActivityIvr:
         try:
             known = await login(ivr)
             if known is not None:
-                await self._session(ivr, Caller(known.tenant, known.user, call.caller_number or known.user.number))
+                await self._session(ivr, known)
         except StorageError:
             log.exception("%r: call state not available", call)
             await ivr.announce("fc-refused-error")

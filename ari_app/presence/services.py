@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from base.ami import AmiSettings
 from base.model import Config, Tenant, User
-from callstate import CallStateService, Presence
+from base.offload import run_blocking
+from callstate import AsyncCallState, CallStateService, Presence
 from prompts import speech
 
 from .asterisk import presence_id, presence_value, publish
@@ -24,6 +25,7 @@ class PresenceService:
     def __init__(self, config: Config, state: CallStateService, ami: AmiSettings | None) -> None:
         self.config = config
         self.state = state
+        self.async_state = AsyncCallState(state)  # for calls from the event loop
         self.ami = ami
         # One publisher at a time, each reading the state inside the lock: a slow full publish
         # can never overwrite a newer change with the older state it read.
@@ -32,13 +34,13 @@ class PresenceService:
         self._connections = 0
 
     async def presence(self, tenant: Tenant, user: User) -> Presence:
-        return await asyncio.to_thread(self.state.presence, tenant.id, user.id)
+        return await self.async_state.presence(tenant.id, user.id)
 
     async def change(self, tenant: Tenant, user: User, activity: str, until: datetime | None, *,
                      actor: str, source: str) -> Presence:
         """SettingsError when refused (nothing changed); Asterisk is told after the commit."""
-        presence = await asyncio.to_thread(self.state.set_presence, tenant.id, user.id, activity,
-                                           until=until, actor=actor, source=source)
+        presence = await self.async_state.set_presence(tenant.id, user.id, activity, until=until, actor=actor,
+                                                       source=source)
         await self.tell_asterisk([(tenant, user)])
         self._changed.set()
         return presence
@@ -48,7 +50,7 @@ class PresenceService:
         if self.ami is None or not users:
             return
         async with self._publishing:
-            states = await asyncio.to_thread(self._states, users)
+            states = await run_blocking(self._states, users)  # one pool thread for all reads
             await publish(self.ami, states)
 
     def _states(self, users: list[tuple[Tenant, User]]) -> list[tuple[str, str]]:
@@ -69,7 +71,7 @@ class PresenceService:
 
     async def end_due(self) -> int:
         """Ends the activities whose time is up (database, audit, Asterisk)."""
-        ended = await asyncio.to_thread(self.state.end_presences)
+        ended = await self.async_state.end_presences()
         users = [found for t, u in ended if (found := self.config.find_user(t, u)) is not None]
         await self.tell_asterisk(users)
         return len(ended)
@@ -85,7 +87,7 @@ class PresenceService:
             self._changed.clear()  # before reading: a change from now on wakes the wait below
             try:
                 await self.end_due()
-                upcoming = await asyncio.to_thread(self.state.next_presence_end)
+                upcoming = await self.async_state.next_presence_end()
             except Exception:
                 log.exception("presence timer")
                 upcoming = None
@@ -95,9 +97,9 @@ class PresenceService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), pause)
 
-    def greeting_sentence(self, tenant: Tenant, user: User, lang: str, now: datetime) -> list[str] | None:
+    async def greeting_sentence(self, tenant: Tenant, user: User, lang: str, now: datetime) -> list[str] | None:
         """ "… is on vacation until Friday 12 August", or None when the user is Available."""
-        presence = self.state.presence(tenant.id, user.id)
+        presence = await self.async_state.presence(tenant.id, user.id)
         if presence.available:
             return None
         until = presence.until.astimezone(now.tzinfo) if presence.until is not None else None

@@ -11,9 +11,10 @@ import logging
 
 from ari_app.session import CallSession
 from ari_app.voice import Voice
+from base.model import TenantUser
 from vmstore import FolderVisit, Message
 
-from .services import Mailbox, VoicemailService
+from .services import VoicemailService
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class Access:
 
     # --- login -----------------------------------------------------------------------
 
-    async def _login(self, call: CallSession, lang: str) -> Mailbox | None:
+    async def _login(self, call: CallSession, lang: str) -> TenantUser | None:
         tenant_id, user_id = call.vars.get("VIPBX_TENANT"), call.vars.get("VIPBX_USER")
         own = self.service.by_ids(tenant_id, user_id) if tenant_id and user_id else self.service.by_number(call.caller_number)
         if own is not None and own.user.has_voicemail:
@@ -83,7 +84,7 @@ class Access:
             await call.play(self.voice.media(lang, ["vm-pin-wrong"]), barge_in=False)
         return None
 
-    async def _pin_login(self, call: CallSession, mailbox: Mailbox, lang: str) -> Mailbox | None:
+    async def _pin_login(self, call: CallSession, mailbox: TenantUser, lang: str) -> TenantUser | None:
         for _ in range(LOGIN_TRIES):
             if await self.service.pin_locked(mailbox):
                 log.warning("%r: mailbox %s/%s is locked", call, mailbox.tenant.id, mailbox.user.id)
@@ -106,7 +107,7 @@ class Access:
 class Menus:
     """One logged-in caller's walk through the main menu and the message menu."""
 
-    def __init__(self, call: CallSession, service: VoicemailService, voice: Voice, mailbox: Mailbox) -> None:
+    def __init__(self, call: CallSession, service: VoicemailService, voice: Voice, mailbox: TenantUser) -> None:
         self.call = call
         self.service = service
         self.voice = voice

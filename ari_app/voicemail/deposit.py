@@ -9,20 +9,25 @@ Greeting (own, else the default that says the number) → optional activity sent
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
+from base.model import TenantUser
 
-from .services import Mailbox, VoicemailService
+from .services import VoicemailService
 
 log = logging.getLogger(__name__)
 
 MAX_SILENCE_SECONDS = 5
 CONNECT_CONTEXT = "vipbx-connect"  # the dialplan context that reaches a number (see extensions.conf)
 
+# The presence feature's sentence for the greeting: (mailbox, language) -> prompt names, or None.
+ActivitySentence = Callable[[TenantUser, str], Awaitable[list[str] | None]]
+
 
 class Deposit:
-    def __init__(self, service: VoicemailService, voice: Voice, activity_sentence=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, service: VoicemailService, voice: Voice, activity_sentence: ActivitySentence | None = None) -> None:
         self.service = service
         self.voice = voice
         # Hook for the presence feature: (mailbox, language) -> prompt names, or None.
@@ -44,20 +49,20 @@ class Deposit:
         lang = mailbox.user.language
         settings = await self.service.voicemail_settings(mailbox)
         own = await self.service.greeting_sound(mailbox)
-        key = await call.play(self._greeting(mailbox, lang, settings.play_activity, settings.press1_number, own))
+        key = await call.play(await self._greeting(mailbox, lang, settings.play_activity, settings.press1_number, own))
         if key == "1" and settings.press1_number:
             log.info("%r: caller pressed 1, connecting to %s", call, settings.press1_number)
             await call.continue_in_dialplan(CONNECT_CONTEXT, settings.press1_number, 1)
             return
         await self._record(call, mailbox, called)
 
-    async def _mailbox(self, call: CallSession) -> tuple[Mailbox | None, str]:
+    async def _mailbox(self, call: CallSession) -> tuple[TenantUser | None, str]:
         if len(call.args) >= 2 and call.args[0]:
             return self.service.by_ids(call.args[0], call.args[1]), f"{call.args[0]}/{call.args[1]}"
         diverted = await call.get_var("REDIRECTING(from-num)") or ""
         return self.service.by_number(diverted), diverted
 
-    def _greeting(self, mailbox: Mailbox, lang: str, play_activity: bool, press1: str | None,
+    async def _greeting(self, mailbox: TenantUser, lang: str, play_activity: bool, press1: str | None,
                   own: str | None = None) -> list[str]:
         """What the caller hears before the beep; `own` is the user's own greeting, if any."""
         if own is not None:
@@ -65,14 +70,14 @@ class Deposit:
         else:
             media = self.voice.media(lang, self.voice.greeting(lang, mailbox.user.number))
         if play_activity and self.activity_sentence is not None:
-            sentence = self.activity_sentence(mailbox, lang)
+            sentence = await self.activity_sentence(mailbox, lang)
             if sentence:
                 media += self.voice.media(lang, sentence)
         if press1:
             media += self.voice.media(lang, ["vm-press-1-customer-service"])
         return media
 
-    async def _record(self, call: CallSession, mailbox: Mailbox, called: str) -> None:
+    async def _record(self, call: CallSession, mailbox: TenantUser, called: str) -> None:
         caller = call.channel.get("caller", {})
         name = await self.service.start_message(mailbox, caller_number=caller.get("number", ""),
                                                 caller_name=caller.get("name", ""),

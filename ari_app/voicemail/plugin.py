@@ -7,10 +7,11 @@ import logging
 
 from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.voice import Voice
+from base.model import TenantUser
 
 from .access import Access
 from .deposit import Deposit
-from .services import Mailbox, VoicemailService
+from .services import VoicemailService
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,9 @@ def load(deps: PluginDeps) -> Plugin:
 
     presence = deps.presence
 
-    def activity_sentence(mailbox: Mailbox, lang: str) -> list[str] | None:
+    async def activity_sentence(mailbox: TenantUser, lang: str) -> list[str] | None:
         # The greeting's "… is on vacation until Friday 12 August", in the spoken time zone.
-        return presence.greeting_sentence(mailbox.tenant, mailbox.user, lang, voice.now())
+        return await presence.greeting_sentence(mailbox.tenant, mailbox.user, lang, voice.now())
 
     return Plugin(
         handlers={"deposit": Deposit(service, voice, activity_sentence), "access": Access(service, voice)},

@@ -4,23 +4,22 @@ and PIN, greetings, messages, recording and delivering a message (store, MWI, no
 Handlers stay thin: they talk to the caller; this module decides and writes. Everything that
 touches the spool, a mailbox lock or the database runs in the shared worker pool
 (`base.offload.run_blocking`), so a slow disk or database never holds up another call's keys.
-Mailbox locks are therefore taken and waited for inside a worker thread (see vmstore.locks): the
+TenantUser locks are therefore taken and waited for inside a worker thread (see vmstore.locks): the
 lock only guards a few renames, and they must happen in that same thread under it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from base.ami import AmiSettings
-from base.model import Config, Tenant, User
+from base.model import Config, TenantUser
 from base.offload import run_blocking
-from callstate import CallStateService, PinCheck, VoicemailSettings
+from callstate import AsyncCallState, CallStateService, PinCheck, VoicemailSettings
 from notify import VoicemailNotice
 from vmstore import (
     FolderVisit,
@@ -48,20 +47,6 @@ class Notifier(Protocol):
     async def notify(self, notice: VoicemailNotice, *, sms: bool, email: bool) -> None: ...
 
 
-@dataclass(frozen=True)
-class Mailbox:
-    tenant: Tenant
-    user: User
-
-    @property
-    def context(self) -> str:
-        return self.tenant.id
-
-    @property
-    def box(self) -> str:
-        return self.user.mailbox
-
-
 class VoicemailService:
     def __init__(
         self,
@@ -74,7 +59,7 @@ class VoicemailService:
     ) -> None:
         self.config = config
         self._store = store
-        self._callstate = callstate
+        self._callstate = AsyncCallState(callstate)  # off the event loop
         self._notifier = notifier
         self._ami = ami
         self._recordings = Recordings(recordings_dir)
@@ -82,56 +67,51 @@ class VoicemailService:
 
     # --- who (the configuration, in memory) ------------------------------------------------
 
-    def by_ids(self, tenant_id: str, user_id: str) -> Mailbox | None:
+    def by_ids(self, tenant_id: str, user_id: str) -> TenantUser | None:
         for tenant in self.config.tenants:
             if tenant.id == tenant_id:
                 try:
-                    return Mailbox(tenant, tenant.user(user_id))
+                    return TenantUser(tenant, tenant.user(user_id))
                 except KeyError:
                     return None
         return None
 
-    def by_number(self, raw: str) -> Mailbox | None:
+    def by_number(self, raw: str) -> TenantUser | None:
         """The user a number (as a carrier or caller writes it) belongs to, in any tenant."""
         found = self.config.find_caller(raw)
-        return Mailbox(*found) if found is not None else None
+        return TenantUser(*found) if found is not None else None
 
-    def _by_box(self, context: str, box: str) -> Mailbox | None:
+    def _by_box(self, context: str, box: str) -> TenantUser | None:
         for tenant in self.config.tenants:
             if tenant.id == context:
                 for user in tenant.users:
                     if user.mailbox == box:
-                        return Mailbox(tenant, user)
+                        return TenantUser(tenant, user)
         return None
 
     # --- settings and PIN (the call-state service) -----------------------------------------
 
-    async def _state(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        # The call-state service blocks on its database: every call to it goes through here.
-        return await run_blocking(fn, *args, **kwargs)
+    async def voicemail_settings(self, mailbox: TenantUser) -> VoicemailSettings:
+        return await self._callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
 
-    async def voicemail_settings(self, mailbox: Mailbox) -> VoicemailSettings:
-        return await self._state(self._callstate.voicemail_settings, mailbox.tenant.id, mailbox.user.id)
-
-    async def pin_locked(self, mailbox: Mailbox) -> bool:
+    async def pin_locked(self, mailbox: TenantUser) -> bool:
         """Whether too many wrong PINs lock the mailbox now."""
-        status = await self._state(self._callstate.pin_status, mailbox.tenant.id, mailbox.user.id)
+        status = await self._callstate.pin_status(mailbox.tenant.id, mailbox.user.id)
         return status.locked_until is not None
 
-    async def check_pin(self, mailbox: Mailbox, pin: str, *, actor: str) -> PinCheck:
+    async def check_pin(self, mailbox: TenantUser, pin: str, *, actor: str) -> PinCheck:
         """One login attempt from the phone; `actor` is the calling number."""
-        return await self._state(self._callstate.check_pin, mailbox.tenant.id, mailbox.user.id, pin,
-                                 source="ivr", actor=actor)
+        return await self._callstate.check_pin(mailbox.tenant.id, mailbox.user.id, pin, source="ivr", actor=actor)
 
     # --- greetings -------------------------------------------------------------------------
 
-    async def greeting_sound(self, mailbox: Mailbox) -> str | None:
+    async def greeting_sound(self, mailbox: TenantUser) -> str | None:
         """The user's own greeting as a media URI, or None for the default one."""
-        own = await run_blocking(self._store.greeting, mailbox.context, mailbox.box)
+        own = await run_blocking(self._store.greeting, mailbox.context, mailbox.mailbox)
         return None if own is None else f"sound:{playback_name(own)}"
 
-    async def delete_greeting(self, mailbox: Mailbox) -> None:
-        await run_blocking(self._store.delete_greeting, mailbox.context, mailbox.box)
+    async def delete_greeting(self, mailbox: TenantUser) -> None:
+        await run_blocking(self._store.delete_greeting, mailbox.context, mailbox.mailbox)
 
     async def start_greeting(self) -> str:
         """A recording name to record a new greeting under."""
@@ -145,22 +125,22 @@ class VoicemailService:
             return None
         return f"sound:{self._recordings.sound(name)}"
 
-    async def save_greeting(self, mailbox: Mailbox, name: str) -> None:
+    async def save_greeting(self, mailbox: TenantUser, name: str) -> None:
         """The recording becomes the user's greeting."""
-        await run_blocking(self._store.set_greeting, mailbox.context, mailbox.box, self._recordings.audio(name))
+        await run_blocking(self._store.set_greeting, mailbox.context, mailbox.mailbox, self._recordings.audio(name))
 
     async def discard_recording(self, name: str) -> None:
         await run_blocking(self._recordings.discard, name)
 
     # --- listening ---------------------------------------------------------------------------
 
-    async def counts(self, mailbox: Mailbox) -> tuple[int, int]:
+    async def counts(self, mailbox: TenantUser) -> tuple[int, int]:
         """(new, old) messages."""
-        return await run_blocking(self._store.counts, mailbox.context, mailbox.box)
+        return await run_blocking(self._store.counts, mailbox.context, mailbox.mailbox)
 
-    async def open_folder(self, mailbox: Mailbox, folder: str) -> FolderVisit:
+    async def open_folder(self, mailbox: TenantUser, folder: str) -> FolderVisit:
         """Start a pass through INBOX or Old; the folder is listed here, once."""
-        return await run_blocking(FolderVisit, self._store, mailbox.context, mailbox.box, folder)
+        return await run_blocking(FolderVisit, self._store, mailbox.context, mailbox.mailbox, folder)
 
     async def message_at(self, visit: FolderVisit, index: int) -> Message | None:
         """The message at `index` of the visit; None if it was deleted elsewhere meanwhile (it then
@@ -189,7 +169,7 @@ class VoicemailService:
 
     # --- leaving a message -------------------------------------------------------------------
 
-    async def start_message(self, mailbox: Mailbox, *, caller_number: str, caller_name: str,
+    async def start_message(self, mailbox: TenantUser, *, caller_number: str, caller_name: str,
                             channel: str) -> str:
         """Open the recording journal entry for a new message; the recording name to record
         under. Written before the recording starts: if the app dies, the next start delivers it."""
@@ -197,7 +177,7 @@ class VoicemailService:
             "tenant": mailbox.tenant.id,
             "user": mailbox.user.id,
             "context": mailbox.context,
-            "mailbox": mailbox.box,
+            "mailbox": mailbox.mailbox,
             "caller_number": caller_number,
             "caller_name": caller_name,
             "called_number": mailbox.user.number,
@@ -244,7 +224,7 @@ class VoicemailService:
         if self._ami is not None:
             await refresh_mwi(self._ami, context, box)
 
-    async def _notify(self, mailbox: Mailbox, message: Message) -> None:
+    async def _notify(self, mailbox: TenantUser, message: Message) -> None:
         if self._notifier is None:
             return
         settings = await self.voicemail_settings(mailbox)

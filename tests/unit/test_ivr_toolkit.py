@@ -15,11 +15,11 @@ from callstate_support import FakeClock
 from people import PIN, user
 from pluginharness import PluginHarness, running
 
+from ari_app.caller import Caller
 from ari_app.client import AriClient
 from ari_app.ivr import (
     Goodbye,
     Ivr,
-    LoggedIn,
     Login,
     LoginPrompts,
     Menu,
@@ -127,7 +127,7 @@ def login(h: Harness, **options: Any) -> Script:
     return Login(CONFIG, pin_gate(h.state), PROMPTS, key_timeout=KEY_TIMEOUT, **options)
 
 
-def who(result: LoggedIn | None) -> tuple[str, bool] | None:
+def who(result: Caller | None) -> tuple[str, bool] | None:
     return None if result is None else (result.user.id, result.by_pin)
 
 

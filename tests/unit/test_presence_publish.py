@@ -322,59 +322,59 @@ async def test_timer_ends_activities_when_due(tmp_path: Path, ami: tuple[FakeAmi
 # ---------------------------------------------------------------------- the greeting's sentence
 
 
-def test_greeting_sentence(state: CallStateService) -> None:
+async def test_greeting_sentence(state: CallStateService) -> None:
     service = PresenceService(CONFIG, state, None)
     anna, now = ACME.users[0], T0.astimezone(HELSINKI)  # Thursday 1 August, 12:00 in Helsinki
-    assert service.greeting_sentence(ACME, anna, "fi", now) is None  # Available: nothing to say
+    assert await service.greeting_sentence(ACME, anna, "fi", now) is None  # Available: nothing to say
     state.set_presence("acme", "anna.virtanen", "available", note="note only", actor="op", source="cli")
-    assert service.greeting_sentence(ACME, anna, "fi", now) is None
+    assert await service.greeting_sentence(ACME, anna, "fi", now) is None
 
     state.set_presence("acme", "anna.virtanen", "meeting", actor="op", source="cli")
-    assert service.greeting_sentence(ACME, anna, "fi", now) == ["act-person-is", "act-is-meeting"]
+    assert await service.greeting_sentence(ACME, anna, "fi", now) == ["act-person-is", "act-is-meeting"]
 
     until = datetime(2024, 8, 12, 0, 0, tzinfo=HELSINKI)  # Monday, midnight: "until Monday 12 August"
     state.set_presence("acme", "anna.virtanen", "vacation", until=until, actor="op", source="cli")
-    assert service.greeting_sentence(ACME, anna, "fi", now) == [
+    assert await service.greeting_sentence(ACME, anna, "fi", now) == [
         "act-person-is", "act-is-vacation", "wd-until-1", "day-until-12", "month-8", "until"]
-    assert service.greeting_sentence(ACME, anna, "en", now) == [
+    assert await service.greeting_sentence(ACME, anna, "en", now) == [
         "act-person-is", "act-is-vacation", "until", "wd-1", "month-8", "day-12"]
-    assert service.greeting_sentence(ACME, anna, "sv", now) == [
+    assert await service.greeting_sentence(ACME, anna, "sv", now) == [
         "act-person-is", "act-is-vacation", *speech.until_phrase("sv", until, now)]
 
 
-def test_greeting_sentence_says_the_end_time_in_nows_zone(state: CallStateService) -> None:
+async def test_greeting_sentence_says_the_end_time_in_nows_zone(state: CallStateService) -> None:
     service = PresenceService(CONFIG, state, None)
     anna, now = ACME.users[0], T0.astimezone(HELSINKI)
     state.set_presence("acme", "anna.virtanen", "lunch", until=datetime(2024, 8, 1, 10, 30, tzinfo=UTC),
                        actor="op", source="cli")  # 13:30 in Helsinki, today
-    assert service.greeting_sentence(ACME, anna, "fi", now) == [
+    assert await service.greeting_sentence(ACME, anna, "fi", now) == [
         "act-person-is", "act-is-lunch", *speech.clock("fi", datetime(2024, 8, 1, 13, 30)), "until"]
 
 
-def test_greeting_sentence_for_an_activity_without_prompts(state: CallStateService,
+async def test_greeting_sentence_for_an_activity_without_prompts(state: CallStateService,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     service = PresenceService(CONFIG, state, None)
     state.set_presence("nordic", "olli", "training", actor="op", source="cli")
-    assert service.greeting_sentence(NORDIC, NORDIC.users[0], "fi", T0.astimezone(HELSINKI)) is None
+    assert await service.greeting_sentence(NORDIC, NORDIC.users[0], "fi", T0.astimezone(HELSINKI)) is None
     assert "no prompts for the activity 'training'" in caplog.text
 
 
-def test_voicemail_greeting_gets_the_activity_sentence(state: CallStateService, tmp_path: Path) -> None:
+async def test_voicemail_greeting_gets_the_activity_sentence(state: CallStateService, tmp_path: Path) -> None:
     # The voicemail plugin's deposit handler, wired as `vipbx serve` wires it.
     from ari_app.plugin_api import PluginDeps
     from ari_app.voicemail import plugin as voicemail_plugin
-    from ari_app.voicemail.services import Mailbox
+    from base.model import TenantUser
     from vmstore import VoicemailStore
 
     deps = PluginDeps(config=CONFIG, store=VoicemailStore(tmp_path / "spool"), callstate=state,
                       presence=PresenceService(CONFIG, state, None), notifier=None, ami=None, recordings_dir=tmp_path / "recording", sounds_dir=tmp_path / "sounds")
     deposit = voicemail_plugin.load(deps).handlers["deposit"]
-    mailbox = Mailbox(ACME, ACME.users[0])
-    assert deposit.activity_sentence(mailbox, "fi") is None  # type: ignore[attr-defined]
+    mailbox = TenantUser(ACME, ACME.users[0])
+    assert await deposit.activity_sentence(mailbox, "fi") is None  # type: ignore[attr-defined]
     state.set_presence("acme", "anna.virtanen", "sick", actor="op", source="cli")
-    assert deposit.activity_sentence(mailbox, "sv") == ["act-person-is", "act-is-sick"]  # type: ignore[attr-defined]
-    with_activity = deposit._greeting(mailbox, "fi", True, None)  # type: ignore[attr-defined]
-    without = deposit._greeting(mailbox, "fi", False, None)  # type: ignore[attr-defined]
+    assert await deposit.activity_sentence(mailbox, "sv") == ["act-person-is", "act-is-sick"]  # type: ignore[attr-defined]
+    with_activity = await deposit._greeting(mailbox, "fi", True, None)  # type: ignore[attr-defined]
+    without = await deposit._greeting(mailbox, "fi", False, None)  # type: ignore[attr-defined]
     assert [m.rsplit("/", 1)[1] for m in with_activity[len(without):]] == ["act-person-is", "act-is-sick"]
 
 

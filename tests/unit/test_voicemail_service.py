@@ -20,8 +20,8 @@ from people import PIN, user
 from ari_app.session import ChannelGone
 from ari_app.voice import Voice
 from ari_app.voicemail import access
-from ari_app.voicemail.services import Mailbox, VoicemailService
-from base.model import Config, Platform, Tenant
+from ari_app.voicemail.services import VoicemailService
+from base.model import Config, Platform, Tenant, TenantUser
 from callstate import CallStateService
 from notify import VoicemailNotice
 from vmstore import Envelope, VoicemailStore
@@ -58,7 +58,7 @@ class Rig:
         self.recordings = tmp_path / "spool" / "recording"
         self.notices = Notices()
         self.service = VoicemailService(CONFIG, self.store, state, self.notices, None, self.recordings)
-        self.mailbox = Mailbox(ACME, ANNA)
+        self.mailbox = TenantUser(ACME, ANNA)
         self.tmp = tmp_path
 
     def seed(self, names: str) -> None:

@@ -133,6 +133,11 @@ class CallSession:
         playback or recording asks Asterisk now instead of at its next check."""
         self._recheck.set()
 
+    @property
+    def keys_waiting(self) -> bool:
+        """A key was pressed that nobody has taken yet: the next prompt would not even start."""
+        return not self._digits.empty()
+
     def push_back(self, key: str) -> None:
         """Put a key back as the next one pressed: a prompt it interrupted did not use it, so the
         next prompt is skipped and the next read or menu gets it."""

@@ -4,7 +4,7 @@ and PIN, greetings, messages, recording and delivering a message (store, MWI, no
 Handlers stay thin: they talk to the caller; this module decides and writes. Everything that
 touches the spool, a mailbox lock or the database runs in the shared worker pool
 (`base.offload.run_blocking`), so a slow disk or database never holds up another call's keys.
-TenantUser locks are therefore taken and waited for inside a worker thread (see vmstore.locks): the
+Mailbox locks are therefore taken and waited for inside a worker thread (see vmstore.locks): the
 lock only guards a few renames, and they must happen in that same thread under it.
 """
 
@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from ari_app.ivr import PinGate
 from base.ami import AmiSettings
 from base.model import Config, TenantUser
 from base.offload import run_blocking
-from callstate import AsyncCallState, CallStateService, PinCheck, VoicemailSettings
+from callstate import AsyncCallState, CallStateService, VoicemailSettings
 from notify import VoicemailNotice
 from vmstore import (
     FolderVisit,
@@ -94,14 +95,10 @@ class VoicemailService:
     async def voicemail_settings(self, mailbox: TenantUser) -> VoicemailSettings:
         return await self._callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
 
-    async def pin_locked(self, mailbox: TenantUser) -> bool:
-        """Whether too many wrong PINs lock the mailbox now."""
-        status = await self._callstate.pin_status(mailbox.tenant.id, mailbox.user.id)
-        return status.locked_until is not None
-
-    async def check_pin(self, mailbox: TenantUser, pin: str, *, actor: str) -> PinCheck:
-        """One login attempt from the phone; `actor` is the calling number."""
-        return await self._callstate.check_pin(mailbox.tenant.id, mailbox.user.id, pin, source="ivr", actor=actor)
+    def pins(self) -> PinGate:
+        """What the login (`ari_app.ivr.Login`) asks of the call state: the PIN check with its
+        lockout and the "always ask PIN" setting, run off the event loop."""
+        return self._callstate
 
     # --- greetings -------------------------------------------------------------------------
 

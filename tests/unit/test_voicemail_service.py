@@ -17,9 +17,6 @@ from typing import Any
 import pytest
 from people import PIN, user
 
-from ari_app.session import ChannelGone
-from ari_app.voice import Voice
-from ari_app.voicemail import access
 from ari_app.voicemail.services import VoicemailService
 from base.model import Config, Platform, Tenant, TenantUser
 from callstate import CallStateService
@@ -133,32 +130,6 @@ async def test_leaving_messages_moves_the_heard_ones_and_deleting_keeps_the_numb
     assert rig.where() == {"d": ("INBOX", 0), "a": ("Old", 0), "c": ("Old", 1)}
 
 
-class HangsUpInTheMenu:
-    """A caller who hears the first message, then hangs up during the message menu."""
-
-    def __init__(self) -> None:
-        self.played: list[list[str]] = []
-
-    async def play(self, media: list[str], **_: Any) -> str | None:
-        if self.played:
-            raise ChannelGone("c1")
-        self.played.append(media)
-        return None
-
-    async def get_digits(self, *_: Any, **__: Any) -> str:
-        raise ChannelGone("c1")
-
-
-async def test_a_hang_up_after_hearing_a_message_still_makes_it_old(rig: Rig, tmp_path: Path) -> None:
-    rig.seed("ab")
-    call = HangsUpInTheMenu()
-    menus = access.Menus(call, rig.service, Voice(tmp_path / "sounds", "fi"), rig.mailbox)  # type: ignore[arg-type]
-    with pytest.raises(ChannelGone):
-        await menus.listen("INBOX")
-    assert call.played[0][-1].endswith("INBOX/msg0000")
-    assert rig.where() == {"b": ("INBOX", 0), "a": ("Old", 0)}
-
-
 # --- the event loop stays free --------------------------------------------------------------------
 
 async def test_a_locked_mailbox_is_waited_for_off_the_event_loop(rig: Rig) -> None:
@@ -202,8 +173,9 @@ async def test_spool_and_call_state_work_runs_in_worker_threads(rig: Rig, state:
         watch(rig.store, attr)
 
     service = rig.service
-    assert not await service.pin_locked(rig.mailbox)
-    assert (await service.check_pin(rig.mailbox, PIN, actor="+358501234567")).ok
+    pins = service.pins()
+    assert not (await pins.pin_status(CTX, ANNA.id)).locked
+    assert (await pins.check_pin(CTX, ANNA.id, PIN, source="ivr", actor="+358501234567")).ok
     assert not (await service.voicemail_settings(rig.mailbox)).always_ask_pin
     assert await service.counts(rig.mailbox) == (2, 0)
     assert await service.greeting_sound(rig.mailbox) is None

@@ -4,7 +4,8 @@ The login is the toolkit's (`ari_app.ivr.Login`): from the user's own number or 
 into the mailbox, unless the user wants the PIN always; from any other number the mailbox number,
 then the PIN; a locked mailbox is refused before any PIN is taken. Then the menus of SPEC as tables
 of key → action (`Menu`). Any key interrupts any prompt, short confirmations ("deleted", "invalid
-key", ...) included, and is acted on as the caller's next choice; only the goodbye is said to the end.
+key", ...) included, and is acted on as the caller's next choice; only the last words before
+hanging up ("locked", the goodbye) are said to the end.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketExcepti
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 200  # simultaneous ARI requests; see templates/http.conf.j2
+
 # websockets logs every handshake header (Authorization included) at DEBUG. Its own logger is
 # pinned to INFO so that turning on debug logging never prints the ARI password.
 _ws_log = logging.getLogger(__name__ + ".websocket")
@@ -85,6 +87,9 @@ class AriClient:
             timeout=timeout,
             trust_env=False,
             transport=transport,
+            # Bounded below the PBX's http.conf sessionlimit: with hundreds of calls, requests
+            # wait for a pooled connection instead of Asterisk dropping the session.
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         )
         self._event_handlers: list[EventHandler] = []
         self._connect_handlers: list[ConnectHandler] = []

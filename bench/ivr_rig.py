@@ -58,11 +58,10 @@ PBX_IP, PHONES_IP, CARRIER_IP, AGI_IP = "127.0.0.60", "127.0.0.61", "127.0.0.62"
 # leave room for 400 calls (Asterisk picks ports at random and retries a taken one).
 PBX_RTP = (22000, 23999)
 PHONE_RTP = (24000, 27999)
-# Room for 400 calls in each Asterisk (the bench's asterisk.conf and http.conf only): a call holds
-# several descriptors (RTP, RTCP, timers, the Stasis control), and every simultaneous REST request
-# an HTTP session (Asterisk's default limit is 100, as many as the ARI clients' pools).
+# Room for 400 calls in each Asterisk (the bench's asterisk.conf only): a call holds several
+# descriptors (RTP, RTCP, timers, the Stasis control). The HTTP session limit is the product's own
+# (templates/http.conf.j2, and the test phone's http.conf).
 ASTERISK_OPTIONS = {"maxfiles": "65536", "maxcalls": "2000"}
-HTTP_SESSION_LIMIT = 1000
 ACCESS_NUMBER = "+358201243100"  # the product's voicemail number (platform default)
 ACTIVITY_NUMBER = "+358201243200"  # the product's activity-change number (platform default)
 VMM_NUMBER = "+358201249990"  # bench only: straight to VoiceMailMain
@@ -283,22 +282,12 @@ def cpu_seconds(pid: int | None) -> float:
 def bench_render(config: Config, secrets: SecretStore) -> dict[str, str]:
     """The product's files, plus the bench's numbers for the carrier and its HTTP session limit."""
     files = render_config(config, secrets)
-    files["http.conf"] = with_session_limit(files["http.conf"])
     text = files["extensions.conf"]
     header = "[vipbx-from-carrier]\n"
     if header not in text:
         raise SystemExit("extensions.conf has no [vipbx-from-carrier] context: update ivr_rig.py")
     files["extensions.conf"] = text.replace(header, header + "include => vipbx-bench-vmm\n", 1) + BENCH_CONTEXT
     return files
-
-
-def with_session_limit(http_conf: str) -> str:
-    """http.conf with room for HTTP_SESSION_LIMIT simultaneous sessions (REST requests and the
-    event websockets), for this bench's call counts."""
-    header = "[general]\n"
-    if header not in http_conf:
-        raise SystemExit("http.conf has no [general] section: update ivr_rig.py")
-    return http_conf.replace(header, f"{header}sessionlimit={HTTP_SESSION_LIMIT}\n", 1)
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:
@@ -384,8 +373,6 @@ class Stack:
         self.phone.configure(self.config, settings)
         # The same room for calls as the PBX (bench only: the phone's own files stay as rendered).
         self.phone.asterisk.options.update(ASTERISK_OPTIONS)
-        phone_http = self.phone.etc_dir / "http.conf"
-        phone_http.write_text(with_session_limit(phone_http.read_text()))
         self.phone.start()
         state = self.phone.wait_registered(timeout=60)
         missing = [d for d in self.phone.devices if state.get(d) != "Registered"]

@@ -108,7 +108,7 @@ def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSet
         "logger.conf": "[general]\n[logfiles]\nconsole => notice,warning,error\n"
                        "messages => notice,warning,error\n",
         "http.conf": f"[general]\nenabled=yes\nbindaddr={conf(s.phones_ip)}\n"
-                     f"bindport={int(s.http_port)}\nservername=vipbx-testphone\n",
+                     f"bindport={int(s.http_port)}\nservername=vipbx-testphone\nsessionlimit=400\n",
         # Ringback and busy tones, should a test ask for them (ARI "tone:ring").
         "indications.conf": "[general]\ncountry=fi\n\n[fi]\ndescription=Finland\n"
                             "ringcadence=1000,4000\nring=425/1000,0/4000\n"

@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketExcepti
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 200  # simultaneous ARI requests; see templates/http.conf.j2
+KEEPALIVE_CONNECTIONS = 50
 
 # websockets logs every handshake header (Authorization included) at DEBUG. Its own logger is
 # pinned to INFO so that turning on debug logging never prints the ARI password.
@@ -88,8 +89,9 @@ class AriClient:
             trust_env=False,
             transport=transport,
             # Bounded below the PBX's http.conf sessionlimit: with hundreds of calls, requests
-            # wait for a pooled connection instead of Asterisk dropping the session.
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+            # wait for a pooled connection instead of Asterisk dropping the session. Fewer are kept
+            # idle: httpcore checks every pooled connection's socket on each request.
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS),
         )
         self._event_handlers: list[EventHandler] = []
         self._connect_handlers: list[ConnectHandler] = []

@@ -69,26 +69,16 @@ class VoicemailService:
     # --- who (the configuration, in memory) ------------------------------------------------
 
     def by_ids(self, tenant_id: str, user_id: str) -> TenantUser | None:
-        for tenant in self.config.tenants:
-            if tenant.id == tenant_id:
-                try:
-                    return TenantUser(tenant, tenant.user(user_id))
-                except KeyError:
-                    return None
-        return None
+        return self.config.find_user(tenant_id, user_id)
 
     def by_number(self, raw: str) -> TenantUser | None:
         """The user a number (as a carrier or caller writes it) belongs to, in any tenant."""
-        found = self.config.find_caller(raw)
-        return TenantUser(*found) if found is not None else None
+        return self.config.find_caller(raw)
 
     def _by_box(self, context: str, box: str) -> TenantUser | None:
-        for tenant in self.config.tenants:
-            if tenant.id == context:
-                for user in tenant.users:
-                    if user.mailbox == box:
-                        return TenantUser(tenant, user)
-        return None
+        # A mailbox id is the user's own number without its '+' (User.mailbox), in the tenant's context.
+        owner = self.config.find_number("+" + box)
+        return owner if owner is not None and owner.context == context and owner.mailbox == box else None
 
     # --- settings and PIN (the call-state service) -----------------------------------------
 

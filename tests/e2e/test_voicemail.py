@@ -789,6 +789,38 @@ async def test_4_plays_the_own_greeting_and_0_repeats_the_main_menu(rig: Rig, tm
     assert rig.store.greeting(ANNA.tenant, ANNA.box) is not None  # heard, not changed
 
 
+async def test_a_stalled_database_holds_up_only_its_own_call(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anna's login waits on the call-state database (stalled for up to 2 s); meanwhile Mikko, in
+    his main menu on another call, presses 0 and hears the menu again before the stall ends."""
+    mikko = "+358401110002"
+    stalled, release = threading.Event(), threading.Event()
+    real = rig.callstate.voicemail_settings
+
+    def stalling(tenant_id: str, user_id: str) -> Any:
+        if (tenant_id, user_id) == (ANNA.tenant, ANNA.user) and not release.is_set():
+            stalled.set()
+            release.wait(2.0)  # the database answers only after this
+        return real(tenant_id, user_id)
+
+    monkeypatch.setattr(rig.callstate, "voicemail_settings", stalling)
+    obs = rig.observer
+    other = await rig.phone.call(VOICEMAIL, caller_number=mikko)
+    await obs.wait_prompt(mikko, "vm-main-menu")
+    anna = await rig.phone.call(VOICEMAIL, caller_number=ANNA.number)
+    try:
+        await obs.until(stalled.is_set, 10, "Anna's login reaching the database")
+        mark = obs.mark()
+        await other.send_dtmf("0", wait=False)
+        await obs.wait_prompt(mikko, "vm-main-menu", since=mark, timeout=1.5)
+        assert not release.is_set() and obs.prompts(ANNA.number, mark) == []  # Anna still waits
+    finally:
+        release.set()
+    await obs.wait_prompt(ANNA.number, "vm-main-menu")  # and her call goes on afterwards
+    for call in (other, anna):
+        await call.send_dtmf("*", wait=False)
+        await call.wait_hangup(10)
+
+
 # --- 4. press 1 for customer service -------------------------------------------------------------------
 
 async def test_press_1_in_the_greeting_reaches_customer_service(rig: Rig) -> None:

@@ -208,7 +208,7 @@ async def fastagi(e2e_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
 
 @pytest_asyncio.fixture
-async def channels(pbx: Any) -> AsyncIterator[ChannelLog]:
+async def channel_log(pbx: Any) -> AsyncIterator[ChannelLog]:
     """The PBX's record of its channels and dials during the test."""
     async with watch_channels(pbx) as log:
         yield log
@@ -238,7 +238,7 @@ def _no_pbx_errors(no_pbx_errors: None) -> None:
     (MIKKO_NUMBER, "acme-mikko-desk", "caller"),
     ("0401110002", "acme-mikko-soft", "callee"),  # national form, Acme's country code
 ])
-async def test_user_calls_colleague(phone: TestPhone, pbx: Any, channels: ChannelLog, dialled: str,
+async def test_user_calls_colleague(phone: TestPhone, pbx: Any, channel_log: ChannelLog, dialled: str,
                                     answering: str, hangs_up: str) -> None:
     anna_device, anna_number, anna_name = ANNA
     caller = await phone.call(dialled, device=anna_device)
@@ -273,7 +273,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, channels: Channe
     assert await far.wait_hangup(5) == NORMAL_CLEARING
     assert far.hung_up_by == "far" and ender.hung_up_by == "us"
     await wait_pbx_idle(pbx, 5)
-    assert await rang(phone, channels, caller) == set(MIKKO_DEVICES)  # both of Mikko's, nobody else's
+    assert await rang(phone, channel_log, caller) == set(MIKKO_DEVICES)  # both of Mikko's, nobody else's
 
 
 # --- 3. outside callers through the carrier ------------------------------------------------------
@@ -286,7 +286,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, channels: Channe
     (SWITCHBOARD, (ANNA[0],)),  # Acme's switchboard number rings Anna
 ])
 async def test_carrier_call_rings_the_user_with_the_caller_number(
-        phone: TestPhone, pbx: Any, channels: ChannelLog, dialled: str, devices: tuple[str, ...]) -> None:
+        phone: TestPhone, pbx: Any, channel_log: ChannelLog, dialled: str, devices: tuple[str, ...]) -> None:
     caller = await phone.call(dialled, caller_number=OUTSIDE)
     ringing = {device: await phone.incoming(device, 10) for device in devices}
     assert await caller.wait_state(("Ringing", "Up"), 5) == "Ringing"
@@ -307,18 +307,18 @@ async def test_carrier_call_rings_the_user_with_the_caller_number(
     await callee.hangup()
     assert await caller.wait_hangup(5) == NORMAL_CLEARING
     assert caller.hung_up_by == "far"
-    assert await rang(phone, channels, caller) == set(devices)
+    assert await rang(phone, channel_log, caller) == set(devices)
 
 
 # --- 4. isolation between tenants, and of extensions from the outside ----------------------------
 
 async def test_other_tenants_extension_does_not_connect(phone: TestPhone, pbx: Any,
-                                                       channels: ChannelLog) -> None:
+                                                       channel_log: ChannelLog) -> None:
     # 109 is Acme's workshop; Borealis has no 109.
     call = await phone.call("109", device=JAMES[0])
     assert await call.wait_hangup(10) == UNALLOCATED  # SIP 404
     assert "Ringing" not in call.states_seen and "Up" not in call.states_seen
-    assert await rang(phone, channels, call) == set()  # above all not Acme's workshop
+    assert await rang(phone, channel_log, call) == set()  # above all not Acme's workshop
     assert call.audio_seconds == 0
 
 
@@ -326,7 +326,7 @@ async def test_other_tenants_extension_does_not_connect(phone: TestPhone, pbx: A
     (AINO, "+358501220002", JAMES[0]),  # Borealis 101 is James, never Acme's Anna
     (SARA, "+358401110003", ANNA[0]),  # Acme 101 is Anna, never Borealis's James
 ])
-async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, channels: ChannelLog,
+async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
                                                   device: str, number: str, reached: str) -> None:
     call = await phone.call("101", device=device)
     leg = await phone.incoming(reached, 10)
@@ -336,11 +336,11 @@ async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, ch
     await assert_bridged(pbx, device, reached)
     await call.hangup()
     assert await leg.wait_hangup(5) == NORMAL_CLEARING
-    assert await rang(phone, channels, call) == {reached}
+    assert await rang(phone, channel_log, call) == {reached}
 
 
 @pytest.mark.parametrize("dialled", ["101", "102", "109"])
-async def test_carrier_cannot_dial_an_extension(phone: TestPhone, pbx: Any, channels: ChannelLog,
+async def test_carrier_cannot_dial_an_extension(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
                                                 dialled: str) -> None:
     call = await phone.call(dialled, caller_number=OUTSIDE)
     cause = await call.wait_hangup(10)
@@ -348,14 +348,14 @@ async def test_carrier_cannot_dial_an_extension(phone: TestPhone, pbx: Any, chan
     # still match the carrier's context. Either way nothing answered and no device rang.
     assert cause in (UNALLOCATED, INVALID_NUMBER_FORMAT), call.hangup_cause_txt
     assert "Ringing" not in call.states_seen and "Up" not in call.states_seen
-    assert await rang(phone, channels, call) == set()
+    assert await rang(phone, channel_log, call) == set()
     assert call.audio_seconds == 0
 
 
 # --- 5. a user without voicemail -------------------------------------------------------------
 
 async def test_unanswered_call_to_user_without_voicemail_gets_no_mailbox(
-        phone: TestPhone, pbx: Any, channels: ChannelLog, e2e_config: Config) -> None:
+        phone: TestPhone, pbx: Any, channel_log: ChannelLog, e2e_config: Config) -> None:
     """Rings the platform's no-answer time (FastAGI down: the dialplan's default), then ends."""
     ring_seconds = e2e_config.platform.no_answer_seconds
     device, number = WORKSHOP
@@ -370,7 +370,7 @@ async def test_unanswered_call_to_user_without_voicemail_gets_no_mailbox(
     assert call.audio_seconds == 0
     await leg.wait_hangup(5)
     assert leg.hung_up_by == "far" and "Up" not in leg.states_seen
-    assert await rang(phone, channels, call) == {device}
+    assert await rang(phone, channel_log, call) == {device}
 
 
 async def test_rejected_call_to_user_without_voicemail_is_busy(phone: TestPhone, pbx: Any) -> None:
@@ -388,7 +388,7 @@ async def test_rejected_call_to_user_without_voicemail_is_busy(phone: TestPhone,
 
 # --- 6. FastAGI up and down ------------------------------------------------------------------
 
-async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, channels: ChannelLog,
+async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
                                              e2e_config: Config) -> None:
     assert not agi_reachable(e2e_config), "something listens on the platform's FastAGI address"
     log_before = len(pbx.instance.log_path.read_text(errors="replace").splitlines())
@@ -403,7 +403,7 @@ async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, channel
     await caller.wait_state("Up", 5)
     await caller.hangup()
     assert await ringing[MIKKO_DEVICES[0]].wait_hangup(5) == NORMAL_CLEARING
-    assert await rang(phone, channels, caller) == set(MIKKO_DEVICES)
+    assert await rang(phone, channel_log, caller) == set(MIKKO_DEVICES)
 
 
 async def test_fastagi_up_is_asked_and_its_answer_rules(phone: TestPhone, pbx: Any,

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,98 @@ class Seen:
     at: float = 0.0  # loop time it was seen
 
 
+@dataclass(frozen=True)
+class ChannelEvent:
+    kind: str  # "created", "destroyed", or "dial" (a Dial() called `endpoint` on `channel`)
+    channel: str  # the PBX channel's id
+    endpoint: str  # PJSIP/acme-anna-soft-0000001a -> "acme-anna-soft"; the carrier is "carrier"
+
+
+def endpoint_of(name: str) -> str:
+    return name.partition("/")[2].rsplit("-", 1)[0]
+
+
+class ChannelLog:
+    """The PBX's own record of its channels, fed the ARI events of an app subscribed to
+    everything: which channels it created and destroyed, and which endpoints its Dial()s called.
+
+    It proves a negative without sleeping: once every channel created since a mark is gone, the
+    calls made since then are over, so routing has decided and acted; an endpoint no Dial()
+    called by then was never rung for them (not even one whose INVITE the phone had not seen yet).
+    """
+
+    def __init__(self) -> None:
+        self.events: list[ChannelEvent] = []
+        self._changed = asyncio.Event()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind in ("ChannelCreated", "ChannelDestroyed"):
+            channel = event["channel"]
+            self._add("created" if kind == "ChannelCreated" else "destroyed", channel)
+        elif kind == "Dial" and not event.get("dialstatus"):  # the attempt begins (once per peer)
+            self._add("dial", event["peer"])
+
+    def _add(self, kind: str, channel: dict[str, Any]) -> None:
+        self.events.append(ChannelEvent(kind, channel["id"], endpoint_of(channel.get("name", ""))))
+        self._changed.set()
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def dialled(self, since: int = 0) -> set[str]:
+        """Every endpoint a Dial() called since the mark."""
+        return {e.endpoint for e in self.events[since:] if e.kind == "dial"}
+
+    def open_channels(self, since: int = 0) -> list[str]:
+        """Endpoints of channels created since the mark and not destroyed yet."""
+        gone = {e.channel for e in self.events[since:] if e.kind == "destroyed"}
+        return [e.endpoint for e in self.events[since:] if e.kind == "created" and e.channel not in gone]
+
+    async def wait_calls_over(self, since: int = 0, timeout: float = 20, *, made: bool = True) -> None:
+        """Until every channel created since the mark is gone; with `made`, at least one must have
+        been created (the calls reached the PBX at all)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := self.open_channels(since)) or (made and not self._created(since)):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"the calls made since the mark are not over within {timeout} s: "
+                                     f"channels still on the PBX: {left or 'none created at all'}")
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+    def _created(self, since: int) -> bool:
+        return any(e.kind == "created" for e in self.events[since:])
+
+
+@asynccontextmanager
+async def watch_channels(pbx: Pbx, app: str = "vipbx-test-channels") -> AsyncIterator[ChannelLog]:
+    """A `ChannelLog` of `pbx`, kept by an ARI app of its own while the block runs."""
+    http = pbx.config.platform.http
+    client = AriClient(f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"), app,
+                       subscribe_all=True)
+    log = ChannelLog()
+
+    async def feed(event: dict[str, Any]) -> None:
+        log.on_event(event)
+
+    client.on_event(feed)
+    runner = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected(10)
+        yield log
+    finally:
+        await client.close()
+        runner.cancel()
+        with suppress(asyncio.CancelledError):
+            await runner
+
+
 class PbxObserver:
-    """Every playback and recording on every PBX channel, from an ARI app with subscribeAll."""
+    """Every playback and recording on every PBX channel, from an ARI app with subscribeAll; and
+    its channels and dials (`channels`)."""
 
     def __init__(self, pbx: Pbx, sounds: Path, spool: VoicemailStore) -> None:
         http = pbx.config.platform.http
@@ -69,9 +159,11 @@ class PbxObserver:
         self.callers: dict[str, str] = {}  # PBX channel id -> caller number
         self.seen: list[Seen] = []
         self._changed = asyncio.Event()
+        self.channels = ChannelLog()
         self.client.on_event(self._on_event)
 
     async def _on_event(self, event: dict[str, Any]) -> None:
+        self.channels.on_event(event)
         channel = event.get("channel") or {}
         if channel.get("id") and channel.get("caller", {}).get("number"):
             self.callers[channel["id"]] = channel["caller"]["number"]
@@ -185,9 +277,6 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
 
 # --- a PBX with the real service running, the test phone and the observer ---------------------------
 
-SETTLE = 1.5  # seconds to keep watching a device that must NOT ring
-
-
 def reset_call_state(pbx: Pbx, config: Config) -> None:
     """Every user back to the defaults: forwards, call waiting, presence, PIN counter, greeting
     options."""
@@ -246,10 +335,17 @@ class Rig:
         assert call.hung_up_by == "far" and "Up" in call.states_seen, call
         return self.observer.prompts(person.number, since)
 
-    async def no_ring(self, *devices: str) -> None:
-        """None of `devices` rings within SETTLE seconds."""
-        await asyncio.sleep(SETTLE)
+    async def no_ring(self, since: int, *devices: str) -> None:
+        """None of `devices` rang for the calls made since `since` (an `observer.channels.mark()`).
+
+        Waits until those calls are over on the PBX (see `ChannelLog`), so end them first; then
+        neither the PBX's Dial()s nor the test phone show a call to one of the devices.
+        """
+        log = self.observer.channels
+        await log.wait_calls_over(since)
+        dialled = log.dialled(since)
         for device in devices:
+            assert device not in dialled, f"the PBX dialled {device}; it dialled {sorted(dialled)}"
             assert self.phone._incoming[device].empty(), f"{device} rang"
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from support import ChannelLog, watch_channels
 
 import agi.server
 from agi.routing import RouteDecision, decide
@@ -45,9 +46,6 @@ AINO = "borealis-aino-soft"
 # Q.850 causes as the test phone reports them.
 NORMAL_CLEARING, USER_BUSY, NO_ANSWER, UNALLOCATED = 16, 17, 19, 1
 ANSWERED_ELSEWHERE, INVALID_NUMBER_FORMAT = 26, 28
-
-SETTLE = 1.0  # seconds to keep listening for a device that should NOT ring
-
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -121,21 +119,27 @@ async def wait_pbx_idle(pbx: Any, timeout: float = 10) -> None:
     await asyncio.to_thread(wait_idle, pbx, timeout)
 
 
-async def rang(phone: TestPhone, settle: float = SETTLE, limit: float = 10) -> set[str]:
-    """Every device (or carrier number) the PBX has called so far in this test.
+async def rang(phone: TestPhone, log: ChannelLog, caller: Call, since: int = 0) -> set[str]:
+    """Every device (or carrier number) the PBX called in this test, asked once `caller`'s call
+    is over: then nothing can ring for it any more.
 
-    Returns after `settle` seconds without a new call, so a late wrong ring is caught too; a
-    PBX still calling devices after `limit` seconds fails the test.
+    Both ends count: the calls the phone took, and every endpoint the PBX's Dial()s called
+    since `since` (one whose call the phone had not taken yet too; the carrier as "carrier"
+    unless the phone took its call). Every device the phone took a call for must be in the
+    PBX's record, which shows that record is complete.
     """
-    targets: set[str] = set()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            call = await phone.incoming_any(settle)
-        except TimeoutError:
-            return targets
-        targets.add(call.target)
-    raise AssertionError(f"the PBX kept calling devices for {limit} s: {sorted(targets)}")
+    await caller.wait_hangup(10)
+    # A call that rang or was answered made PBX channels; a refused INVITE makes none.
+    await log.wait_calls_over(since, made=bool({"Ringing", "Up"} & set(caller.states_seen)))
+    received: set[str] = set()
+    while not phone._any_incoming.empty():
+        received.add(phone._any_incoming.get_nowait().target)
+    dialled = log.dialled(since)
+    devices = {target for target in received if not target.startswith("+")}
+    assert devices <= dialled, f"the phone took calls for {sorted(devices - dialled)} that no Dial() made"
+    if received - devices:
+        dialled.discard("carrier")
+    return received | dialled
 
 
 def tone_frequency(call: Call, since: float = 0.0) -> float:
@@ -203,6 +207,13 @@ async def fastagi(e2e_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncI
             await server.wait_closed()
 
 
+@pytest_asyncio.fixture
+async def channel_log(pbx: Any) -> AsyncIterator[ChannelLog]:
+    """The PBX's record of its channels and dials during the test."""
+    async with watch_channels(pbx) as log:
+        yield log
+
+
 @pytest.fixture(autouse=True)
 def pbx_idle_around_each_test(pbx: Any) -> Iterator[None]:
     """No call is left over from before, and every call is gone from the PBX after the test.
@@ -227,13 +238,12 @@ def _no_pbx_errors(no_pbx_errors: None) -> None:
     (MIKKO_NUMBER, "acme-mikko-desk", "caller"),
     ("0401110002", "acme-mikko-soft", "callee"),  # national form, Acme's country code
 ])
-async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, answering: str,
-                                    hangs_up: str) -> None:
+async def test_user_calls_colleague(phone: TestPhone, pbx: Any, channel_log: ChannelLog, dialled: str,
+                                    answering: str, hangs_up: str) -> None:
     anna_device, anna_number, anna_name = ANNA
     caller = await phone.call(dialled, device=anna_device)
     ringing = {device: await phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert await caller.wait_state(("Ringing", "Up"), 5) == "Ringing"
-    assert await rang(phone) == set(MIKKO_DEVICES)  # both of Mikko's, nobody else's
     for leg in ringing.values():
         assert leg.caller == {"name": anna_name, "number": anna_number}
         assert "Up" not in leg.states_seen
@@ -263,6 +273,7 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, an
     assert await far.wait_hangup(5) == NORMAL_CLEARING
     assert far.hung_up_by == "far" and ender.hung_up_by == "us"
     await wait_pbx_idle(pbx, 5)
+    assert await rang(phone, channel_log, caller) == set(MIKKO_DEVICES)  # both of Mikko's, nobody else's
 
 
 # --- 3. outside callers through the carrier ------------------------------------------------------
@@ -275,11 +286,10 @@ async def test_user_calls_colleague(phone: TestPhone, pbx: Any, dialled: str, an
     (SWITCHBOARD, (ANNA[0],)),  # Acme's switchboard number rings Anna
 ])
 async def test_carrier_call_rings_the_user_with_the_caller_number(
-        phone: TestPhone, pbx: Any, dialled: str, devices: tuple[str, ...]) -> None:
+        phone: TestPhone, pbx: Any, channel_log: ChannelLog, dialled: str, devices: tuple[str, ...]) -> None:
     caller = await phone.call(dialled, caller_number=OUTSIDE)
     ringing = {device: await phone.incoming(device, 10) for device in devices}
     assert await caller.wait_state(("Ringing", "Up"), 5) == "Ringing"
-    assert await rang(phone) == set(devices)
     for leg in ringing.values():
         assert leg.entry == "incoming"
         assert leg.caller.get("number") == OUTSIDE
@@ -297,16 +307,18 @@ async def test_carrier_call_rings_the_user_with_the_caller_number(
     await callee.hangup()
     assert await caller.wait_hangup(5) == NORMAL_CLEARING
     assert caller.hung_up_by == "far"
+    assert await rang(phone, channel_log, caller) == set(devices)
 
 
 # --- 4. isolation between tenants, and of extensions from the outside ----------------------------
 
-async def test_other_tenants_extension_does_not_connect(phone: TestPhone, pbx: Any) -> None:
+async def test_other_tenants_extension_does_not_connect(phone: TestPhone, pbx: Any,
+                                                       channel_log: ChannelLog) -> None:
     # 109 is Acme's workshop; Borealis has no 109.
     call = await phone.call("109", device=JAMES[0])
     assert await call.wait_hangup(10) == UNALLOCATED  # SIP 404
     assert "Ringing" not in call.states_seen and "Up" not in call.states_seen
-    assert await rang(phone) == set()  # above all not Acme's workshop
+    assert await rang(phone, channel_log, call) == set()  # above all not Acme's workshop
     assert call.audio_seconds == 0
 
 
@@ -314,42 +326,42 @@ async def test_other_tenants_extension_does_not_connect(phone: TestPhone, pbx: A
     (AINO, "+358501220002", JAMES[0]),  # Borealis 101 is James, never Acme's Anna
     (SARA, "+358401110003", ANNA[0]),  # Acme 101 is Anna, never Borealis's James
 ])
-async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, device: str,
-                                                  number: str, reached: str) -> None:
+async def test_same_extension_stays_in_its_tenant(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
+                                                  device: str, number: str, reached: str) -> None:
     call = await phone.call("101", device=device)
     leg = await phone.incoming(reached, 10)
-    assert await rang(phone) == {reached}
     assert leg.caller.get("number") == number
     await leg.answer()
     await call.wait_state("Up", 5)
     await assert_bridged(pbx, device, reached)
     await call.hangup()
     assert await leg.wait_hangup(5) == NORMAL_CLEARING
+    assert await rang(phone, channel_log, call) == {reached}
 
 
 @pytest.mark.parametrize("dialled", ["101", "102", "109"])
-async def test_carrier_cannot_dial_an_extension(phone: TestPhone, pbx: Any, dialled: str) -> None:
+async def test_carrier_cannot_dial_an_extension(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
+                                                dialled: str) -> None:
     call = await phone.call(dialled, caller_number=OUTSIDE)
     cause = await call.wait_hangup(10)
     # Refused at the INVITE: 404, or 484 because a longer number (an E.164 without '+') could
     # still match the carrier's context. Either way nothing answered and no device rang.
     assert cause in (UNALLOCATED, INVALID_NUMBER_FORMAT), call.hangup_cause_txt
     assert "Ringing" not in call.states_seen and "Up" not in call.states_seen
-    assert await rang(phone) == set()
+    assert await rang(phone, channel_log, call) == set()
     assert call.audio_seconds == 0
 
 
 # --- 5. a user without voicemail -------------------------------------------------------------
 
 async def test_unanswered_call_to_user_without_voicemail_gets_no_mailbox(
-        phone: TestPhone, pbx: Any, e2e_config: Config) -> None:
+        phone: TestPhone, pbx: Any, channel_log: ChannelLog, e2e_config: Config) -> None:
     """Rings the platform's no-answer time (FastAGI down: the dialplan's default), then ends."""
     ring_seconds = e2e_config.platform.no_answer_seconds
     device, number = WORKSHOP
     started = time.monotonic()
     call = await phone.call(number, caller_number=OUTSIDE)
     leg = await phone.incoming(device, 10)
-    assert await rang(phone) == {device}
     assert await call.wait_hangup(ring_seconds + 15) == NO_ANSWER
     elapsed = time.monotonic() - started
     assert ring_seconds - 1 <= elapsed <= ring_seconds + 5, elapsed
@@ -358,6 +370,7 @@ async def test_unanswered_call_to_user_without_voicemail_gets_no_mailbox(
     assert call.audio_seconds == 0
     await leg.wait_hangup(5)
     assert leg.hung_up_by == "far" and "Up" not in leg.states_seen
+    assert await rang(phone, channel_log, call) == {device}
 
 
 async def test_rejected_call_to_user_without_voicemail_is_busy(phone: TestPhone, pbx: Any) -> None:
@@ -375,12 +388,12 @@ async def test_rejected_call_to_user_without_voicemail_is_busy(phone: TestPhone,
 
 # --- 6. FastAGI up and down ------------------------------------------------------------------
 
-async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, e2e_config: Config) -> None:
+async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, channel_log: ChannelLog,
+                                             e2e_config: Config) -> None:
     assert not agi_reachable(e2e_config), "something listens on the platform's FastAGI address"
     log_before = len(pbx.instance.log_path.read_text(errors="replace").splitlines())
     caller = await phone.call("102", device=ANNA[0])
     ringing = {device: await phone.incoming(device, 10) for device in MIKKO_DEVICES}
-    assert await rang(phone) == set(MIKKO_DEVICES)
     dialling = await dialling_channel(pbx, ANNA[0])
     # The dialplan's own default ring time: the platform's no-answer seconds.
     assert dialling.data.endswith(f",{e2e_config.platform.no_answer_seconds},tT"), dialling.data
@@ -390,6 +403,7 @@ async def test_fastagi_down_calls_still_ring(phone: TestPhone, pbx: Any, e2e_con
     await caller.wait_state("Up", 5)
     await caller.hangup()
     assert await ringing[MIKKO_DEVICES[0]].wait_hangup(5) == NORMAL_CLEARING
+    assert await rang(phone, channel_log, caller) == set(MIKKO_DEVICES)
 
 
 async def test_fastagi_up_is_asked_and_its_answer_rules(phone: TestPhone, pbx: Any,

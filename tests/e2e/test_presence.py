@@ -78,10 +78,9 @@ async def test_activity_number_sets_vacation_with_an_end_date(rig: Rig) -> None:
 
     # A caller to Anna follows Vacation's rule (voicemail) and, with the setting on, hears it.
     rig.state.update_voicemail_settings(ANNA.tenant, ANNA.user, actor="e2e", source="test", play_activity=True)
-    since = rig.observer.mark()
+    since, calls = rig.observer.mark(), rig.observer.channels.mark()
     caller = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     await caller.wait_state("Up", 10)
-    await rig.no_ring(ANNA.device)
     # "Tavoittelemasi henkilö on lomalla sunnuntaihin asti", after the (default) greeting.
     sentence = speech.activity_sentence("fi", "vacation", presence.until.astimezone(HELSINKI),
                                         datetime.now(HELSINKI))
@@ -92,6 +91,7 @@ async def test_activity_number_sets_vacation_with_an_end_date(rig: Rig) -> None:
     assert greeting[spoken:spoken + len(sentence)] == sentence
     assert greeting.index("vm-default-greeting-post") < spoken
     await caller.hangup()
+    await rig.no_ring(calls, ANNA.device)
 
 
 async def eventually_async(read, want: str, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
@@ -119,12 +119,12 @@ async def test_presence_shows_the_note_and_the_end_time_passes_across_a_restart(
     assert base64.b64decode(encoded).decode() == "Board, back at 3, room 2"
 
     # Meeting's rule: straight to voicemail.
-    since = rig.observer.mark()
+    since, calls = rig.observer.mark(), rig.observer.channels.mark()
     caller = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     await caller.wait_state("Up", 10)
-    await rig.no_ring(ANNA.device)
     await rig.observer.wait_prompt(OUTSIDE, "vm-default-greeting-pre", since=since)
     await caller.hangup()
+    await rig.no_ring(calls, ANNA.device)
 
     # The app stops; the end time passes while it is down; it starts again.
     await rig.stop_app()

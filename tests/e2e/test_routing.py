@@ -60,41 +60,44 @@ async def test_987_forwards_to_a_colleague_with_diversion_and_987_alone_removes_
     assert trail.actor.startswith("PJSIP/acme-anna-soft")
 
     # A caller to Anna: Mikko's devices ring, with Anna in the Diversion; Anna's does not.
+    since = rig.observer.channels.mark()
     call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     legs = {device: await rig.phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert await diversion(legs[MIKKO_DEVICES[0]]) == ANNA.number
     assert await legs[MIKKO_DEVICES[0]].get_var("REDIRECTING(reason)") == "cfu"  # Diversion reason=unconditional
     assert legs[MIKKO_DEVICES[0]].caller.get("number") == OUTSIDE
-    await rig.no_ring(ANNA.device)
     await legs[MIKKO_DEVICES[1]].answer()
     await call.wait_state("Up", 5)
     await call.hangup()
     await legs[MIKKO_DEVICES[1]].wait_hangup(5)
+    await rig.no_ring(since, ANNA.device)
     wait_pbx_idle(rig.pbx)
 
     assert await rig.dial_code(ANNA, "987") == ["fc-forward-removed"]
     assert rig.state.routing(ANNA.tenant, ANNA.user).immediate == "none"
+    since = rig.observer.channels.mark()
     call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     leg = await rig.phone.incoming(ANNA.device, 10)
     assert await diversion(leg) == ""
-    await rig.no_ring(*MIKKO_DEVICES)
     await call.hangup()
+    await rig.no_ring(since, *MIKKO_DEVICES)
 
 
 async def test_987_to_an_outside_number_leaves_through_the_carrier_naming_the_user(rig: Rig) -> None:
     heard = await rig.dial_code(ANNA, "9870505550101")
     assert heard == ["fc-forward-set", "plus", *digits_of(OUTSIDE_MOBILE)]
+    since = rig.observer.channels.mark()
     call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     out = await rig.phone.incoming(OUTSIDE_MOBILE, 10)  # the carrier is asked for the target
     assert await diversion(out) == ANNA.number
     assert out.caller.get("number") == OUTSIDE  # the original caller is shown to the target
-    await rig.no_ring(ANNA.device)
     await out.answer()
     await call.wait_state("Up", 5)
     heard = call.audio_seconds
     await out.play_tone(1.0, 800)
     assert await call.heard_audio(heard + 0.8, timeout=5)  # connected both ways out and back in
     await call.hangup()
+    await rig.no_ring(since, ANNA.device)
 
 
 @pytest.mark.parametrize(("dialled", "reason"), [
@@ -121,13 +124,14 @@ async def test_a_forward_loop_ends_at_the_user_who_would_close_it(rig: Rig) -> N
     assert await rig.dial_code(MIKKO, "987101") == ["fc-refused-loop"]
     rig.state.store.write(lambda tx: store_routing(tx, MIKKO.tenant, MIKKO.user, {"fwd_immediate": ANNA.number},
                                                    rig.state.store.now()))
+    since = rig.observer.channels.mark()
     call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     legs = {device: await rig.phone.incoming(device, 10) for device in MIKKO_DEVICES}
     assert await diversion(legs[MIKKO_DEVICES[0]]) == ANNA.number
-    await rig.no_ring(ANNA.device)
     await legs[MIKKO_DEVICES[0]].answer()
     await call.wait_state("Up", 5)
     await call.hangup()
+    await rig.no_ring(since, ANNA.device)
 
 
 # --- *43#: call waiting -----------------------------------------------------------------------------
@@ -158,19 +162,23 @@ async def test_call_waiting_codes_and_their_effect(rig: Rig) -> None:
     leg = await rig.phone.incoming(ANNA.device, 10)
     await leg.answer()
     await first.wait_state("Up", 5)
-    since = rig.observer.mark()
+    # "Did not ring" while she is in a call: no second call to her device (her first call's
+    # channels were made before the mark, and stay).
+    since, calls = rig.observer.mark(), rig.observer.channels.mark()
     second = await rig.phone.call(ANNA.number, caller_number=OUTSIDE_2)
     await second.wait_state("Up", 10)
     await rig.observer.wait_prompt(OUTSIDE_2, "vm-default-greeting-pre", since=since)
     await second.hangup()
-    await rig.no_ring(ANNA.device)
+    await rig.no_ring(calls, ANNA.device)
 
     # ... and a busy signal once her busy forward is removed.
     rig.state.set_forward(ANNA.tenant, ANNA.user, "busy", "none", actor="e2e", source="test")
+    calls = rig.observer.channels.mark()
     third = await rig.phone.call(ANNA.number, caller_number=OUTSIDE_2)
     assert await third.wait_hangup(10) == USER_BUSY
     assert "Up" not in third.states_seen
-    await rig.no_ring(ANNA.device)
+    await rig.no_ring(calls, ANNA.device)
+    assert not first.ended  # her first call stayed up throughout
     await first.hangup()
 
 

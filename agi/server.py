@@ -1,5 +1,10 @@
-"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,TENANT,USER` what to do with a call to a
-user and gets the answer as channel variables (see docs/architecture.md, "Dialplan contract").
+"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER` what to do with a call to
+a user and gets the answer as channel variables (see docs/architecture.md, "Dialplan contract").
+
+Only Asterisk may ask: a peer outside loopback and the listener's `permit` networks is dropped
+before it says a word, and a request whose first argument is not the generated key (`agi` in
+secrets.json, rendered into the dialplan) is refused. Both are logged, the key never. The key is
+an argument, not part of the URL, because Asterisk logs the URL when it cannot connect.
 
 Built on panoramisk's FastAGI `Application` (routes, `Request.send_command`). Its connection
 handler is replaced: in panoramisk 1.4 a peer that closes before the blank line ending the AGI
@@ -10,6 +15,8 @@ environment makes it spin on EOF without ever yielding, which freezes the whole 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -58,10 +65,13 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     default routing.
     """
 
-    def __init__(self, config: Config, state: Any = None) -> None:
+    def __init__(self, config: Config, state: Any = None, *, key: str) -> None:
+        if not key:
+            raise ValueError("FastAGI needs a key")
         super().__init__()
         self.config = config
         self.state = state
+        self._key = key.encode()
         self.add_route("route", self.route)
         self.add_route("ping", self.ping)
 
@@ -94,9 +104,42 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})
 
+    def permitted(self, peer: Any) -> bool:
+        """Loopback, or an address of the listener's permit networks (read per connection: the
+        configuration may be replaced at run time)."""
+        try:
+            address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        except (TypeError, IndexError, ValueError):
+            return False  # not an IP peer (e.g. a Unix socket): not Asterisk over TCP
+        if address.is_loopback:
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        listener = self.config.platform.agi
+        return listener.allow_remote and any(
+            address in ipaddress.ip_network(net, strict=False) for net in listener.permit
+        )
+
+    def has_key(self, headers: dict[str, str]) -> bool:
+        """Whether the first AGI argument is the key; the key is then taken out of `headers`,
+        so the scripts see their own arguments as agi_arg_1, agi_arg_2, ..."""
+        given = headers.get("agi_arg_1", "")
+        # Compared in constant time: the reply time must not reveal how much of a guess is right.
+        if not hmac.compare_digest(given.encode(), self._key):
+            return False
+        number = 1
+        while f"agi_arg_{number + 1}" in headers:
+            headers[f"agi_arg_{number}"] = headers.pop(f"agi_arg_{number + 1}")
+            number += 1
+        headers.pop(f"agi_arg_{number}", None)
+        return True
+
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
+            if not self.permitted(peer):
+                log.warning("FastAGI: connection from %s refused: not a permitted address", peer)
+                return
             try:
                 raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), ENV_TIMEOUT)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
@@ -108,6 +151,9 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
                 key, sep, value = line.partition(": ")
                 if sep:
                     headers[key] = value
+            if not self.has_key(headers):
+                log.warning("FastAGI: request from %s refused: wrong or missing key", peer)
+                return
             # agi://host/script?x=y sends "script?x=y"; the script name is what routes.
             script = headers.get("agi_network_script", "").lstrip("/").split("?", 1)[0]
             endpoint = self._route.get(script)
@@ -122,10 +168,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             writer.close()
 
 
-async def start_agi_server(config: Config, host: str, port: int,
-                           state: Any = None) -> tuple[asyncio.Server, AgiApplication]:
-    """Listen for FastAGI requests; the caller owns (and closes) the returned server."""
-    app = AgiApplication(config, state)
+async def start_agi_server(config: Config, host: str, port: int, state: Any = None, *,
+                           key: str) -> tuple[asyncio.Server, AgiApplication]:
+    """Listen for FastAGI requests carrying `key`; the caller owns (and closes) the server."""
+    app = AgiApplication(config, state, key=key)
     server = await asyncio.start_server(app.handler, host, port)
     log.info("FastAGI listening on %s:%d", host, port)
     return server, app

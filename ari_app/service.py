@@ -30,12 +30,14 @@ class Service:
         ari_user: str,
         ari_password: str,
         *,
+        agi_key: str,
         handlers: Mapping[str, Handler] | None = None,
         background: Sequence[Callable[[], Awaitable[None]]] = (),
         state: Any = None,
         on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.config = config
+        self.agi_key = agi_key  # what the dialplan's AGI() URLs carry (secret `agi`)
         self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
         self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
@@ -46,7 +48,8 @@ class Service:
     async def run(self) -> None:
         """Until cancelled. FastAGI listens on `config.platform.agi`."""
         platform = self.config.platform
-        agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port, self.state)
+        agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port, self.state,
+                                             key=self.agi_key)
         log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
                  sorted(self.app.handlers) or "none")
         # Plugins' own loops (orphan recovery, notification retries): a crash is logged, not fatal.
@@ -79,6 +82,7 @@ async def serve(
     ari_user: str,
     ari_password: str,
     *,
+    agi_key: str,
     handlers: Mapping[str, Handler] | None = None,
     background: Sequence[Callable[[], Awaitable[None]]] = (),
     state: Any = None,
@@ -86,5 +90,5 @@ async def serve(
 ) -> None:
     """Run the service until cancelled. `ari_url` like "http://127.0.0.1:8088/ari"; entries
     without a handler go back to the dialplan's fallback."""
-    await Service(config, ari_url, ari_user, ari_password, handlers=handlers, background=background,
+    await Service(config, ari_url, ari_user, ari_password, agi_key=agi_key, handlers=handlers, background=background,
                   state=state, on_connect=on_connect).run()

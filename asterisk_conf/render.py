@@ -39,6 +39,7 @@ QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.con
 
 ARI_USER = "vipbx"
 AMI_USER = "vipbx"
+AGI_KEY = "agi"  # the secret every AGI() URL of the dialplan carries (agi.server checks it)
 
 
 def templates_dir() -> Path:
@@ -111,6 +112,7 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
         "ami_user": AMI_USER,
         "ari_password": secrets.get("ari"),
         "ami_secret": secrets.get("ami"),
+        "agi_key": secrets.get(AGI_KEY),
         # One batch: a first render of a large platform creates many secrets, saved once.
         "device_passwords": {
             name.removeprefix("device:"): value

@@ -7,6 +7,7 @@ Templates therefore only loop and quote; they never decide.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -19,10 +20,20 @@ LANGUAGES = ("fi", "sv", "en")
 
 @dataclass(frozen=True)
 class Listener:
-    """A TCP/UDP listener of Asterisk or of our own services."""
+    """A TCP/UDP listener of Asterisk or of our own services.
+
+    A control listener (ARI's HTTP, AMI, FastAGI) off loopback needs `allow_remote` and the
+    networks it admits in `permit` (see docs/security.md); validation refuses anything else.
+    """
 
     bind: str
     port: int
+    allow_remote: bool = False
+    permit: tuple[str, ...] = ()  # networks (CIDR) admitted besides loopback
+
+    @property
+    def loopback_only(self) -> bool:
+        return ipaddress.ip_address(self.bind).is_loopback
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,9 @@ def make_attempts(config: Config, service: CallStateService, rng: random.Random,
     return attempts
 
 
+BENCH_KEY = "bench-agi-key"  # the dialplan's first AGI argument (see agi/server.py)
+
+
 def agi_env(attempt: Attempt, port: int, serial: int) -> bytes:
     """The environment res_agi sends for a FastAGI call, in its order (launch_netscript, then
     setup_env); an empty argument is sent as "agi_arg_N: " like Asterisk does."""
@@ -221,7 +224,7 @@ def agi_env(attempt: Attempt, port: int, serial: int) -> bytes:
         "agi_enhanced: 0.0",
         "agi_accountcode: ",
         f"agi_threadid: {140000000000000 + serial}",
-        *(f"agi_arg_{n}: {value}" for n, value in enumerate(attempt.args, 1)),
+        *(f"agi_arg_{n}: {value}" for n, value in enumerate((BENCH_KEY, *attempt.args), 1)),
     ]
     return ("\n".join(lines) + "\n\n").encode()
 
@@ -270,7 +273,7 @@ def serve_child(argv: Sequence[str]) -> int:
         gc.freeze()
 
     async def run() -> None:
-        server, _ = await start_agi_server(config, SERVER_HOST, 0, state)
+        server, _ = await start_agi_server(config, SERVER_HOST, 0, state, key=BENCH_KEY)
         print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -670,7 +673,7 @@ def micro(config: Config, service: CallStateService, attempts: list[Attempt], se
 
 async def micro_async(config: Config, service: CallStateService, read: list[Any], seconds: float) -> dict[str, float]:
     """The thread hop alone, and the server's whole decision path (find + hop + read + decide)."""
-    app = AgiApplication(config, service)
+    app = AgiApplication(config, service, key=BENCH_KEY)
 
     async def rate(make: Callable[[Any], Any]) -> float:
         done, start = 0, time.perf_counter()

@@ -41,7 +41,7 @@ from make_tenants import write as write_tenants
 
 from asterisk_conf import confcheck
 from asterisk_conf.deploy import Generations
-from asterisk_conf.render import AMI_USER, ARI_USER, render_config
+from asterisk_conf.render import AGI_KEY, AMI_USER, ARI_USER, render_config
 from asterisk_conf.validate import load_config
 from asterisk_host import AsteriskInstance, AsteriskRuntime
 from base.ami import AmiSettings
@@ -406,7 +406,7 @@ class Stack:
         plugin, deps = plugins.load(self.config, Paths(self.home), ami, self.secrets.get)
         http = self.config.platform.http
         service = Service(self.config, f"http://{http.bind}:{http.port}/ari", ARI_USER, self.secrets.get("ari"),
-                          handlers=plugin.handlers, background=plugin.background)
+                          agi_key=self.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background)
         self.service_task = asyncio.create_task(service.run(), name="vipbx-service")
         self.service_deps = deps
         await service.client.wait_connected(15)

@@ -13,7 +13,7 @@ import click
 from ari_app import plugins
 from ari_app.service import serve as run_service
 from asterisk_conf import deploy as deploying
-from asterisk_conf.render import ARI_USER, render_config
+from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
 from asterisk_conf.validate import validate_files
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import Config
@@ -182,7 +182,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     gc.freeze()
     try:
         asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
-                                handlers=plugin.handlers, background=plugin.background,
+                                agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
                                 state=deps.callstate, on_connect=plugin.on_connect))
     except KeyboardInterrupt:
         pass

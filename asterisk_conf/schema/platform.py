@@ -11,6 +11,7 @@ from typing import Any
 from asterisk_conf.checks import Checker, Fields, Loc, list_items
 from asterisk_conf.values import (
     INVALID_NUMBER,
+    boolean,
     choice,
     e164,
     host,
@@ -30,6 +31,8 @@ PLATFORM_KEYS = (
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications", "state_database",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
+# Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
+CONTROL_LISTENERS = ("http", "ami", "agi")
 FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
 ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 CODECS = ("alaw", "ulaw", "g722", "opus", "gsm")
@@ -46,7 +49,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         return default
     f = Fields(chk, loc, value, PLATFORM_KEYS, "platform")
     ports: dict[str, Listener] = {
-        name: f.get(name, listener(getattr(default, name)), getattr(default, name))
+        name: f.get(name, listener(getattr(default, name), name), getattr(default, name))
         for name in LISTENERS
     }
     rtp_start, rtp_end = f.get("rtp", rtp, (default.rtp_start, default.rtp_end))
@@ -90,12 +93,59 @@ def _check_listeners(
         chk.report(f.loc / at, f"{sip} is inside the RTP port range {rtp_start}-{rtp_end}")
 
 
-def listener(default: Listener) -> Callable[[Checker, Loc, Any], Listener]:
+def listener(default: Listener, name: str = "sip") -> Callable[[Checker, Loc, Any], Listener]:
+    control = name in CONTROL_LISTENERS
+    keys = ("bind", "port", "allow_remote", "permit") if control else ("bind", "port")
+
     def check(chk: Checker, loc: Loc, value: Any) -> Listener:
-        f = Fields(chk, loc, value, ("bind", "port"), "a listener")
-        return Listener(f.get("bind", ip_address, default.bind), f.get("port", port, default.port))
+        f = Fields(chk, loc, value, keys, "a listener")
+        bind = f.get("bind", ip_address, default.bind)
+        result = Listener(bind, f.get("port", port, default.port))
+        if not control:
+            return result
+        allow_remote = f.get("allow_remote", boolean, False)
+        permit = tuple(
+            net for item, item_loc in f.items("permit", "IP networks")
+            if (net := _permit_network(chk, item_loc, item))
+        )
+        _check_exposure(chk, f, name, bind, allow_remote, permit)
+        return Listener(result.bind, result.port, allow_remote, permit)
 
     return check
+
+
+def _permit_network(chk: Checker, loc: Loc, value: Any) -> str:
+    network = ip_network(chk, loc, value)
+    if network and ipaddress.ip_network(network, strict=False).prefixlen == 0:
+        chk.report(loc, f"{network} admits every address: list the networks that may connect")
+        return ""
+    return network
+
+
+def _check_exposure(
+    chk: Checker, f: Fields, name: str, bind: str, allow_remote: bool, permit: tuple[str, ...]
+) -> None:
+    """A control listener stays on loopback unless the file says who else may connect."""
+    if name == "http" and allow_remote:
+        chk.report(
+            f.loc / "allow_remote",
+            "Asterisk's HTTP server (ARI) has no address filter: keep it on loopback and put a "
+            "TLS reverse proxy with its own access rules in front (see docs/security.md)",
+        )
+        return
+    if allow_remote and not f.has("permit"):
+        chk.report(f.loc / "allow_remote", "needs a permit: list of the networks that may connect")
+    elif allow_remote and f.data.get("permit") == []:
+        chk.report(f.loc / "permit", "must list at least one network that may connect")
+    if f.has("permit") and not allow_remote:
+        chk.report(f.loc / "permit", "has no effect without allow_remote: true")
+    if bind and not ipaddress.ip_address(bind).is_loopback and not allow_remote:
+        what = {"http": "ARI", "ami": "AMI", "agi": "FastAGI"}[name]
+        chk.report(
+            f.loc / "bind",
+            f"{bind} exposes {what} to other hosts: bind to 127.0.0.1"
+            + ("" if name == "http" else ", or set allow_remote: true with a permit: list"),
+        )
 
 
 def feature_codes(chk: Checker, loc: Loc, value: Any) -> FeatureCodes:

@@ -21,7 +21,7 @@ from ari_app import plugins
 from ari_app.client import AriClient
 from ari_app.plugin_api import PluginDeps
 from ari_app.service import Service
-from asterisk_conf.render import AMI_USER, ARI_USER
+from asterisk_conf.render import AGI_KEY, AMI_USER, ARI_USER
 from base.ami import AmiSettings
 from base.model import Config
 from base.paths import Paths
@@ -270,7 +270,7 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
     plugin, deps = plugins.load(config, Paths(pbx.home), ami_settings(pbx), pbx.secrets.get)
     http = config.platform.http
     service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
-                      handlers=plugin.handlers, background=plugin.background, state=deps.callstate,
+                      agi_key=pbx.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background, state=deps.callstate,
                       on_connect=plugin.on_connect)
     return service, deps
 

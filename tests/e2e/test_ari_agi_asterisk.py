@@ -9,6 +9,7 @@ second ARI client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.asterisk
 HOST = "127.0.0.30"
 PORTS = range(18000, 19000)
 ARI_USER, ARI_PASSWORD = "vipbx", "e2e-ari-secret"
+AGI_KEY = "e2e-agi-key"
 MODULES = (
     "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb", "pbx_config", "func_global",
     "func_channel", "func_callerid", "app_senddtmf", "app_stasis", "app_playback", "codec_gsm",
@@ -76,11 +78,17 @@ def asterisk_files(http_port: int, agi_port: int) -> dict[str, str]:
             " same => n,Set(GLOBAL(FALLBACK_NOSUCH)=${STASISSTATUS})\n same => n,Hangup()\n"
             "exten => hold,1,Stasis(vipbx,hold)\n"
             " same => n,Set(GLOBAL(FALLBACK_HOLD)=${STASISSTATUS})\n same => n,Hangup()\n"
-            f"exten => agi,1,AGI({agi}/route,acme,anna)\n"
+            f"exten => agi,1,AGI({agi}/route,{AGI_KEY},acme,anna)\n"
             # The product's dialplan splits the answer the same way (see extensions.conf.j2).
             " same => n,Set(ARRAY(VIPBX_ACTION,VIPBX_TIMEOUT,T,B,N,U,F,C)=${VIPBX_ROUTE})\n"
             " same => n,Set(GLOBAL(AGI_ROUTE)=${AGISTATUS}:${VIPBX_ACTION}:${VIPBX_TIMEOUT})\n"
-            f" same => n,AGI({agi}/ping)\n same => n,Set(GLOBAL(AGI_PONG)=${{VIPBX_PONG}})\n"
+            f" same => n,AGI({agi}/ping,{AGI_KEY})\n same => n,Set(GLOBAL(AGI_PONG)=${{VIPBX_PONG}})\n"
+            " same => n,Hangup()\n"
+            # Without the key and with a wrong one: the server must not answer.
+            f"exten => agi-nokey,1,AGI({agi}/route,acme,anna)\n"
+            f" same => n,AGI({agi}/route,{AGI_KEY[:-1]}x,acme,anna)\n"
+            f" same => n,AGI({agi}/ping)\n"
+            " same => n,Set(GLOBAL(AGI_NOKEY)=route[${VIPBX_ROUTE}]pong[${VIPBX_PONG}])\n"
             " same => n,Hangup()\n"
             "\n[caller]\n"
             "exten => press5,1,Wait(1.5)\n same => n,SendDTMF(5)\n same => n,Wait(20)\n same => n,Hangup()\n"
@@ -201,7 +209,7 @@ class Handlers:
 @pytest.fixture
 async def service(pbx: Pbx, driver: AriClient) -> AsyncIterator[Handlers]:
     handlers = Handlers()
-    svc = Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD, handlers=handlers.table())
+    svc = Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD, agi_key=AGI_KEY, handlers=handlers.table())
     task = asyncio.create_task(svc.run())
     await svc.client.wait_connected(20)
     handlers.service = svc
@@ -247,9 +255,19 @@ async def test_fastagi_answers_the_dialplan(driver: AriClient, service: Handlers
     assert await global_var(driver, "AGI_PONG") == "1"
 
 
+async def test_fastagi_refuses_a_request_without_the_key(
+        driver: AriClient, service: Handlers, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agi.server")
+    await call(driver, "agi-nokey")
+    assert await global_var(driver, "AGI_NOKEY") == "route[]pong[]"
+    refusals = [r for r in caplog.records if "wrong or missing key" in r.getMessage()]
+    assert len(refusals) == 3
+    assert AGI_KEY not in caplog.text
+
+
 async def test_graceful_stop_hands_live_calls_back(pbx: Pbx, driver: AriClient) -> None:
     handlers = Handlers()
-    svc = Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD, handlers=handlers.table())
+    svc = Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD, agi_key=AGI_KEY, handlers=handlers.table())
     task = asyncio.create_task(svc.run())
     await svc.client.wait_connected(20)
     await call(driver, "hold")
@@ -270,7 +288,7 @@ async def test_orphan_after_app_crash_goes_back_to_the_dialplan(pbx: Pbx, driver
     # Crash: the socket goes without shutdown(), the call stays in Stasis with nobody serving it.
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
-    restarted = asyncio.create_task(Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD).run())
+    restarted = asyncio.create_task(Service(pbx.config, pbx.ari_url, ARI_USER, ARI_PASSWORD, agi_key=AGI_KEY).run())
     try:
         assert await global_var(driver, "FALLBACK_HOLD") == "SUCCESS"
     finally:

@@ -25,6 +25,7 @@ from support import ChannelLog, watch_channels
 
 import agi.server
 from agi.routing import RouteDecision, decide
+from asterisk_conf.render import AGI_KEY
 from base.model import Config
 from testphone import TestPhone
 from testphone.driver import Call
@@ -178,7 +179,7 @@ def agi_reachable(config: Config) -> bool:
 
 
 @pytest_asyncio.fixture
-async def fastagi(e2e_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+async def fastagi(e2e_config: Config, pbx: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """`await fastagi(config)`: the product's FastAGI server on the platform's AGI address.
 
     Returns the list of routing questions it is asked, as (tenant, user), in order; `config` is
@@ -195,7 +196,8 @@ async def fastagi(e2e_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
     async def start(config: Config) -> list[tuple[str, str]]:
         listener = e2e_config.platform.agi
-        server, _ = await agi.server.start_agi_server(config, listener.bind, listener.port)
+        server, _ = await agi.server.start_agi_server(config, listener.bind, listener.port,
+                                                        key=pbx.secrets.get(AGI_KEY))
         servers.append(server)
         return asked
 

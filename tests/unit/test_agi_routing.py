@@ -331,13 +331,18 @@ def test_quote() -> None:
 
 @pytest.fixture
 async def agi() -> AsyncIterator[tuple[AgiApplication, int]]:
-    server, app = await start_agi_server(CONFIG, "127.0.0.1", 0)
+    server, app = await start_agi_server(CONFIG, "127.0.0.1", 0, key=KEY)
     yield app, server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
 
 
-def agi_env(script: str, *args: str) -> bytes:
+KEY = "agi-key-of-the-tests"
+
+
+def agi_env(script: str, *args: str, key: str | None = KEY) -> bytes:
+    """What Asterisk sends for `AGI(agi://127.0.0.1/SCRIPT,KEY,ARGS...)`; key None: no key."""
+    args = args if key is None else (key, *args)
     lines = [
         "agi_network: yes",
         f"agi_network_script: {script}",
@@ -427,7 +432,7 @@ def state(tmp_path: Path) -> Iterator[CallStateService]:
 
 @pytest.fixture
 async def agi_state(state: CallStateService) -> AsyncIterator[tuple[CallStateService, int]]:
-    server, app = await start_agi_server(CONFIG, "127.0.0.1", 0, state)
+    server, app = await start_agi_server(CONFIG, "127.0.0.1", 0, state, key=KEY)
     assert app.state is state
     yield state, server.sockets[0].getsockname()[1]
     server.close()
@@ -483,7 +488,7 @@ async def test_route_reads_the_stored_activity(agi_state: tuple[CallStateService
 
 async def test_route_unknown_user_does_not_ask_the_state(caplog: pytest.LogCaptureFixture) -> None:
     failing = FailingState()
-    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing)
+    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing, key=KEY)
     async with server:
         port = server.sockets[0].getsockname()[1]
         assert await converse(port, agi_env("route", "acme", "ghost", "", "", "")) == []
@@ -494,7 +499,7 @@ async def test_route_fails_when_the_state_cannot_be_read(caplog: pytest.LogCaptu
     # No variable is set: the dialplan then takes its fallback (ring; voicemail where the user
     # has one), the same as when the router is down. The server goes on serving.
     failing = FailingState()
-    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing)
+    server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, failing, key=KEY)
     async with server:
         port = server.sockets[0].getsockname()[1]
         with caplog.at_level(logging.ERROR, logger="agi.server"):

@@ -99,7 +99,8 @@ def test_the_router_gets_state_chain_and_redirect_count(files: dict[str, str], c
     call_user = sections(files["extensions.conf"], "extensions.conf")["vipbx-call-user"]
     agi = [v for v in lines(call_user) if "AGI(" in v]
     agi_at = f"agi://{config.platform.agi.bind}:{config.platform.agi.port}"
-    assert agi == [f"n,AGI({agi_at}/route,${{ARG1}},${{ARG2}},${{VIPBX_STATE}},${{VIPBX_CHAIN}},"
+    key = agi[0].split(",")[2]  # the FastAGI key comes first (tests/unit/test_exposure.py)
+    assert agi == [f"n,AGI({agi_at}/route,{key},${{ARG1}},${{ARG2}},${{VIPBX_STATE}},${{VIPBX_CHAIN}},"
                    "${REDIRECTING(count)})"]
     unpack = [v for v in lines(call_user) if "ARRAY(" in v]
     assert unpack == ["n,Set(ARRAY(VIPBX_ACTION,VIPBX_TIMEOUT,VIPBX_TARGET,VIPBX_ON_BUSY,VIPBX_ON_NOANSWER,"

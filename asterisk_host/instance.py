@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from asterisk_host.runtime import AsteriskRuntime
+from asterisk_host import ownership
+from asterisk_host.runtime import AsteriskRuntime, RunAccount
+
+ASTERISK_UMASK = 0o027
 
 
 class AsteriskError(RuntimeError):
@@ -116,6 +119,28 @@ class AsteriskInstance:
         for folder in (self.run_dir, self.log_dir, self.spool_dir, self.db_dir, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.render_asterisk_conf(), encoding="utf-8")
+        account = self.runtime.account
+        ownership.private_file(self.conf_path, account)
+        if account is not None:
+            self._grant(account)
+
+    def _grant(self, account: RunAccount) -> None:
+        """Asterisk's account may write its own folders and the spool, and read its
+        configuration and the shared media; nobody else may read either (see ownership.py)."""
+        os.chown(self.home, 0, account.gid)
+        os.chmod(self.home, ownership.CONFIG_DIR)
+        for folder in (self.run_dir, self.log_dir, self.cache_dir):
+            ownership.own_tree(folder, account, ownership.PRIVATE_DIR)
+        ownership.own_tree(self.db_dir, account, ownership.DB_DIR)
+        ownership.share_spool(self.spool_dir, account)
+        ownership.readable_tree(self._etc_folder(), account, private=True)
+        for folder in self.shared:
+            folder.mkdir(parents=True, exist_ok=True)
+            ownership.readable_tree(folder.resolve(), account, private=False)
+        if self.runtime.is_system:
+            # No bind mounts: the real folders above ours must let the account pass.
+            for folder in (self.home, self._etc_folder(), *self.shared):
+                ownership.allow_passing(folder.resolve().parent)
 
     # -- process ---------------------------------------------------------------------------
     @property
@@ -145,11 +170,15 @@ class AsteriskInstance:
         # "-f": the server, not a `-rx` client naming the same asterisk.conf.
         return state != "Z" and str(self.conf_path).encode() in cmdline and b"-f" in cmdline
 
+    def _etc_folder(self) -> Path:
+        """The configuration folder, or the folder holding it when it is a swapped symlink."""
+        return self.etc_dir.parent if self.etc_dir.is_symlink() else self.etc_dir.resolve()
+
     def _binds(self) -> list[Path]:
-        etc = self.etc_dir.parent if self.etc_dir.is_symlink() else self.etc_dir.resolve()
         for folder in self.shared:
             folder.mkdir(parents=True, exist_ok=True)
-        return self.runtime.prepare_mountpoints([self.home, etc, *(p.resolve() for p in self.shared)])
+        return self.runtime.prepare_mountpoints([self.home, self._etc_folder(),
+                                                 *(p.resolve() for p in self.shared)])
 
     def start(self, timeout: float = 60) -> int:
         """Start Asterisk in the foreground of a new session; returns once it is fully booted."""
@@ -159,12 +188,19 @@ class AsteriskInstance:
             raise AsteriskError(f"{self.name}: no configuration folder {self.etc_dir}")
         self.write_conf()
         argv = [self.runtime.binary, "-f", "-C", str(self.conf_path)]
+        account = self.runtime.account
+        if account is not None:
+            # Asterisk drops root once it has read asterisk.conf (`-U`/`-G`).
+            argv += ["-U", account.name, "-G", account.name]
         command = self.runtime.command(argv, self._binds())
         with open(self.console_log, "ab") as console:
-            # A new session: a Ctrl-C meant for the caller does not reach the PBX.
+            ownership.private_file(self.console_log, account)
+            # A new session: a Ctrl-C meant for the caller does not reach the PBX. The umask
+            # keeps what Asterisk writes (recordings, voicemail, logs) from other accounts.
             self._proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                cwd=self.home, env=self.runtime.env(self.home), start_new_session=True)
+                cwd=self.home, env=self.runtime.env(self.home), start_new_session=True,
+                umask=ASTERISK_UMASK)
         pid = self._proc.pid
         self.pid_file.write_text(f"{pid}\n")
         try:

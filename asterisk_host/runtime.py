@@ -8,7 +8,9 @@ same paths, so every path means the same thing inside and outside (see `instance
 from __future__ import annotations
 
 import fcntl
+import grp
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -29,6 +31,16 @@ PACKAGES = ("asterisk", "asterisk-core-sounds-en")
 # A clean environment: nothing of the caller's (pyenv, venv) leaks into the rootfs.
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DIR_LINE = re.compile(r"^\s*(ast\w+dir)\s*=>?\s*(\S+)")
+# The unprivileged account Asterisk runs as: the Debian package's. In a rootfs it gets the ids of
+# the machine's own account of that name, so a file's owner means the same inside and outside.
+RUN_USER = "asterisk"
+
+
+@dataclass(frozen=True)
+class RunAccount:
+    name: str
+    uid: int
+    gid: int
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -53,6 +65,7 @@ class AsteriskRuntime:
             build_rootfs(rootfs)
         runtime = cls(rootfs.resolve())
         runtime.ensure_hosts()
+        runtime.ensure_account()
         return runtime
 
     @property
@@ -165,7 +178,10 @@ class AsteriskRuntime:
                 point = point / part
                 if point.is_symlink():
                     raise ValueError(f"{point} is a symlink in the rootfs; cannot mount {path} there")
-            point.mkdir(parents=True, exist_ok=True)
+                if not point.exists():
+                    point.mkdir()
+                    # Explicit: whatever the umask, Asterisk's own account must pass on the way.
+                    os.chmod(point, 0o755)
             if any(point.iterdir()):
                 raise ValueError(f"{point} is not empty; mounting {path} there would hide it")
         return minimal
@@ -181,6 +197,84 @@ class AsteriskRuntime:
         if name not in names or "localhost" not in names:
             prefix = text if text.endswith("\n") or not text else text + "\n"
             hosts.write_text(prefix + f"127.0.0.1 localhost {name}\n", encoding="utf-8")
+
+
+    @property
+    def account(self) -> RunAccount | None:
+        """Who Asterisk runs as; None when we are not root (it then runs as we do)."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(RUN_USER)
+        except KeyError:
+            raise RuntimeUnavailable(
+                f"no {RUN_USER!r} account on this machine to run Asterisk as"
+                + ("" if self.is_system else " (run `vipbx asterisk setup` as root)")) from None
+        return RunAccount(RUN_USER, entry.pw_uid, entry.pw_gid)
+
+    def ensure_account(self) -> None:
+        """Give the rootfs's `asterisk` account the ids of the machine's own (made if missing)."""
+        if self.is_system or os.geteuid() != 0:
+            return
+        host = _host_account()
+        with _locked(self.root.parent / f".{self.root.name}.lock"):
+            _align_account(self.root, host)
+
+
+def _host_account() -> RunAccount:
+    try:
+        entry = pwd.getpwnam(RUN_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                        "/nonexistent", "--shell", "/usr/sbin/nologin", RUN_USER],
+                       check=True, capture_output=True, env={"PATH": _PATH}, timeout=60)
+        entry = pwd.getpwnam(RUN_USER)
+    grp.getgrgid(entry.pw_gid)  # the primary group must exist too
+    return RunAccount(RUN_USER, entry.pw_uid, entry.pw_gid)
+
+
+def _align_account(root: Path, host: RunAccount) -> None:
+    """Rewrite the rootfs's passwd and group entries of `host.name` to `host`'s ids and re-own the
+    rootfs's files of the old ids. Refused when another rootfs account already has those ids."""
+    passwd, group = root / "etc/passwd", root / "etc/group"
+    users = [line.split(":") for line in passwd.read_text(encoding="utf-8").splitlines()]
+    groups = [line.split(":") for line in group.read_text(encoding="utf-8").splitlines()]
+    mine = next((u for u in users if u[0] == host.name), None)
+    if mine is None:
+        raise RuntimeUnavailable(f"the rootfs {root} has no {host.name!r} account")
+    old_uid, old_gid = int(mine[2]), int(mine[3])
+    if (old_uid, old_gid) == (host.uid, host.gid):
+        return
+    for entries, index, value, what in ((users, 2, host.uid, "uid"), (groups, 2, host.gid, "gid")):
+        clash = [e[0] for e in entries if len(e) > index and e[0] != host.name and e[index] == str(value)]
+        if clash:
+            raise RuntimeUnavailable(
+                f"{what} {value} of this machine's {host.name!r} is {clash[0]!r} in {root}")
+    mine[2], mine[3] = str(host.uid), str(host.gid)
+    for entry in groups:
+        if entry[0] == host.name:
+            entry[2] = str(host.gid)
+    for path in (root / "proc", root / "sys", root / "dev"):
+        path.mkdir(exist_ok=True)
+    for folder, dirs, files in os.walk(root):
+        if folder == str(root):
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+        for name in (*dirs, *files):
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            uid = host.uid if st.st_uid == old_uid else -1
+            gid = host.gid if st.st_gid == old_gid else -1
+            if uid != -1 or gid != -1:
+                os.chown(path, uid, gid, follow_symlinks=False)
+    _write(passwd, "".join(":".join(u) + "\n" for u in users))
+    _write(group, "".join(":".join(g) + "\n" for g in groups))
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.vipbx")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def default_cache(cache_dir: Path | None = None) -> Path:

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from . import wav as wavfile
-from .store import playback_name
+from .store import _mkdir, playback_name
 
 FOLDER = "vipbx"  # our recordings stay apart from anything else recorded on the machine
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -34,7 +34,8 @@ class Recordings:
     def new_name(self, prefix: str = "") -> str:
         """A fresh name to record under. Asterisk makes subfolders of the recordings folder but not
         that folder itself, which a fresh install lacks: without it ARI refuses to record."""
-        (self.dir / FOLDER).mkdir(parents=True, exist_ok=True)
+        for folder in (self.dir, self.dir / FOLDER):
+            _mkdir(folder)  # Asterisk's group must be able to write there
         return f"{FOLDER}/{prefix}{uuid.uuid4()}"
 
     def audio(self, name: str) -> Path:

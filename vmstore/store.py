@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import shutil
 import time
 from collections.abc import Iterator
@@ -371,7 +372,10 @@ def _mkdir(path: Path) -> None:
         path.mkdir(parents=True)
     except FileExistsError:
         return
-    os.chmod(path, DIR_MODE)  # explicit: the umask must not decide who may read voicemail
+    # Explicit: the umask must not decide who may read voicemail. The set-group-ID bit that a
+    # spool prepared for an unprivileged Asterisk passes down is kept, so what we create there
+    # stays in Asterisk's group (see asterisk_host/instance.py).
+    os.chmod(path, DIR_MODE | (os.stat(path).st_mode & stat.S_ISGID))
 
 
 def _stage_copy(audio: Path, folder: Path) -> Path:

@@ -10,6 +10,9 @@
 # Environment: VIPBX_HOME (state, default /var/lib/vipbx), VIPBX_CACHE (Asterisk rootfs cache,
 # default /var/cache/vipbx), VIPBX_CONFIG (tenant YAML files, default the bundled examples).
 set -euo pipefail
+# Secrets, voicemail and logs are created under VIPBX_HOME: nothing here is for other accounts
+# (Asterisk's own account reaches what it needs through its group; see docs/security.md).
+umask 027
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv="$here/.venv"
@@ -101,6 +104,9 @@ start_service() {
     fi
     say "starting vipbx serve (ARI application + FastAGI)"
     mkdir -p "$VIPBX_HOME"
+    # The log names callers and mailboxes: owner-only, also when an older version left it open.
+    touch "$VIPBX_HOME/serve.log"
+    chmod 600 "$VIPBX_HOME/serve.log"
     # shellcheck disable=SC2086
     nohup "$venv/bin/vipbx" serve $VIPBX_CONFIG >>"$VIPBX_HOME/serve.log" 2>&1 &
     echo $! >"$serve_pid"

@@ -11,13 +11,14 @@ transactions are functions, not `with` blocks: a function can be run again).
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from base.private import private_file, tighten_sqlite
 
 from .errors import StorageError
 from .pool import ConnectionPool
@@ -164,7 +165,8 @@ class Database:
     def _create_file(self) -> None:
         """Owner-only from the first byte: the audit trail is personal data."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        private_file(self.path)  # also a file an older version left readable
+        tighten_sqlite(self.path)
 
     def _enable_wal(self) -> None:
         # WAL is a property of the file, set once; several processes opening a new file at the

@@ -27,6 +27,19 @@ class Context:
 
     def __init__(self, home: Path) -> None:
         self.paths = Paths.resolve(home)
+        self._seen: tuple[int, int] | None = None
+        self._values: list[str] = []
+
+    def secret_values(self) -> list[str]:
+        """Every value of secrets.json, re-read when the file changes (for the log filter)."""
+        try:
+            st = self.paths.secrets.stat()
+            if (st.st_mtime_ns, st.st_size) != self._seen:
+                self._values = SecretStore(self.paths.secrets).values()
+                self._seen = (st.st_mtime_ns, st.st_size)
+        except (OSError, ValueError):
+            pass  # none yet, or unreadable for this account: nothing of it can be logged either
+        return self._values
 
     @property
     def home(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,12 +13,14 @@ import click
 from ari_app import plugins
 from ari_app.service import serve as run_service
 from asterisk_conf import deploy as deploying
+from asterisk_conf.masking import mask_diff
 from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
 from asterisk_conf.validate import validate_files
+from base import logsetup
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import Config
 from base.paths import DEFAULT_HOME
-from base.secrets import SecretStore
+from base.private import private_dir, write_private
 
 from . import args as cliargs
 from .asterisk import asterisk
@@ -30,6 +32,8 @@ from .prompts import prompts_group
 from .voicemail import voicemail
 
 config_files = cliargs.config_files()
+# Nothing `vipbx serve` writes is for other accounts; Asterisk's group may read what it must.
+SERVE_UMASK = 0o027
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,11 +53,9 @@ def main(ctx: click.Context, home: Path, verbose: bool) -> None:
     FILES are YAML files with `platform:` and `tenants:` (several are merged); they may also be
     given in the VIPBX_CONFIG environment variable, separated by spaces.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not verbose:
-        # httpx logs every ARI request at INFO: that would bury what happens to calls.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = Context(home.absolute())
+    # Every line on stderr goes through a filter that masks the values of secrets.json.
+    logsetup.configure(verbose, ctx.obj.secret_values)
 
 
 @main.command()
@@ -73,11 +75,15 @@ def validate(files: tuple[str, ...]) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write the Asterisk files into.")
 @click.pass_obj
 def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
-    """Write the Asterisk configuration for FILES into --out (nothing is deployed)."""
+    """Write the Asterisk configuration for FILES into --out (nothing is deployed).
+
+    The folder and the files are made readable by their owner only (they hold passwords and PINs).
+    """
     rendered = render_config(load(files), obj.secrets)
-    out.mkdir(parents=True, exist_ok=True)
+    # Passwords and PINs are in these files: owner-only, whatever the umask.
+    private_dir(out)
     for name, text in rendered.items():
-        (out / name).write_text(text, encoding="utf-8")
+        write_private(out / name, text)
     click.echo(f"wrote {len(rendered)} files to {out}")
 
 
@@ -85,13 +91,16 @@ def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
 @config_files
 @click.pass_obj
 def diff(obj: Context, files: tuple[str, ...]) -> None:
-    """Show what `deploy` would change in the live configuration (unified diff). Exit 1 if anything."""
+    """Show what `deploy` would change in the live configuration (unified diff). Exit 1 if anything.
+
+    Passwords, generated secrets and voicemail PINs are shown as ********.
+    """
     text = deploying.Generations(obj.paths).diff(render_config(load(files), obj.secrets))
     if not text:
         click.echo("no changes")
         return
-    # Secrets never reach a terminal or a log.
-    click.echo(_mask_secrets(text, obj.secrets), nl=False)
+    # Secrets and PINs never reach a terminal or a log.
+    click.echo(mask_diff(text, obj.secrets.values()), nl=False)
     sys.exit(1)
 
 
@@ -160,17 +169,15 @@ def _report(result: deploying.DeployResult, verb: str) -> None:
         click.echo("modules.conf changed: restart Asterisk (`vipbx asterisk stop && vipbx asterisk start`) to load or unload modules", err=True)
 
 
-def _mask_secrets(text: str, secrets: SecretStore) -> str:
-    for value in secrets.values():
-        text = text.replace(value, "********")
-    return text
-
-
 @main.command()
 @config_files
 @click.pass_obj
 def serve(obj: Context, files: tuple[str, ...]) -> None:
-    """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk)."""
+    """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk).
+
+    Files it creates (outbox, call state, logs) are closed to other accounts (umask 027).
+    """
+    os.umask(SERVE_UMASK)
     config = load(files)
     http = config.platform.http
     host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind

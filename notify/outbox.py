@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from base.private import FILE_MODE, private_dir, private_file, tighten_sqlite
+
 from .notice import VoicemailNotice
 
 log = logging.getLogger(__name__)
@@ -73,18 +75,24 @@ def notice_from_json(text: str) -> VoicemailNotice:
     return VoicemailNotice(**data)
 
 
+_NEW_PRIVATE = os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC
+
+
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.files = path.parent / f"{path.stem}-files"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.files.mkdir(exist_ok=True)
+        # Phone numbers, names and recordings: for this account only, whatever the umask.
+        private_dir(self.files)
+        private_file(path)
         # Autocommit; multi-statement changes use explicit transactions.
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a row the caller was told about survives a power cut, not just a crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        tighten_sqlite(path)  # companions left by an older version
 
     def close(self) -> None:
         self._db.close()
@@ -186,7 +194,7 @@ class Outbox:
         name = f"{uuid.uuid4().hex}{wav.suffix or '.wav'}"
         tmp = self.files / f".{name}.tmp"
         try:
-            with open(wav, "rb") as src, open(tmp, "wb") as dst:
+            with open(wav, "rb") as src, open(os.open(tmp, _NEW_PRIVATE, FILE_MODE), "wb") as dst:
                 shutil.copyfileobj(src, dst)
                 dst.flush()
                 os.fsync(dst.fileno())

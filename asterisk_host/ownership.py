@@ -54,8 +54,8 @@ def share_spool(root: Path, account: RunAccount) -> None:
 
 
 def readable_tree(root: Path, account: RunAccount, *, private: bool) -> None:
-    """Everything below `root` readable by the account's group; `private` (configuration with
-    secrets): nothing for others, and new entries inherit the group (set-group-ID folders)."""
+    """Everything below `root` readable by the account's group, and new entries inherit the group
+    (set-group-ID folders); `private` (configuration with secrets): nothing for others."""
     for path in (root, *_below(root)):
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -63,9 +63,10 @@ def readable_tree(root: Path, account: RunAccount, *, private: bool) -> None:
         if st.st_gid != account.gid:
             os.chown(path, -1, account.gid)
         is_dir = stat.S_ISDIR(st.st_mode)
-        mode = st.st_mode & 0o7777 | (0o050 if is_dir else 0o040)
+        # Folders pass their group on (set-group-ID): what is added later stays readable.
+        mode = st.st_mode & 0o7777 | (0o050 | stat.S_ISGID if is_dir else 0o040)
         if private:
-            mode = (mode & ~0o007) | (stat.S_ISGID if is_dir else 0)
+            mode &= ~0o007
         if mode != st.st_mode & 0o7777:
             os.chmod(path, mode)
 

@@ -28,7 +28,9 @@ class PhoneInstance:
     def __init__(self, runtime: AsteriskRuntime, home: Path, secrets: SecretStore) -> None:
         self.home = Path(home).absolute()
         self.secrets = secrets
-        self.asterisk = AsteriskInstance(runtime, self.home, self.home / "etc", name="testphone")
+        # The driver writes the audio it speaks into `sounds/` (as root): Asterisk must read it.
+        self.asterisk = AsteriskInstance(runtime, self.home, self.home / "etc", name="testphone",
+                                         shared=[self.home / "sounds"])
 
     @property
     def etc_dir(self) -> Path:

@@ -15,7 +15,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from asterisk_host import ownership
-from asterisk_host.runtime import AsteriskRuntime, RunAccount
+from asterisk_host.runtime import AsteriskRuntime, RunAccount, RuntimeUnavailable
 
 ASTERISK_UMASK = 0o027
 
@@ -186,9 +186,12 @@ class AsteriskInstance:
             raise AsteriskError(f"{self.name} is already running (pid {self.pid})")
         if not self.etc_dir.is_dir():
             raise AsteriskError(f"{self.name}: no configuration folder {self.etc_dir}")
+        try:
+            account = self.runtime.account
+        except RuntimeUnavailable as exc:
+            raise AsteriskError(f"{self.name}: {exc}") from exc
         self.write_conf()
         argv = [self.runtime.binary, "-f", "-C", str(self.conf_path)]
-        account = self.runtime.account
         if account is not None:
             # Asterisk drops root once it has read asterisk.conf (`-U`/`-G`).
             argv += ["-U", account.name, "-G", account.name]

@@ -3,6 +3,7 @@ may do only what the application needs, and its files are closed to other accoun
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -84,3 +85,49 @@ def test_a_root_process_reads_what_the_pbx_wrote(pbx: Pbx) -> None:
     # The application runs as root beside Asterisk: nothing it needs may be closed to it.
     assert os.geteuid() == 0
     assert pbx.instance.cli("core show uptime")
+
+
+async def test_a_debug_run_of_the_service_logs_no_secret(pbx: Pbx) -> None:
+    """The service as `vipbx serve` runs it, at DEBUG through the command line's log handler:
+    ARI (REST and events), a deploy's AMI reload, an MWI refresh and a FastAGI request with its
+    key. Not one value of secrets.json in the output."""
+    import asyncio
+    import io
+    import logging
+
+    from support import start_service
+
+    from asterisk_conf.render import AGI_KEY
+    from base import logsetup
+    from vmstore.mwi import refresh_mwi
+
+    stream = io.StringIO()
+    handler = logsetup.configure(True, pbx.secrets.values, stream)
+    try:
+        service, _ = start_service(pbx, pbx.config)
+        task = asyncio.create_task(service.run())
+        try:
+            await service.client.wait_connected(20)
+            await service.client.get("/asterisk/info")
+            async with ami_session(ami_settings(pbx)) as session:
+                await session.action("Reload", Module="features")
+            await refresh_mwi(ami_settings(pbx), "acme", "358401110001")
+            agi = pbx.config.platform.agi
+            reader, writer = await asyncio.open_connection(agi.bind, agi.port)
+            env = (f"agi_network: yes\nagi_network_script: ping\nagi_request: agi://{agi.bind}/ping\n"
+                   f"agi_arg_1: {pbx.secrets.get(AGI_KEY)}\n\n")
+            writer.write(env.encode())
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"SET VARIABLE VIPBX_PONG")
+            writer.write(b"200 result=1\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "DEBUG" in text and "ARI events connected" in text
+    leaked = [name for name, value in json.loads(pbx.secrets.path.read_text()).items() if value in text]
+    assert not leaked, leaked

@@ -26,6 +26,9 @@ class SecretStore:
                 self._values = json.loads(self.path.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 self._values = {}
+            else:
+                if self.path.stat().st_mode & 0o077 and self.path.stat().st_uid == os.geteuid():
+                    os.chmod(self.path, 0o600)  # left open by hand or by an older version
         return self._values
 
     def get(self, name: str) -> str:

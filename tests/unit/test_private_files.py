@@ -148,3 +148,11 @@ def test_call_state_database_is_owner_only(tmp_path: Path) -> None:
     db = Database(path)
     db.close()
     assert mode(path) == 0o600
+
+
+def test_a_secrets_file_left_open_is_closed_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text('{"ami": "a-generated-secret-value"}')
+    os.chmod(path, 0o644)
+    assert SecretStore(path).get("ami") == "a-generated-secret-value"
+    assert mode(path) == 0o600

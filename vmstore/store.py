@@ -21,8 +21,8 @@ import errno
 import os
 import re
 import secrets
-import stat
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace

@@ -18,12 +18,12 @@ from agi.server import AgiApplication, quote, start_agi_server
 from base.model import (
     Activity,
     Config,
-    Forwarding,
     Platform,
     Tenant,
     TenantNumber,
     User,
 )
+from base.outbound import OutboundPolicy
 from callstate import CallStateService, Presence, Routing, StorageError
 
 ANNA, MIKKO, NORA = "+358401111111", "+358401111112", "+358401111113"
@@ -90,7 +90,7 @@ def test_immediate_forward() -> None:
 
 def test_stored_forwards_the_rules_now_refuse_are_not_followed() -> None:
     # Stored while the number was allowed; the tenant has since denied that range.
-    tightened = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], forwarding=Forwarding(
+    tightened = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], outbound=OutboundPolicy(
         allow=("+358",), deny=("+35850",))),))
     stored = Routing(immediate=OUTSIDE, busy=OUTSIDE, no_answer="voicemail", unreachable="voicemail")
     decision = decide(tightened, "acme", "anna", stored)

@@ -17,11 +17,11 @@ from ari_app.features import plugin as features_plugin
 from ari_app.testing import FakeAri, channel
 from base.model import (
     Config,
-    Forwarding,
     Platform,
     Tenant,
     TenantNumber,
 )
+from base.outbound import OutboundPolicy
 from callstate import CallStateService, Routing, SettingsError, StorageError
 from prompts import speech
 
@@ -38,7 +38,7 @@ CONFIG = Config(
                users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "fi"),
                       user("nora", "+358401110003", "103", "en", no_voicemail=True))),
         Tenant(id="nordic", name="Nordic", domain="nordic.example",
-               forwarding=Forwarding(allow=("+46",), deny=("+4690",)),
+               outbound=OutboundPolicy(allow=("+46",), deny=("+4690",)),
                users=(user("olli", "+358502220001", "301", "fi"), user("petra", "+358502220002", "302", "fi"))),
     ),
 )
@@ -86,7 +86,7 @@ def answered_and_hung_up(h: Harness, channel_id: str = "c1") -> bool:
 
 
 async def test_plugin_serves_the_three_entries(h: Harness) -> None:
-    assert set(h.app.handlers) == {"forward", "callwaiting", "transfer"}
+    assert set(h.app.handlers) == {"forward", "callwaiting", "transfer", "outbound-refused"}
 
 
 # ---------------------------------------------------------------------- 987
@@ -239,7 +239,8 @@ async def test_transfer_allowed_continues_to_the_target(h: Harness, tenant: str,
     await h.call("transfer", tenant, digits, tenant=None, user_id=None)
     chain = [(r.url.params.get("variable"), r.url.params.get("value"))
              for r in h.calls("POST", "/channels/c1/variable")]
-    assert chain == [("VIPBX_CHAIN", "")]
+    # The call goes out (if the target is outside) as the tenant's: the outbound check's policy.
+    assert chain == [("VIPBX_CHAIN", ""), ("VIPBX_OUT_TENANT", tenant), ("VIPBX_OUT_USER", "")]
     assert continued(h) == [("vipbx-connect", target, "1")]
     assert h.played() == [] and not h.calls("DELETE", "/channels/c1")
     assert h.state.audit() == []

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from people import user
 from pluginharness import PluginHarness, running
@@ -267,3 +268,24 @@ async def test_transfer_without_arguments_is_refused(h: Harness) -> None:
     await h.call("transfer")
     assert h.played() == [("sv", "xfer-refused")]
     assert continued(h) == []
+
+
+# ---------------------------------------------------------------------- outbound refusal
+
+
+@pytest.mark.parametrize(("reason", "hangup"), [("barred", "rejected"), ("limit", "congestion"),
+                                                ("error", "rejected"), ("nonsense", "rejected")])
+async def test_a_refused_call_out_hears_why_unanswered_and_ends_with_the_cause(
+        h: Harness, reason: str, hangup: str) -> None:
+    h.fake.route("POST", r"/channels/([^/]+)/progress", lambda request, match: httpx.Response(204))
+    chan = channel("c1", app_data=f"vipbx,outbound-refused,{reason},acme,anna", number=ANNA)
+    chan["state"] = "Ring"  # a call being dialled: not answered, early media only
+    h.fake.channels["c1"] = chan
+    await h.fake.send({"type": "StasisStart", "args": ["outbound-refused", reason, "acme", "anna"],
+                       "channel": chan})
+    await h.until(lambda: bool(h.calls("DELETE", "/channels/c1")))
+    expected = reason if reason in ("barred", "limit") else "error"
+    assert h.played() == fi(f"out-refused-{expected}")  # in anna's language
+    assert len(h.calls("POST", "/channels/c1/progress")) == 1
+    assert not h.calls("POST", "/channels/c1/answer")
+    assert h.calls("DELETE", "/channels/c1")[0].url.params["reason"] == hangup

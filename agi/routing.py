@@ -22,7 +22,16 @@ from base.model import RING as RING_RULE
 from base.model import TO_VOICEMAIL as TO_VOICEMAIL_RULE
 from base.model import Config, Tenant, User
 from callstate.presence import Presence
-from callstate.routing import BUSY, IMMEDIATE, NO_ANSWER, NONE, UNREACHABLE, VOICEMAIL, Routing, defaults
+from callstate.routing import (
+    BUSY,
+    IMMEDIATE,
+    NO_ANSWER,
+    NONE,
+    UNREACHABLE,
+    VOICEMAIL,
+    Routing,
+    defaults,
+)
 from callstate.targets import TargetRefused, check_target
 
 RING = "ring"

@@ -20,7 +20,13 @@ from ari_app.ivr import PinGate
 from base.ami import AmiSettings
 from base.model import Config, TenantUser
 from base.offload import run_blocking
-from callstate import AsyncCallState, CallStateService, SettingsError, VoicemailSettings, check_press1
+from callstate import (
+    AsyncCallState,
+    CallStateService,
+    SettingsError,
+    VoicemailSettings,
+    check_press1,
+)
 from notify import VoicemailNotice
 from vmstore import (
     FolderVisit,

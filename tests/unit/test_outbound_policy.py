@@ -11,7 +11,13 @@ from agi.routing import decide
 from agi.throttle import WINDOW_SECONDS, MinuteThrottle
 from base.model import Activity, Config, Platform, Tenant
 from base.outbound import INTERNATIONAL_DENY, PREMIUM_PREFIXES, OutboundPolicy
-from callstate import Presence, SettingsError, TargetRefused, VoicemailSettings, check_outbound
+from callstate import (
+    Presence,
+    SettingsError,
+    TargetRefused,
+    VoicemailSettings,
+    check_outbound,
+)
 from callstate.voicemail import apply_changes
 
 ANNA, MIKKO = "+358401110001", "+358401110002"

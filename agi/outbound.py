@@ -44,7 +44,7 @@ class OutboundDecision:
 
 
 def decide_outbound(config: Config, throttle: MinuteThrottle, tenant_id: str, number: str,
-                    active: int, now: float) -> OutboundDecision:
+                    active: int | None, now: float) -> OutboundDecision:
     """The policy first (a barred number never counts towards the throttle), then the limit of
     simultaneous calls, then the per-minute limit (only admitted calls count)."""
     tenant = config.tenant(tenant_id)
@@ -57,6 +57,9 @@ def decide_outbound(config: Config, throttle: MinuteThrottle, tenant_id: str, nu
     except TargetRefused as exc:
         return OutboundDecision(BARRED, str(exc))
     policy = tenant.outbound_policy
+    if active is None:
+        return OutboundDecision(LIMIT, "the count of calls out (GROUP_COUNT) could not be read: "
+                                "is func_groupcount loaded? Restart Asterisk after the deploy")
     if active > policy.max_calls:
         return OutboundDecision(LIMIT, f"limit of {policy.max_calls} simultaneous calls out "
                                 f"(outbound.max_calls) reached: {active} with this one")
@@ -66,9 +69,9 @@ def decide_outbound(config: Config, throttle: MinuteThrottle, tenant_id: str, nu
     return OutboundDecision()
 
 
-def parse_active(text: str) -> int:
-    """GROUP_COUNT as the dialplan sent it; unreadable counts as over any limit."""
+def parse_active(text: str) -> int | None:
+    """GROUP_COUNT as the dialplan sent it; None when unreadable (then refused as over the limit)."""
     try:
         return max(0, int(text))
     except ValueError:
-        return 1 << 30
+        return None

@@ -139,8 +139,10 @@ def test_the_minute_throttle_admits_up_to_the_limit_in_any_sixty_seconds() -> No
     assert throttle.recent("acme", WINDOW_SECONDS + 0.5) == 3
 
 
-def test_parse_active_treats_garbage_as_over_any_limit() -> None:
-    assert parse_active("2") == 2 and parse_active("") > 10**6 and parse_active("x") > 10**6
+def test_an_unreadable_count_of_calls_out_is_refused_as_over_the_limit() -> None:
+    assert parse_active("2") == 2 and parse_active("") is None and parse_active("x") is None
+    unread = decide_outbound(CONFIG, MinuteThrottle(), "acme", OUTSIDE, parse_active(""), 0.0)
+    assert unread.reason == "limit" and "func_groupcount" in unread.why
 
 
 # ---------------------------------------------------------------------- the FastAGI decision

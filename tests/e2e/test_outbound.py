@@ -108,17 +108,42 @@ async def test_press_1_to_a_stored_number_the_policy_now_refuses_is_not_dialled(
     assert CARRIER not in rig.observer.channels.dialled(since)
 
 
-async def test_the_throttle_refuses_calls_past_the_tenants_limits(rig: Rig) -> None:
+async def limit_acme(rig: Rig, max_calls: int, max_calls_per_minute: int) -> None:
+    """The service again, with small limits for acme (the limits live in the service's
+    configuration: the dialplan does not change)."""
     acme = rig.config.tenants[0]
     assert acme.id == "acme"
-    limited = replace(acme, outbound=OutboundPolicy(allow=("+358",), max_calls=1, max_calls_per_minute=2))
+    limited = replace(acme, outbound=OutboundPolicy(allow=("+358",), max_calls=max_calls,
+                                                    max_calls_per_minute=max_calls_per_minute))
     await rig.stop_app()
     rig.config = replace(rig.config, tenants=(limited, *rig.config.tenants[1:]))
     await rig.start_app()
 
+
+async def test_the_throttle_refuses_calls_past_the_tenants_limits(rig: Rig) -> None:
+    await limit_acme(rig, max_calls=1, max_calls_per_minute=2)
     first, out = await reaches_carrier(rig, ANNA, NATIONAL)  # 1 out now, 1 this minute
     await refused(rig, MIKKO, NATIONAL_2[0], "out-refused-limit", NO_CIRCUIT)  # a 2nd at once
     await hang_up(first, out)
     second, out = await reaches_carrier(rig, MIKKO, NATIONAL_2)  # 2 this minute
     await hang_up(second, out)
     await refused(rig, ANNA, NATIONAL[0], "out-refused-limit", NO_CIRCUIT)  # a 3rd this minute
+
+
+async def test_a_forward_out_is_the_forwarding_tenants_call_and_counts_towards_its_limit(rig: Rig) -> None:
+    await limit_acme(rig, max_calls=1, max_calls_per_minute=10)
+    rig.state.set_forward(ANNA.tenant, ANNA.user, "immediate", NATIONAL_2[0], actor="e2e", source="test")
+    first, out = await reaches_carrier(rig, MIKKO, NATIONAL)  # acme's one call out
+    since = rig.observer.channels.mark()
+    heard = rig.observer.mark()
+    call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)  # forwarded out: a second
+    await rig.observer.wait_prompt(OUTSIDE, "out-refused-limit", since=heard, timeout=20)
+    assert await call.wait_hangup(20) == NO_CIRCUIT
+    await rig.observer.channels.wait_calls_over(since)
+    assert CARRIER not in rig.observer.channels.dialled(since)
+    await hang_up(first, out)
+    call = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)  # within the limit again
+    forwarded = await rig.phone.incoming(NATIONAL_2[1], 10)
+    assert await forwarded.get_var("REDIRECTING(from-num)") == ANNA.number
+    await call.hangup()
+    await forwarded.wait_hangup(10)

@@ -22,7 +22,16 @@ from base.model import RING as RING_RULE
 from base.model import TO_VOICEMAIL as TO_VOICEMAIL_RULE
 from base.model import Config, Tenant, User
 from callstate.presence import Presence
-from callstate.routing import BUSY, IMMEDIATE, NO_ANSWER, NONE, UNREACHABLE, VOICEMAIL, Routing, defaults
+from callstate.routing import (
+    BUSY,
+    IMMEDIATE,
+    NO_ANSWER,
+    NONE,
+    UNREACHABLE,
+    VOICEMAIL,
+    Routing,
+    defaults,
+)
 from callstate.targets import TargetRefused, check_target
 
 RING = "ring"
@@ -150,6 +159,9 @@ def decide(config: Config, tenant_id: str, user_id: str, routing: Routing | None
     if rule != RING_RULE and immediate == NONE and rule != TO_VOICEMAIL_RULE:
         if _would_loop(config, rule, chain, facts.redirects):
             loop, rule = True, RING_RULE
+        elif not _still_allowed(config, tenant, user, rule):
+            # A substitute the outbound policy no longer allows (checked at load, again here).
+            rule = RING_RULE
     if immediate == VOICEMAIL:
         action, target = TO_VOICEMAIL, ""
     elif immediate != NONE:

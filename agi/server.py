@@ -1,5 +1,7 @@
 """FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER` what to do with a call to
-a user and gets the answer as channel variables (see docs/architecture.md, "Dialplan contract").
+a user, and `agi://HOST:PORT/outbound,KEY,TENANT,USER,NUMBER,ACTIVE` whether a call may go out to
+the public network, and gets the answer as channel variables (see docs/architecture.md, "Dialplan
+contract", and docs/routing.md).
 
 Only Asterisk may ask: a peer outside loopback and the listener's `permit` networks is dropped
 before it says a word, and a request whose first argument is not the generated key (`agi` in
@@ -26,7 +28,9 @@ from panoramisk.fast_agi import Application, Request
 from base.model import Config
 from base.offload import run_blocking
 
+from .outbound import decide_outbound, parse_active
 from .routing import CallFacts, RouteDecision, decide, find
+from .throttle import MinuteThrottle
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,9 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.config = config
         self.state = state
         self._key = key.encode()
+        self.throttle = MinuteThrottle()
         self.add_route("route", self.route)
+        self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
 
     async def route(self, request: Request) -> None:
@@ -100,6 +106,18 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             # A thread: a database waiting on a lock must not stall every other call.
             routing, presence = await run_blocking(self.state.call_state, tenant_id, user_id)
         return decide(config, tenant_id, user_id, routing, facts, presence)
+
+    async def outbound(self, request: Request) -> None:
+        """`outbound,TENANT,USER,NUMBER,ACTIVE`: VIPBX_OUTBOUND (see agi/outbound.py)."""
+        tenant_id, user_id, number, active = (agi_args(request) + [""] * 4)[:4]
+        now = asyncio.get_running_loop().time()
+        decision = decide_outbound(self.config, self.throttle, tenant_id, number, parse_active(active), now)
+        who = f"tenant {tenant_id or '-'}, user {user_id or '-'} ({request.headers.get('agi_channel', '-')})"
+        if decision.allowed:
+            log.info("outbound %s to %s: allowed", who, number)
+        else:
+            log.warning("outbound %s to %s refused (%s): %s", who, number, decision.reason, decision.why)
+        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed()})
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})

@@ -148,6 +148,11 @@ class CallSession:
     async def answer(self) -> None:
         await self._call("POST", f"/channels/{self.id}/answer")
 
+    async def progress(self) -> None:
+        """Early media (SIP 183) on an unanswered channel: the caller hears what is played
+        without the call being answered."""
+        await self._call("POST", f"/channels/{self.id}/progress")
+
     async def hangup(self, reason: str = "normal") -> None:
         self.disposed = True
         await self._call("DELETE", f"/channels/{self.id}", reason=reason)

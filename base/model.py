@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from base.numbers import to_e164
+from base.outbound import OutboundPolicy
 
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
@@ -153,31 +154,6 @@ class TenantNumber:
     user: str
 
 
-# Premium-rate service ranges by country code, refused as forward or transfer targets unless a
-# tenant's `forwarding.deny` says otherwise (toll-fraud protection; see docs/routing.md).
-PREMIUM_PREFIXES: dict[str, tuple[str, ...]] = {
-    "358": ("+358100", "+358200", "+358300", "+35860", "+35870"),
-}
-
-
-@dataclass(frozen=True)
-class Forwarding:
-    """Where a tenant's users may forward or transfer calls: E.164 prefixes. A number is allowed
-    when it starts with an `allow` prefix and with no `deny` prefix."""
-
-    allow: tuple[str, ...]
-    deny: tuple[str, ...]
-
-    @classmethod
-    def default(cls, country_code: str) -> Forwarding:
-        """National numbers only, premium-rate ranges excluded."""
-        return cls(allow=("+" + country_code,), deny=PREMIUM_PREFIXES.get(country_code, ()))
-
-    def permits(self, number: str) -> bool:
-        return (any(number.startswith(p) for p in self.allow)
-                and not any(number.startswith(p) for p in self.deny))
-
-
 # Asterisk presence states an activity may show as (func_presencestate).
 PRESENCE_STATES = ("available", "away", "xa", "dnd", "chat", "unavailable")
 AVAILABLE = "available"
@@ -218,7 +194,7 @@ class Tenant:
     groups: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
     numbers: tuple[TenantNumber, ...] = ()
     users: tuple[User, ...] = ()
-    forwarding: Forwarding | None = None  # None: Forwarding.default(country_code)
+    outbound: OutboundPolicy | None = None  # None: OutboundPolicy.default (national, built-in deny)
     activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES
 
     def activity(self, key: str) -> Activity | None:
@@ -228,8 +204,10 @@ class Tenant:
         return None
 
     @property
-    def forward_policy(self) -> Forwarding:
-        return self.forwarding or Forwarding.default(self.country_code)
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where calls may go out for this tenant (devices, forwards, transfers, press 1,
+        substitutes): see base/outbound.py."""
+        return self.outbound or OutboundPolicy.default(self.country_code, len(self.users))
 
     def user(self, user_id: str) -> User:
         for user in self.users:
@@ -289,6 +267,9 @@ class Config:
     def find_user(self, tenant_id: str, user_id: str) -> TenantUser | None:
         return self._users.get((tenant_id, user_id))
 
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self._tenants.get(tenant_id)
+
     # Indexes built on first use (per call lookups must not scan every user). The configuration is
     # immutable, so they never go stale; cached_property writes past the frozen __setattr__.
     @cached_property
@@ -302,6 +283,10 @@ class Config:
                 if extra.user in by_id:
                     owners.setdefault(extra.number, TenantUser(tenant, by_id[extra.user]))
         return owners
+
+    @cached_property
+    def _tenants(self) -> dict[str, Tenant]:
+        return {tenant.id: tenant for tenant in self.tenants}
 
     @cached_property
     def _users(self) -> dict[tuple[str, str], TenantUser]:

@@ -16,8 +16,8 @@ from .pin import PinCheck, PinStatus
 from .presence import Presence
 from .routing import KINDS, NONE, VOICEMAIL, Routing, parse_kind
 from .service import CallStateService
-from .targets import TargetRefused, check_target
-from .voicemail import VoicemailSettings, parse_value
+from .targets import TargetRefused, check_outbound, check_target
+from .voicemail import VoicemailSettings, check_press1, parse_value
 
 
 def default_db_path(home: str | Path | None = None) -> Path:
@@ -33,7 +33,9 @@ __all__ = [
     "VOICEMAIL",
     "Routing",
     "TargetRefused",
+    "check_outbound",
     "check_target",
+    "check_press1",
     "parse_kind",
     "AsyncCallState",
     "AuditEntry",

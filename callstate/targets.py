@@ -1,7 +1,9 @@
 """Where a user may send calls (a forward or an in-call transfer): normalisation and the rules.
 
 One function decides for every entry point (the 987 code, the CLI, the web page, the transfer
-handler), so a number refused on one is refused on all, with the same reason.
+handler), so a number refused on one is refused on all, with the same reason. Its last step,
+`check_outbound`, is the tenant's outbound policy, which also decides device calls (FastAGI
+`outbound`), "press 1" numbers and activities' substitute numbers.
 """
 
 from __future__ import annotations
@@ -65,12 +67,21 @@ def check_target(config: Config, tenant: Tenant, user: User | None, dialled: str
         raise TargetRefused(ACTIVITY_NUMBER, "calls cannot be sent to the activity-change number")
     if user is not None and number in own_numbers(tenant, user):
         raise TargetRefused(OWN_NUMBER, f"{number} is {user.id}'s own number")
+    return check_outbound(config, tenant, number)
+
+
+def check_outbound(config: Config, tenant: Tenant, number: str) -> str:
+    """`number` (E.164) if the tenant's calls may be sent there, else TargetRefused
+    (NUMBER_BARRED): a colleague always; anything else by the tenant's outbound policy."""
     owner = config.find_number(number)
     if owner is not None and owner[0].id == tenant.id:
         return number  # a colleague: always reachable, whatever the allow-list says
-    if not tenant.forward_policy.permits(number):
-        raise TargetRefused(NUMBER_BARRED, f"{number} is outside the numbers {tenant.id} may forward "
-                            "or transfer calls to (forwarding.allow / forwarding.deny)")
+    policy = tenant.outbound_policy
+    if not policy.permits(number):
+        denied = policy.denied_by(number)
+        why = f"barred ({denied}...)" if denied else "not in outbound.allow"
+        raise TargetRefused(NUMBER_BARRED, f"{number} is outside the numbers {tenant.id} may call "
+                            f"out to: {why}")
     return number
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from base.model import NO_VOICEMAIL_GROUP, Config, Tenant, User
 
 from .errors import SettingsError
+from .targets import TargetRefused, check_outbound
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 AUDIT_PREFIX = "voicemail."
@@ -60,7 +61,7 @@ def apply_changes(config: Config, tenant: Tenant, user: User, current: Voicemail
         if name in changes and not isinstance(changes[name], bool):
             raise SettingsError(f"{name} must be true or false, not {changes[name]!r}")
     if "press1_number" in changes:
-        _check_press1(config, tenant, user, changes["press1_number"])
+        check_press1(config, tenant, user, changes["press1_number"])
     if changes.get("notify_email") is True and not user.email:
         raise SettingsError(f"notify_email needs an e-mail address for {user.id} in the configuration")
     return replace(current, **changes)
@@ -72,7 +73,9 @@ def to_audit_text(value: bool | str | None) -> str | None:
     return value
 
 
-def _check_press1(config: Config, tenant: Tenant, user: User, number: Any) -> None:
+def check_press1(config: Config, tenant: Tenant, user: User, number: Any) -> None:
+    """SettingsError unless `number` may be the user's "press 1" number: when it is set, and
+    again before a caller is connected there (the policy may have changed since)."""
     if number is None:
         return
     if not isinstance(number, str) or not E164.fullmatch(number):
@@ -88,6 +91,11 @@ def _check_press1(config: Config, tenant: Tenant, user: User, number: Any) -> No
     if owner is not None and owner[0].id == tenant.id and owner[1].id == user.id:
         raise SettingsError(f"press1_number cannot be {user.id}'s own number: the caller would come "
                             "back to this voicemail")
+    try:
+        check_outbound(config, tenant, number)
+    except TargetRefused as exc:
+        # Any outside caller can press 1: a premium number here would be toll fraud.
+        raise SettingsError(f"press1_number: {exc}") from exc
 
 
 def _unknown(field: str) -> str:

@@ -64,7 +64,8 @@ def forward_set(ctx: click.Context, user: str, kind: str, destination: str, file
     """Forward USER's calls of KIND (immediate, busy, no_answer, unreachable) to DESTINATION: a
     number (E.164, national like 040..., or a colleague's extension), `voicemail` or `none`.
 
-    Numbers outside the tenant's allow-list, the service numbers and the user's own number are
+    Numbers the tenant's outbound policy refuses (outside outbound.allow, premium-rate and other
+    barred ranges), the service numbers and the user's own number are
     refused, as they are for the 987 code."""
     _change(ctx, user, files, lambda svc, t: svc.set_forward(
         t.who.tenant.id, t.who.user.id, _kind(kind), destination, actor=operator_name(), source="cli", no_answer_seconds=delay))

@@ -120,7 +120,8 @@ def delete(ctx: click.Context, user: str, n: int, files: tuple[str, ...], folder
 @click.option("--sms/--no-sms", default=None, help="Notify of new messages by SMS.")
 @click.option("--email/--no-email", default=None, help="Notify by e-mail, with the recording.")
 @click.option("--activity/--no-activity", default=None, help="Say the user's activity in the greeting.")
-@click.option("--press1", metavar="E164", default=None, help="Offer 'press 1' to connect callers to this number.")
+@click.option("--press1", metavar="E164", default=None, help="Offer 'press 1' to connect callers to this number "
+              "(the tenant's outbound policy must allow it: no premium-rate numbers).")
 @click.option("--no-press1", is_flag=True, help="Stop offering 'press 1'.")
 @click.option("--always-pin/--no-always-pin", default=None, help="Ask the PIN even when calling from the own number.")
 @click.pass_context

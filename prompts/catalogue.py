@@ -197,6 +197,22 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
         "Samtalet kunde inte kopplas till det numret. Hej då.",
         "The call could not be transferred to that number. Goodbye.",
     ),
+    # --- the outbound check: a call that may not go out ------------------------------------
+    "out-refused-barred": (
+        "Tähän numeroon ei voi soittaa tästä liittymästä.",
+        "Det går inte att ringa det här numret härifrån.",
+        "This number cannot be called from here.",
+    ),
+    "out-refused-limit": (
+        "Puhelua ei voida nyt yhdistää, koska puheluita on liikaa. Yritä myöhemmin uudelleen.",
+        "Samtalet kan inte kopplas nu, det pågår för många samtal. Försök igen senare.",
+        "The call cannot be connected now: there are too many calls. Please try again later.",
+    ),
+    "out-refused-error": (
+        "Teknisen häiriön vuoksi puhelua ei voitu yhdistää. Yritä myöhemmin uudelleen.",
+        "På grund av ett tekniskt fel kunde samtalet inte kopplas. Försök igen senare.",
+        "Because of a technical problem the call could not be connected. Please try again later.",
+    ),
     "fc-refused-error": (
         "Teknisen häiriön vuoksi toimintoa ei voitu suorittaa. Yritä myöhemmin uudelleen.",
         "På grund av ett tekniskt fel gick det inte att utföra. Försök igen senare.",

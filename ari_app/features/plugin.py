@@ -1,4 +1,4 @@
-"""Wiring of the feature codes and the transfer handler."""
+"""Wiring of the feature codes, the transfer handler and the outbound refusal."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.voice import Voice
 
 from .codes import CallWaitingCode, ForwardCode
+from .refused import OutboundRefused
 from .services import FeatureService
 from .transfer import Transfer
 
@@ -17,4 +18,5 @@ def load(deps: PluginDeps) -> Plugin:
         "forward": ForwardCode(service, voice),
         "callwaiting": CallWaitingCode(service, voice),
         "transfer": Transfer(service, voice),
+        "outbound-refused": OutboundRefused(deps.config, voice),
     })

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ari_app.connect import connect
 from ari_app.session import CallSession
 from ari_app.voice import Voice
 from callstate import TargetRefused
@@ -15,8 +16,6 @@ from callstate import TargetRefused
 from .services import FeatureService
 
 log = logging.getLogger(__name__)
-
-CONNECT_CONTEXT = "vipbx-connect"
 
 
 class Transfer:
@@ -37,4 +36,4 @@ class Transfer:
         log.info("%r: transferred to %s", call, target)
         # A fresh forward chain: the transferred call starts again at the target.
         await call.set_var("VIPBX_CHAIN", "")
-        await call.continue_in_dialplan(CONNECT_CONTEXT, target, 1)
+        await connect(call, target, tenant_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from ari_app.connect import connect
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
 from base.model import TenantUser
@@ -20,7 +21,6 @@ from .services import VoicemailService
 log = logging.getLogger(__name__)
 
 MAX_SILENCE_SECONDS = 5
-CONNECT_CONTEXT = "vipbx-connect"  # the dialplan context that reaches a number (see extensions.conf)
 
 # The presence feature's sentence for the greeting: (mailbox, language) -> prompt names, or None.
 ActivitySentence = Callable[[TenantUser, str], Awaitable[list[str] | None]]
@@ -49,10 +49,12 @@ class Deposit:
         lang = mailbox.user.language
         settings = await self.service.voicemail_settings(mailbox)
         own = await self.service.greeting_sound(mailbox)
-        key = await call.play(await self._greeting(mailbox, lang, settings.play_activity, settings.press1_number, own))
-        if key == "1" and settings.press1_number:
-            log.info("%r: caller pressed 1, connecting to %s", call, settings.press1_number)
-            await call.continue_in_dialplan(CONNECT_CONTEXT, settings.press1_number, 1)
+        # Checked again now: the policy may have changed since the number was stored.
+        press1 = self.service.press1_target(mailbox, settings.press1_number)
+        key = await call.play(await self._greeting(mailbox, lang, settings.play_activity, press1, own))
+        if key == "1" and press1:
+            log.info("%r: caller pressed 1, connecting to %s", call, press1)
+            await connect(call, press1, mailbox.tenant.id, mailbox.user.id)
             return
         await self._record(call, mailbox, called)
 

@@ -20,7 +20,13 @@ from ari_app.ivr import PinGate
 from base.ami import AmiSettings
 from base.model import Config, TenantUser
 from base.offload import run_blocking
-from callstate import AsyncCallState, CallStateService, VoicemailSettings
+from callstate import (
+    AsyncCallState,
+    CallStateService,
+    SettingsError,
+    VoicemailSettings,
+    check_press1,
+)
 from notify import VoicemailNotice
 from vmstore import (
     FolderVisit,
@@ -84,6 +90,18 @@ class VoicemailService:
 
     async def voicemail_settings(self, mailbox: TenantUser) -> VoicemailSettings:
         return await self._callstate.voicemail_settings(mailbox.tenant.id, mailbox.user.id)
+
+    def press1_target(self, mailbox: TenantUser, number: str | None) -> str | None:
+        """The stored "press 1" number if the rules still allow it (the outbound policy may have
+        been tightened since it was set), else None: the greeting does not offer it."""
+        if number is None:
+            return None
+        try:
+            check_press1(self.config, mailbox.tenant, mailbox.user, number)
+        except SettingsError as exc:
+            log.warning("%s: press 1 number not offered: %s", mailbox.label, exc)
+            return None
+        return number
 
     def pins(self) -> PinGate:
         """What the login (`ari_app.ivr.Login`) asks of the call state: the PIN check with its

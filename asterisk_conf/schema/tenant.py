@@ -33,9 +33,11 @@ from base.model import (
     TenantNumber,
     User,
 )
+from base.numbers import is_e164
+from base.outbound import OutboundPolicy
 
 from .activities import activities
-from .forwarding import forwarding
+from .outbound import check_country_has_deny_list, outbound
 from .platform import codecs
 
 TENANT_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -51,7 +53,7 @@ RESERVED_DEVICE_PREFIX = "vipbx"
 RESERVED_TENANT_IDS = ("general", "zonemessages", "default")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
-    "forwarding", "activities",
+    "outbound", "forwarding", "activities",
 )  # fmt: skip
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
@@ -100,12 +102,15 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         numbers.append(tenant_number(chk, item_loc, item, scope, user_ids))
     default = Tenant(id="", name="", domain="")
     cc = f.get("country_code", country_code, default.country_code) or default.country_code
+    policy = outbound_section(chk, loc, f, cc, len(users))
+    check_substitutes(chk, loc, f, policy or OutboundPolicy.default(cc, len(users)),
+                      {u.number for u in users} | {n.number for n in numbers})
     return Tenant(
         id=ident,
         name=name,
         domain=dom,
         country_code=cc,
-        forwarding=f.get("forwarding", lambda c, lo, v: forwarding(c, lo, v, cc), None),
+        outbound=policy,
         activities=f.get("activities", activities, DEFAULT_ACTIVITIES),
         max_message_seconds=f.get(
             "max_message_seconds", integer(10, 600), default.max_message_seconds
@@ -114,6 +119,32 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         numbers=tuple(numbers),
         users=tuple(users),
     )
+
+
+def outbound_section(chk: Checker, loc: Loc, f: Fields, cc: str, users: int) -> OutboundPolicy | None:
+    """`outbound:`, or its older name `forwarding:` (not both); None: the defaults."""
+    if f.has("outbound") and f.has("forwarding"):
+        chk.report(loc / "forwarding", "give either outbound: or its older name forwarding:, not both")
+    for key in ("outbound", "forwarding"):
+        if f.has(key):
+            return f.get(key, lambda c, lo, v, k=key: outbound(c, lo, v, cc, users, k), None)
+    check_country_has_deny_list(chk, loc / "country_code" if f.has("country_code") else loc, cc)
+    return None
+
+
+def check_substitutes(chk: Checker, loc: Loc, f: Fields, policy: OutboundPolicy, colleagues: set[str]) -> None:
+    """An activity's substitute number goes through the outbound policy like any forward (a
+    colleague is always allowed); it is checked again when a call is routed there."""
+    listed = f.data.get("activities")
+    if not isinstance(listed, list):
+        return
+    for index, item in enumerate(listed):
+        route = item.get("route") if isinstance(item, dict) else None
+        if isinstance(route, str) and is_e164(route) and route not in colleagues \
+                and not policy.permits(route):
+            chk.report(loc / "activities" / index / "route",
+                       f"{show(route)} is outside the numbers this tenant may call out to "
+                       "(outbound.allow / outbound.deny and the built-in premium-rate lists)")
 
 
 def tenant_groups(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:

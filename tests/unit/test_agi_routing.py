@@ -18,12 +18,12 @@ from agi.server import AgiApplication, quote, start_agi_server
 from base.model import (
     Activity,
     Config,
-    Forwarding,
     Platform,
     Tenant,
     TenantNumber,
     User,
 )
+from base.outbound import OutboundPolicy
 from callstate import CallStateService, Presence, Routing, StorageError
 
 ANNA, MIKKO, NORA = "+358401111111", "+358401111112", "+358401111113"
@@ -90,7 +90,7 @@ def test_immediate_forward() -> None:
 
 def test_stored_forwards_the_rules_now_refuse_are_not_followed() -> None:
     # Stored while the number was allowed; the tenant has since denied that range.
-    tightened = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], forwarding=Forwarding(
+    tightened = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], outbound=OutboundPolicy(
         allow=("+358",), deny=("+35850",))),))
     stored = Routing(immediate=OUTSIDE, busy=OUTSIDE, no_answer="voicemail", unreachable="voicemail")
     decision = decide(tightened, "acme", "anna", stored)
@@ -560,3 +560,28 @@ async def test_silent_peer_times_out(agi: tuple[AgiApplication, int], monkeypatc
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 2) == b""  # server hung up on us
     writer.close()
+
+
+# ---------------------------------------------------------------------- the outbound check
+
+
+async def test_outbound_check_answers_allow_or_refuse_and_logs_one_line_per_refusal(
+    agi: tuple[AgiApplication, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, port = agi
+    app.config = replace(CONFIG, tenants=(replace(CONFIG.tenants[0], outbound=OutboundPolicy(
+        allow=("+358",), max_calls=1, max_calls_per_minute=5)),))
+    with caplog.at_level(logging.INFO, logger="agi.server"):
+        allowed = await converse(port, agi_env("outbound", "acme", "anna", OUTSIDE, "1"))
+        barred = await converse(port, agi_env("outbound", "acme", "anna", "+358600123456", "1"))
+        busy = await converse(port, agi_env("outbound", "acme", "anna", OUTSIDE, "2"))
+    assert allowed == ['SET VARIABLE VIPBX_OUTBOUND "allow"']
+    assert barred == ['SET VARIABLE VIPBX_OUTBOUND "refuse,barred,21"']
+    assert busy == ['SET VARIABLE VIPBX_OUTBOUND "refuse,limit,34"']
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(refusals) == 2
+    for line, number in zip(refusals, ("+358600123456", OUTSIDE), strict=True):
+        assert "tenant acme" in line and "user anna" in line and "PJSIP/carrier-00000001" in line
+        assert number in line
+    assert "+35860" in refusals[0]
+    assert "limit of 1 simultaneous calls" in refusals[1]

@@ -29,11 +29,11 @@ from people import user
 from base.model import (
     NO_VOICEMAIL_GROUP,
     Config,
-    Forwarding,
     Platform,
     Tenant,
     TenantNumber,
 )
+from base.outbound import OutboundPolicy
 from callstate import (
     CallStateService,
     Routing,
@@ -66,7 +66,7 @@ def make_config(*, nora_voicemail: bool = False, anna_voicemail: bool = True) ->
                    users=(user("anna", "+358501110001", "201", lang="sv"),)),
             # An explicit allow-list: Sweden only (not even Finland), minus a Swedish range.
             Tenant(id="nordic", name="Nordic", domain="nordic.example",
-                   forwarding=Forwarding(allow=("+46",), deny=("+4690",)),
+                   outbound=OutboundPolicy(allow=("+46",), deny=("+4690",)),
                    users=(user("olli", "+358502220001", "301"), user("petra", "+358502220002", "302"))),
             # Another country: national numbers are Swedish.
             Tenant(id="svea", name="Svea", domain="svea.example", country_code="46",
@@ -242,7 +242,7 @@ def test_allowed_targets(svc: CallStateService, tenant: str, uid: str, dialled: 
 def test_colleague_in_a_denied_range_is_still_allowed(make_service: MakeService) -> None:
     # A colleague's number is always reachable, even one the deny-list covers.
     acme = CONFIG.tenants[0]
-    strict = replace(acme, forwarding=Forwarding(allow=("+358",), deny=("+35840",)))
+    strict = replace(acme, outbound=OutboundPolicy(allow=("+358",), deny=("+35840",)))
     svc = make_service(replace(CONFIG, tenants=(strict, *CONFIG.tenants[1:])))
     assert set_immediate(svc, "acme", "anna", "102").immediate == "+358401110002"
     with pytest.raises(TargetRefused) as refused:

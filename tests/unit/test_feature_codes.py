@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from people import user
 from pluginharness import PluginHarness, running
@@ -17,11 +18,11 @@ from ari_app.features import plugin as features_plugin
 from ari_app.testing import FakeAri, channel
 from base.model import (
     Config,
-    Forwarding,
     Platform,
     Tenant,
     TenantNumber,
 )
+from base.outbound import OutboundPolicy
 from callstate import CallStateService, Routing, SettingsError, StorageError
 from prompts import speech
 
@@ -38,7 +39,7 @@ CONFIG = Config(
                users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "fi"),
                       user("nora", "+358401110003", "103", "en", no_voicemail=True))),
         Tenant(id="nordic", name="Nordic", domain="nordic.example",
-               forwarding=Forwarding(allow=("+46",), deny=("+4690",)),
+               outbound=OutboundPolicy(allow=("+46",), deny=("+4690",)),
                users=(user("olli", "+358502220001", "301", "fi"), user("petra", "+358502220002", "302", "fi"))),
     ),
 )
@@ -86,7 +87,7 @@ def answered_and_hung_up(h: Harness, channel_id: str = "c1") -> bool:
 
 
 async def test_plugin_serves_the_three_entries(h: Harness) -> None:
-    assert set(h.app.handlers) == {"forward", "callwaiting", "transfer"}
+    assert set(h.app.handlers) == {"forward", "callwaiting", "transfer", "outbound-refused"}
 
 
 # ---------------------------------------------------------------------- 987
@@ -239,7 +240,8 @@ async def test_transfer_allowed_continues_to_the_target(h: Harness, tenant: str,
     await h.call("transfer", tenant, digits, tenant=None, user_id=None)
     chain = [(r.url.params.get("variable"), r.url.params.get("value"))
              for r in h.calls("POST", "/channels/c1/variable")]
-    assert chain == [("VIPBX_CHAIN", "")]
+    # The call goes out (if the target is outside) as the tenant's: the outbound check's policy.
+    assert chain == [("VIPBX_CHAIN", ""), ("VIPBX_OUT_TENANT", tenant), ("VIPBX_OUT_USER", "")]
     assert continued(h) == [("vipbx-connect", target, "1")]
     assert h.played() == [] and not h.calls("DELETE", "/channels/c1")
     assert h.state.audit() == []
@@ -266,3 +268,24 @@ async def test_transfer_without_arguments_is_refused(h: Harness) -> None:
     await h.call("transfer")
     assert h.played() == [("sv", "xfer-refused")]
     assert continued(h) == []
+
+
+# ---------------------------------------------------------------------- outbound refusal
+
+
+@pytest.mark.parametrize(("reason", "hangup"), [("barred", "rejected"), ("limit", "congestion"),
+                                                ("error", "rejected"), ("nonsense", "rejected")])
+async def test_a_refused_call_out_hears_why_unanswered_and_ends_with_the_cause(
+        h: Harness, reason: str, hangup: str) -> None:
+    h.fake.route("POST", r"/channels/([^/]+)/progress", lambda request, match: httpx.Response(204))
+    chan = channel("c1", app_data=f"vipbx,outbound-refused,{reason},acme,anna", number=ANNA)
+    chan["state"] = "Ring"  # a call being dialled: not answered, early media only
+    h.fake.channels["c1"] = chan
+    await h.fake.send({"type": "StasisStart", "args": ["outbound-refused", reason, "acme", "anna"],
+                       "channel": chan})
+    await h.until(lambda: bool(h.calls("DELETE", "/channels/c1")))
+    expected = reason if reason in ("barred", "limit") else "error"
+    assert h.played() == fi(f"out-refused-{expected}")  # in anna's language
+    assert len(h.calls("POST", "/channels/c1/progress")) == 1
+    assert not h.calls("POST", "/channels/c1/answer")
+    assert h.calls("DELETE", "/channels/c1")[0].url.params["reason"] == hangup

@@ -66,7 +66,7 @@ class Trunk:
 CARRIER = "carrier"
 
 
-def Carrier(host: str, port: int = 5060, match: tuple[str, ...] = (),  # noqa: N802
+def Carrier(host: str, port: int = 5060, match: tuple[str, ...] = (),
             codecs: tuple[str, ...] = ("alaw", "ulaw"), country_code: str = "358") -> Trunk:
     """The trunk that the `platform.carrier` key means: trusted, carrying outbound calls."""
     return Trunk(CARRIER, host, port, match, codecs, trusted=True, country_code=country_code,

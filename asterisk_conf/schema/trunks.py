@@ -168,10 +168,12 @@ def _check_overlap(chk: Checker, found: list[tuple[Trunk, Loc, bool | None]]) ->
     nets = [(ipaddress.ip_network(net), trunk, loc / "match" / index)
             for trunk, loc, _ in found for index, net in enumerate(trunk.match)]
     for i, (net, trunk, loc) in enumerate(nets):
-        for other, other_trunk, _ in nets[:i]:
-            if other_trunk is not trunk and net.version == other.version and net.overlaps(other):
-                chk.report(loc, f"{net} overlaps {other} of trunk {other_trunk.name!r}: a call "
-                           "from there could be taken for either trunk")
+        clash = next(((other, other_trunk) for other, other_trunk, _ in nets[:i]
+                      if other_trunk is not trunk and net.version == other.version
+                      and net.overlaps(other)), None)  # type: ignore[arg-type]
+        if clash is not None:
+            chk.report(loc, f"{net} overlaps {clash[0]} of trunk {clash[1].name!r}: a call "
+                       "from there could be taken for either trunk")
 
 
 def _outbound(chk: Checker, loc: Loc, found: list[tuple[Trunk, Loc, bool | None]]) -> str:

@@ -60,21 +60,18 @@ class UserView:
     tenant: Tenant
     user: User
     mailbox: str  # User.mailbox, kept here for the templates
-    national: str  # the number as dialled nationally (040...), for carriers that send that form
     dial: str  # Dial() string for everything that rings: devices and handset; '' when none
     hint: str  # the devices alone: their state says whether the user is in a call
 
     @classmethod
     def of(cls, tenant: Tenant, user: User, core: Trunk | None = None) -> "UserView":
         digits = user.mailbox  # the number's digits
-        cc = tenant.country_code
-        national = "0" + digits[len(cc):] if digits.startswith(cc) else ""
         hint = "&".join([f"PJSIP/{device.id}" for device in user.devices])
         dial = hint
         if core is not None and user.rings_mobile:
             handset = handset_dial(core, user.number)
             dial = f"{hint}&{handset}" if hint else handset
-        return cls(tenant, user, digits, national, dial, hint)
+        return cls(tenant, user, digits, dial, hint)
 
 
 def handset_dial(core: Trunk, number: str) -> str:

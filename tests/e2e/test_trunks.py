@@ -263,10 +263,11 @@ async def test_no_answer_of_the_whole_group_goes_to_voicemail(rig: Rig) -> None:
     soft = await rig.phone.incoming(ANNA.device, 10)
     handset = await rig.phone.incoming(HANDSET, 10)
     # Nobody answers: after the no-answer time both stop ringing and the caller hears Anna's greeting.
-    await obs.wait_prompt(OUTSIDE, "vm-default-greeting-pre", timeout=NO_ANSWER_SECONDS + 15)
+    await obs.wait_prompt(OUTSIDE, "vm-default-greeting-post", timeout=NO_ANSWER_SECONDS + 15)
     await soft.wait_hangup(5)
     await handset.wait_hangup(5)
-    assert obs.prompts(OUTSIDE)[:2] == ["vm-default-greeting-pre", "plus"]
+    assert obs.prompts(OUTSIDE) == ["vm-default-greeting-pre", "plus", *digits_of(ANNA.number),
+                                    "vm-default-greeting-post"]
     assert {s.lang for s in obs.of(OUTSIDE, kind="play")} == {"fi"}
     await hang_up(call)
     await eventually(lambda: rig.phone._incoming[ANNA.device].empty(), 1, "no second ring")

@@ -306,3 +306,14 @@ def test_origin_trusts_only_a_trusted_trunk_and_reads_national_numbers_in_its_co
     # A device is its own user whatever the caller ID, in its tenant's country.
     device = Origin.of(config, {"VIPBX_TENANT": "svea", "VIPBX_USER": "sven", "VIPBX_TRUNK": "core"})
     assert device.caller(config, "+358401110001") == sven and device.country_code == "46"
+
+
+def test_the_voicemail_fallback_reads_a_national_diverted_number_in_the_trunks_country(in_tmp: Path) -> None:
+    dialplan = rendered(load(TWO, TENANT.replace("tenants:\n", "tenants:\n" + SWEDE)), in_tmp)["extensions.conf"]
+    number = dialplan.split("[vipbx-voicemail-number]\n", 1)[1].split("\n\n", 1)[0]
+    assert ('ExecIf($["${VIPBX_DIVERTED:0:1}" = "0" & "${VIPBX_COUNTRY}" != ""]?'
+            "Set(VIPBX_DIVERTED=+${VIPBX_COUNTRY}${VIPBX_DIVERTED:1}))") in number
+    # No national entries of "whichever tenant": 0401110001 was Anna's and Sven's at once.
+    fallback = dialplan.split("[vipbx-vm-deposit-fallback]\n", 1)[1].split("\n\n", 1)[0]
+    assert "exten => 0401110001," not in fallback
+    assert "exten => +46401110001,1,VoiceMail(46401110001@svea,u)" in fallback

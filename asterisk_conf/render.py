@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from base.model import Config, Tenant, User
+from base.model import Config, Tenant, Trunk, User
 from base.secrets import SecretStore
 
 from . import conffilters, dialplan_order
@@ -61,20 +61,28 @@ class UserView:
     tenant: Tenant
     user: User
     mailbox: str  # User.mailbox, kept here for the templates
-    national: str  # the number as dialled nationally (040...), for carriers that send that form
-    dial: str  # Dial() string for all the user's devices, '' when none
+    dial: str  # Dial() string for everything that rings: devices and handset; '' when none
+    hint: str  # the devices alone: their state says whether the user is in a call
 
     @classmethod
-    def of(cls, tenant: Tenant, user: User) -> "UserView":
+    def of(cls, tenant: Tenant, user: User, core: Trunk | None = None) -> "UserView":
         digits = user.mailbox  # the number's digits
-        cc = tenant.country_code
-        national = "0" + digits[len(cc):] if digits.startswith(cc) else ""
-        dial = "&".join([f"PJSIP/{device.id}" for device in user.devices])
-        return cls(tenant, user, digits, national, dial)
+        hint = "&".join([f"PJSIP/{device.id}" for device in user.devices])
+        dial = hint
+        if core is not None and user.rings_mobile:
+            handset = handset_dial(core, user.number)
+            dial = f"{hint}&{handset}" if hint else handset
+        return cls(tenant, user, digits, dial, hint)
+
+
+def handset_dial(core: Trunk, number: str) -> str:
+    """The user's handset through the mobile core: the number behind the core's marking prefix."""
+    return f"PJSIP/{conffilters.exten(core.handset_prefix + number)}@{conffilters.conf(core.name)}"
 
 
 def user_views(config: Config) -> list[UserView]:
-    return [UserView.of(tenant, user) for tenant in config.tenants for user in tenant.users]
+    core = config.platform.mobile_core
+    return [UserView.of(tenant, user, core) for tenant in config.tenants for user in tenant.users]
 
 
 def environment() -> jinja2.Environment:

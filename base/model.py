@@ -17,6 +17,10 @@ from base.outbound import OutboundPolicy
 
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
+# A user's `mobile`: whether calls to the user also ring their handset through the mobile core.
+MOBILE_OFF = "off"
+MOBILE_WITH_DEVICES = "ring_with_devices"
+MOBILE_CHOICES = (MOBILE_OFF, MOBILE_WITH_DEVICES)
 
 
 @dataclass(frozen=True)
@@ -47,14 +51,38 @@ class FeatureCodes:
 
 
 @dataclass(frozen=True)
-class Carrier:
-    """The SIP trunk towards the mobile/fixed network."""
+class Trunk:
+    """A SIP trunk towards a mobile core, a fixed network or an interconnect (docs/configuration.md).
 
+    Only a `trusted` trunk's caller ID names a user (voicemail, activity number, feature codes);
+    from any other the PIN is always asked and codes are refused. A national number arriving on
+    the trunk is read with its `country_code`. A `mobile_core` trunk also reaches users' handsets:
+    a call to the handset carries `handset_prefix` before the number and/or the SIP header
+    `handset_header`, so that the core terminates it instead of routing it back to the PBX."""
+
+    name: str
     host: str
     port: int = 5060
-    # Source addresses (IP or CIDR) whose INVITEs are taken as carrier calls.
+    # Source addresses (IP or CIDR) whose INVITEs are taken as this trunk's calls.
     match: tuple[str, ...] = ()
     codecs: tuple[str, ...] = ("alaw", "ulaw")
+    trusted: bool = False
+    country_code: str = "358"
+    outbound: bool = False  # calls to outside numbers leave through this trunk (at most one)
+    mobile_core: bool = False
+    handset_prefix: str = ""
+    handset_header: tuple[str, str] | None = None  # (name, value)
+
+
+# The single `carrier` of older configurations: one trusted, outbound trunk of this name.
+CARRIER = "carrier"
+
+
+def Carrier(host: str, port: int = 5060, match: tuple[str, ...] = (),
+            codecs: tuple[str, ...] = ("alaw", "ulaw"), country_code: str = "358") -> Trunk:
+    """The trunk that the `platform.carrier` key means: trusted, carrying outbound calls."""
+    return Trunk(CARRIER, host, port, match, codecs, trusted=True, country_code=country_code,
+                 outbound=True)
 
 
 @dataclass(frozen=True)
@@ -108,10 +136,23 @@ class Platform:
     ami: Listener = field(default_factory=lambda: Listener("127.0.0.1", 5038))
     agi: Listener = field(default_factory=lambda: Listener("127.0.0.1", 4573))
     ari_app: str = "vipbx"
-    carrier: Carrier | None = None
+    trunks: tuple[Trunk, ...] = ()
     no_answer_seconds: int = 20
     notifications: Notifications = field(default_factory=Notifications)
     state_database: StateDatabase = field(default_factory=StateDatabase)
+
+    @property
+    def carrier(self) -> Trunk | None:
+        """The trunk that carries calls to outside numbers, if any (the old single carrier)."""
+        return next((trunk for trunk in self.trunks if trunk.outbound), None)
+
+    @property
+    def mobile_core(self) -> Trunk | None:
+        """The trunk that reaches users' handsets, if any (at most one)."""
+        return next((trunk for trunk in self.trunks if trunk.mobile_core), None)
+
+    def trunk(self, name: str) -> Trunk | None:
+        return next((trunk for trunk in self.trunks if trunk.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -135,6 +176,11 @@ class User:
     groups: tuple[str, ...] = ()
     devices: tuple[Device, ...] = ()
     role: str = ""
+    mobile: str = MOBILE_OFF  # MOBILE_WITH_DEVICES: the handset rings with the devices
+
+    @property
+    def rings_mobile(self) -> bool:
+        return self.mobile == MOBILE_WITH_DEVICES
 
     @property
     def has_voicemail(self) -> bool:
@@ -250,19 +296,16 @@ class Config:
         """The tenant and user that own a public number (user number or tenant number)."""
         return self._owners.get(number)
 
-    def find_caller(self, raw: str) -> TenantUser | None:
-        """The user a number belongs to as a carrier or caller writes it (E.164, national by any
-        tenant's country, 00-international, or without its '+')."""
-        tried: set[str] = set()
-        for tenant in self.tenants:
-            number = to_e164(raw, tenant.country_code)
-            if number is None or number in tried:
-                continue
-            tried.add(number)
-            found = self.find_number(number)
-            if found is not None:
-                return found
-        return None
+    def find_caller(self, raw: str, country_code: str | None) -> TenantUser | None:
+        """The user a number belongs to as a trunk or caller writes it: E.164, 00-international,
+        without its '+', or national in `country_code`: the country of the trunk the call came
+        in on, or of the calling device's tenant. With None a national number names nobody:
+        never guess a country from whichever tenant has a match."""
+        digits = (raw or "").strip()
+        if country_code is None and digits.startswith("0") and not digits.startswith("00"):
+            return None
+        number = to_e164(digits, country_code or "")
+        return self.find_number(number) if number is not None else None
 
     def find_user(self, tenant_id: str, user_id: str) -> TenantUser | None:
         return self._users.get((tenant_id, user_id))

@@ -95,6 +95,9 @@ def stop(ctx: click.Context, files: tuple[str, ...]) -> None:
 @click.option("--caller", metavar="+358...", help="Call from outside, through the carrier, as this number.")
 @click.option("--diversion", metavar="+358...",
               help="Carrier calls: the call was diverted from this number (Diversion header).")
+@click.option("--trunk", metavar="NAME",
+              help="Outside calls: come in through this trunk of the platform (e.g. a user's mobile "
+                   "through the mobile core) instead of the carrier.")
 @click.option("--dtmf", default="", help="Keys to press once answered; a comma is a 1 s pause.")
 @click.option("--wait", default=5.0, show_default=True, help="Seconds to stay after the keys.")
 @click.option("--ring-timeout", default=30, show_default=True)
@@ -102,7 +105,7 @@ def stop(ctx: click.Context, files: tuple[str, ...]) -> None:
               help="Answer calls the PBX sends to a device or the carrier after SECONDS.")
 @click.pass_context
 def call(ctx: click.Context, number: str, device: str | None, caller: str | None,
-         diversion: str | None, dtmf: str, wait: float, ring_timeout: int,
+         diversion: str | None, trunk: str | None, dtmf: str, wait: float, ring_timeout: int,
          answer_after: float | None) -> None:
     """Call NUMBER at the PBX and tell what happened.
 
@@ -111,6 +114,8 @@ def call(ctx: click.Context, number: str, device: str | None, caller: str | None
     """
     if (device is None) == (caller is None):
         raise click.UsageError("give --from DEVICE or --caller NUMBER")
+    if trunk is not None and caller is None:
+        raise click.UsageError("--trunk is for outside calls: give --caller NUMBER")
     instance = _phone(ctx)
     if not instance.asterisk.running:
         raise click.ClickException("the test phone is not running: vipbx phone start FILES")
@@ -120,24 +125,26 @@ def call(ctx: click.Context, number: str, device: str | None, caller: str | None
         # Every ARI request is logged at INFO: that would bury the story of the call.
         for name in ("httpx", "ari_app.client"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    asyncio.run(_call(instance, number, device, caller, diversion, dtmf, wait, ring_timeout,
-                      answer_after))
+    asyncio.run(_call(instance, number, device, caller, diversion, trunk, dtmf, wait,
+                      ring_timeout, answer_after))
 
 
 async def _call(instance: PhoneInstance, number: str, device: str | None, caller: str | None,
-                diversion: str | None, dtmf: str, wait: float, ring_timeout: int,
-                answer_after: float | None) -> None:
+                diversion: str | None, trunk: str | None, dtmf: str, wait: float,
+                ring_timeout: int, answer_after: float | None) -> None:
     started = time.monotonic()
 
     def say(text: str) -> None:
         click.echo(f"[{time.monotonic() - started:5.1f} s] {text}")
 
     async with instance.connect() as phone:
-        who = f"device {device}" if device else f"{caller} via the carrier"
+        who = f"device {device}" if device else f"{caller} via {trunk or 'the carrier'}"
         say(f"calling {number} from {who}" + (f", diverted from {diversion}" if diversion else ""))
         try:
             call = await phone.call(number, device=device, caller_number=caller,
-                                    diversion=diversion, timeout=ring_timeout)
+                                    diversion=diversion, trunk=trunk, timeout=ring_timeout)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
         except AriError as exc:
             raise click.ClickException(f"the phone could not place the call: {exc}") from exc
         watcher = asyncio.create_task(_watch_incoming(phone, say, answer_after))
@@ -162,9 +169,10 @@ async def _watch_incoming(phone: TestPhone, say: Callable[[str], None],
                           answer_after: float | None) -> None:
     while True:
         incoming = await phone.incoming_any(timeout=3600)
-        where = "the carrier" if incoming.entry == "carrier-in" else "device"
+        where = f"trunk {incoming.trunk}" if incoming.entry == "carrier-in" else "device"
+        mark = f", marked {incoming.mark}" if incoming.mark else ""
         say(f"the PBX calls {where} {incoming.target} "
-            f"(from {incoming.caller.get('number') or 'unknown'})")
+            f"(from {incoming.caller.get('number') or 'unknown'}{mark})")
         if answer_after is not None:
             asyncio.create_task(_answer_later(incoming, say, answer_after))
 

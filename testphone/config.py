@@ -4,8 +4,12 @@ One Asterisk plays two roles:
 - every PBX user's SIP device: one endpoint per device that registers to the PBX with the
   device's id and generated password, from the `phones` address;
 - the carrier: calls from outside numbers into the PBX, from the carrier's address (the PBX
-  recognises the carrier by source IP, so device traffic must never come from there).
-Calls the PBX sends to a device or to the carrier enter Stasis(APP, incoming|carrier-in, TARGET).
+  recognises the carrier by source IP, so device traffic must never come from there);
+- every other trunk of the platform (e.g. the mobile core), each from its own address, so a test
+  can call in as a user's mobile through the mobile core and see the handset calls the PBX makes.
+Calls the PBX sends to a device enter Stasis(APP, incoming, TARGET); to a trunk
+Stasis(APP, carrier-in, TARGET, TRUNK, MARK): MARK is the value of the mobile core's handset
+header, if the platform marks handset calls with one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asterisk_conf.conffilters import conf, hostport
-from base.model import Config
+from base.model import CARRIER, Config, Trunk
 from base.secrets import SecretStore
 
 APP = "testphone"
@@ -48,6 +52,23 @@ QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.con
                "manager.conf", "musiconhold.conf")
 
 
+TRUNK_PREFIX = "testphone-trunk-"
+
+
+@dataclass(frozen=True)
+class TrunkSide:
+    """A PBX trunk (other than the carrier) the phone plays, on the trunk's own address."""
+
+    name: str  # the PBX's trunk name
+    ip: str
+    port: int
+    mark_header: str = ""  # the handset header whose value incoming calls report
+
+    @property
+    def endpoint(self) -> str:
+        return TRUNK_PREFIX + self.name
+
+
 @dataclass(frozen=True)
 class PhoneSettings:
     """Where the phone instance listens. The carrier address must be the PBX's carrier host."""
@@ -60,16 +81,47 @@ class PhoneSettings:
     rtp_start: int = 40000
     rtp_end: int = 40999
     app: str = APP
+    carrier_name: str = CARRIER  # the PBX's name of the trunk the carrier side plays
+    carrier_mark_header: str = ""
+    trunks: tuple[TrunkSide, ...] = ()  # the platform's other trunks
 
     @classmethod
     def for_config(cls, config: Config, phones_ip: str, **overrides: object) -> PhoneSettings:
-        """Settings whose carrier side is where the PBX sends carrier calls."""
-        carrier = config.platform.carrier
+        """Settings whose carrier side is where the PBX sends outbound calls (the outbound trunk,
+        else the first one), and whose other trunks are where the PBX sends theirs."""
+        trunks = config.platform.trunks
+        carrier = config.platform.carrier or (trunks[0] if trunks else None)
         if carrier is None:
             raise ValueError("the platform has no carrier: the phone could not reach outside numbers")
-        values: dict[str, object] = {"carrier_ip": carrier.host, "carrier_port": carrier.port}
+        values: dict[str, object] = {
+            "carrier_ip": carrier.host, "carrier_port": carrier.port, "carrier_name": carrier.name,
+            "carrier_mark_header": _mark_header(carrier),
+            "trunks": tuple(TrunkSide(t.name, t.host, t.port, _mark_header(t))
+                            for t in trunks if t is not carrier),
+        }
         values.update(overrides)
         return cls(phones_ip=phones_ip, **values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PhoneSettings:
+        """Back from `dataclasses.asdict` (as kept in the phone's state file)."""
+        values = dict(data)
+        sides = values.pop("trunks", ()) or ()
+        return cls(**values, trunks=tuple(TrunkSide(**side) for side in sides))  # type: ignore[arg-type]
+
+    def endpoint_for(self, trunk: str | None) -> str:
+        """The phone's endpoint that calls the PBX as `trunk` (None: the carrier)."""
+        if trunk is None or trunk == self.carrier_name:
+            return CARRIER_ENDPOINT
+        for side in self.trunks:
+            if side.name == trunk:
+                return side.endpoint
+        raise ValueError(f"no trunk {trunk!r}; the phone plays: "
+                         + ", ".join([self.carrier_name, *(t.name for t in self.trunks)]))
+
+    def trunk_ip(self, trunk: str | None) -> str:
+        side = next((t for t in self.trunks if t.name == trunk), None)
+        return side.ip if side is not None else self.carrier_ip
 
     @property
     def carrier_sip_port(self) -> int:
@@ -78,6 +130,10 @@ class PhoneSettings:
     @property
     def ari_url(self) -> str:
         return f"http://{hostport(self.phones_ip, self.http_port)}/ari"
+
+
+def _mark_header(trunk: Trunk) -> str:
+    return trunk.handset_header[0] if trunk.mobile_core and trunk.handset_header else ""
 
 
 def pbx_address(config: Config) -> str:
@@ -95,9 +151,11 @@ def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSet
                         ari_password: str) -> dict[str, str]:
     """File name → text of every file of the phone instance."""
     s = settings
-    if s.phones_ip == s.carrier_ip:
-        raise ValueError("phones and carrier need different addresses: the PBX tells them apart by IP")
-    clash = {PBX_ENDPOINT, CARRIER_ENDPOINT} & set(device_ids(config))
+    addresses = [s.phones_ip, s.carrier_ip, *(t.ip for t in s.trunks)]
+    if len(set(addresses)) != len(addresses):
+        raise ValueError("phones, carrier and every trunk need different addresses: the PBX "
+                         f"tells them apart by IP (got {', '.join(addresses)})")
+    clash = {PBX_ENDPOINT, CARRIER_ENDPOINT, *(t.endpoint for t in s.trunks)} & set(device_ids(config))
     if clash:
         raise ValueError(f"device id(s) {sorted(clash)} clash with the test phone's own endpoints")
     files = {
@@ -161,6 +219,14 @@ def _pjsip(config: Config, secrets: SecretStore, s: PhoneSettings) -> str:
                  **_media()),
         _section(CARRIER_ENDPOINT, type="aor", contact=pbx_uri),
     ]
+    for side in s.trunks:  # the other trunks: each calls from, and is called at, its own address
+        out += [
+            _section(side.endpoint, type="transport", protocol="udp",
+                     bind=hostport(side.ip, side.port)),
+            _section(side.endpoint, type="endpoint", context="from-pbx", transport=side.endpoint,
+                     aors=side.endpoint, send_diversion="no", **_media()),
+            _section(side.endpoint, type="aor", contact=pbx_uri),
+        ]
     for device in device_ids(config):
         dev = conf(device)
         password = conf(secrets.get(f"device:{device}"))
@@ -181,17 +247,19 @@ def _pjsip(config: Config, secrets: SecretStore, s: PhoneSettings) -> str:
 
 
 def _extensions(s: PhoneSettings) -> str:
-    # The PBX reaches a device at its registered contact (user part = device id) and the carrier
-    # at the carrier address: which local address the INVITE came to tells the two apart.
+    # The PBX reaches a device at its registered contact (user part = device id) and a trunk at
+    # the trunk's address: which local address the INVITE came to tells them apart.
     app = conf(s.app)
-    carrier_ip = conf(s.carrier_ip)
-    return (
-        "[general]\nstatic=yes\nwriteprotect=yes\n\n"
-        "[from-pbx]\n"
-        "exten => _[+0-9a-zA-Z].,1,NoOp(test phone: call from the PBX)\n"
-        f' same => n,GotoIf($["${{CUT(CHANNEL(pjsip,local_addr),:,1)}}" = "{carrier_ip}"]?carrier)\n'
-        f" same => n,Stasis({app},incoming,${{EXTEN}})\n"
-        " same => n,Hangup()\n"
-        f" same => n(carrier),Stasis({app},carrier-in,${{EXTEN}})\n"
-        " same => n,Hangup()\n"
-    )
+    sides = [(s.carrier_name, s.carrier_ip, s.carrier_mark_header),
+             *((t.name, t.ip, t.mark_header) for t in s.trunks)]
+    lines = ["[general]\nstatic=yes\nwriteprotect=yes\n\n[from-pbx]\n",
+             "exten => _[+0-9a-zA-Z*#].,1,NoOp(test phone: call from the PBX)\n",
+             " same => n,Set(TP_LOCAL=${CUT(CHANNEL(pjsip,local_addr),:,1)})\n"]
+    lines += [f' same => n,GotoIf($["${{TP_LOCAL}}" = "{conf(ip)}"]?trunk-{conf(name)})\n'
+              for name, ip, _ in sides]
+    lines += [f" same => n,Stasis({app},incoming,${{EXTEN}})\n", " same => n,Hangup()\n"]
+    for name, _, header in sides:
+        mark = f"${{PJSIP_HEADER(read,{conf(header)})}}" if header else ""
+        stasis = f"Stasis({app},carrier-in,${{EXTEN}},{conf(name)},{mark})"
+        lines += [f" same => n(trunk-{conf(name)}),{stasis}\n", " same => n,Hangup()\n"]
+    return "".join(lines)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ari_app.client import AriClient, AriError
-from testphone.config import ARI_USER, CARRIER_ENDPOINT, PhoneSettings
+from testphone.config import ARI_USER, PhoneSettings
 from testphone.media import RtpRecorder, write_tone
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ class Call:
         self.id = channel_id
         self.direction = direction  # "out", or "in" for a call the PBX sent us
         self.target = target  # what was dialled, or the device / number the PBX called
-        self.entry = ""  # for incoming calls: "incoming" (a device) or "carrier-in"
+        self.entry = ""  # for incoming calls: "incoming" (a device) or "carrier-in" (a trunk)
+        self.trunk = ""  # for "carrier-in": the PBX's name of the trunk it came out of
+        self.mark = ""  # for "carrier-in": the value of the handset header, if the trunk has one
         self.state = state
         self.states_seen: list[str] = [state]
         self.dialstatus = ""
@@ -280,17 +282,20 @@ class TestPhone:
     # -- calls -----------------------------------------------------------------------------
     async def call(self, to: str, *, device: str | None = None, caller_number: str | None = None,
                    caller_name: str | None = None, diversion: str | None = None,
-                   diversion_reason: str = "no-answer", timeout: int = 30) -> Call:
-        """Call `to` at the PBX: from a user's `device`, or from outside (`caller_number`).
+                   diversion_reason: str = "no-answer", trunk: str | None = None,
+                   timeout: int = 30) -> Call:
+        """Call `to` at the PBX: from a user's `device`, or from outside (`caller_number`)
+        through the carrier or the PBX's `trunk` of that name (e.g. a user's mobile through
+        the mobile core).
 
-        `diversion` (carrier calls) adds a Diversion header naming the number the call was
+        `diversion` (trunk calls) adds a Diversion header naming the number the call was
         diverted from, as a mobile network does for busy/no-answer/unreachable forwards.
         """
         if (device is None) == (caller_number is None):
             raise ValueError("give exactly one of device= or caller_number=")
-        if diversion is not None and device is not None:
-            raise ValueError("a Diversion header comes from the carrier: use caller_number=")
-        endpoint = device if device is not None else CARRIER_ENDPOINT
+        if (diversion is not None or trunk is not None) and device is not None:
+            raise ValueError("a Diversion header or a trunk is for outside calls: use caller_number=")
+        endpoint = device if device is not None else self.settings.endpoint_for(trunk)
         variables: dict[str, str] = {}
         if caller_number is not None:
             # Set internally ("i"): the From of the INVITE carries the connected line.
@@ -298,7 +303,7 @@ class TestPhone:
             if caller_name:
                 variables["CONNECTEDLINE(name,i)"] = caller_name
         if diversion is not None:
-            host = self.settings.carrier_ip
+            host = self.settings.trunk_ip(trunk)
             variables["PJSIP_HEADER(add,Diversion)"] = (
                 f"<sip:{diversion}@{host}>;reason={diversion_reason};counter=1")
         channel_id = "tp-" + uuid.uuid4().hex
@@ -451,7 +456,7 @@ class TestPhone:
             args = event.get("args") or []
             if channel_id in self._helpers or not args or args[0] not in IN_ENTRIES:
                 return
-            await self._new_incoming(channel, args[0], args[1] if len(args) > 1 else "")
+            await self._new_incoming(channel, args[0], *(list(args[1:4]) + ["", "", ""])[:3])
             return
         call = self.calls.get(channel_id)
         if call is None:
@@ -464,9 +469,10 @@ class TestPhone:
         if call.ended:
             await self._detach_media(call)
 
-    async def _new_incoming(self, channel: dict[str, Any], entry: str, target: str) -> None:
+    async def _new_incoming(self, channel: dict[str, Any], entry: str, target: str,
+                            trunk: str = "", mark: str = "") -> None:
         call = Call(self, channel["id"], direction="in", target=target, state=channel["state"])
-        call.entry = entry
+        call.entry, call.trunk, call.mark = entry, trunk, mark
         call.caller = channel.get("caller", {})
         self.calls[call.id] = call
         # A channel that came in through Stasis() is followed only until StasisEnd; subscribing

@@ -69,7 +69,7 @@ class PhoneInstance:
 
     @property
     def settings(self) -> PhoneSettings:
-        return PhoneSettings(**self._state()["settings"])
+        return PhoneSettings.from_dict(self._state()["settings"])
 
     @property
     def devices(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 
+from ari_app.origin import Origin
 from ari_app.session import CallSession
 from ari_app.voice import Voice
 from callstate import SettingsError, StorageError, TargetRefused
@@ -29,12 +30,14 @@ class FeatureCode(ABC):
         self.voice = voice
 
     async def __call__(self, call: CallSession) -> None:
-        caller = self.service.caller(call.vars.get("VIPBX_TENANT", ""), call.vars.get("VIPBX_USER", ""),
-                                     call.channel.get("name", "") or call.caller_number)
+        origin = Origin.of(self.service.config, call.vars)
+        caller = self.service.caller(origin, call.caller_number, call.channel.get("name", ""))
         await call.answer()
         if caller is None:
-            # Only a platform device has these variables: refuse anything else.
-            log.warning("%r: feature code from a channel of no user", call)
+            # Only a platform device, or a user's number on a trusted trunk: refuse anything else.
+            trunk = origin.trunk.name if origin.trunk is not None else "none"
+            log.warning("%r: feature code refused: no user (trunk %s, caller %r)", call, trunk,
+                        call.caller_number)
             await self._say(call, self.service.config.platform.default_language, [NOT_ALLOWED])
             return
         try:

@@ -7,6 +7,7 @@ shared bounded thread pool, so that a database waiting on a lock never stalls th
 from __future__ import annotations
 
 from ari_app.caller import Caller
+from ari_app.origin import Origin
 from base.model import Config
 from callstate import AsyncCallState, CallStateService, Routing, check_target
 from callstate.routing import IMMEDIATE, NONE
@@ -19,10 +20,14 @@ class FeatureService:
         self.config = config
         self.state = AsyncCallState(state)  # off the event loop
 
-    def caller(self, tenant_id: str, user_id: str, device: str) -> Caller | None:
-        """The user a device belongs to (from the endpoint's VIPBX_TENANT / VIPBX_USER)."""
-        found = self.config.find_user(tenant_id, user_id)
-        return Caller(found, device or found.user.number) if found is not None else None
+    def caller(self, origin: Origin, caller_number: str, device: str) -> Caller | None:
+        """Who dialled the code: the user of the calling device (its endpoint's VIPBX_TENANT /
+        VIPBX_USER), or on a trusted trunk (a user's mobile through the mobile core) the owner of
+        the caller number. None for anybody else: an untrusted trunk's caller ID proves nothing."""
+        if origin.device is not None:
+            return Caller(origin.device, device or origin.device.user.number)
+        found = origin.caller(self.config, caller_number)
+        return Caller(found, found.user.number) if found is not None else None
 
     async def set_immediate(self, caller: Caller, dialled: str) -> Routing:
         """987 + number; TargetRefused (with its reason) when the number may not be used."""

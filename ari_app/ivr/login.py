@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ari_app.caller import Caller
+from ari_app.origin import Origin
 from base.model import Config, Tenant, TenantUser, User
 
 from .pins import PinGate
@@ -67,7 +68,7 @@ class Login:
             typed = await ivr.ask(self.prompts.number, max_digits=16, timeout=self.key_timeout)
             if not typed:
                 continue
-            target = self.config.find_caller(typed)
+            target = Origin.of(self.config, ivr.call.vars).find(self.config, typed)
             if target is not None and self.eligible(target[1]):
                 return await self._pin(ivr, *target, ivr)
             # The same questions as for a known number: probing tells nothing.
@@ -77,12 +78,10 @@ class Login:
         return None
 
     def _own(self, ivr: Ivr) -> tuple[Tenant, User] | None:
-        """The user whose device (channel variables) or number is calling, if they may log in."""
+        """The user whose device is calling, or whose number is calling through a trusted trunk
+        (see `Origin`), if they may log in. Any other caller ID proves nothing."""
         call = ivr.call
-        tenant_id, user_id = call.vars.get("VIPBX_TENANT"), call.vars.get("VIPBX_USER")
-        own = self.config.find_user(tenant_id, user_id) if tenant_id and user_id else None
-        if own is None and call.caller_number:
-            own = self.config.find_caller(call.caller_number)
+        own = Origin.of(self.config, call.vars).caller(self.config, call.caller_number)
         return own if own is not None and self.eligible(own[1]) else None
 
     async def _always_pin(self, tenant: Tenant, user: User) -> bool:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ari_app.connect import connect
+from ari_app.origin import Origin
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
 from base.model import TenantUser
@@ -62,7 +63,9 @@ class Deposit:
         if len(call.args) >= 2 and call.args[0]:
             return self.service.by_ids(call.args[0], call.args[1]), f"{call.args[0]}/{call.args[1]}"
         diverted = await call.get_var("REDIRECTING(from-num)") or ""
-        return self.service.by_number(diverted), diverted
+        # A national number is read in the country of the trunk the call came in on.
+        country = Origin.of(self.service.config, call.vars).country_code
+        return self.service.by_number(diverted, country), diverted
 
     async def _greeting(self, mailbox: TenantUser, lang: str, play_activity: bool, press1: str | None,
                   own: str | None = None) -> list[str]:

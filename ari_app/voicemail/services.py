@@ -77,9 +77,10 @@ class VoicemailService:
     def by_ids(self, tenant_id: str, user_id: str) -> TenantUser | None:
         return self.config.find_user(tenant_id, user_id)
 
-    def by_number(self, raw: str) -> TenantUser | None:
-        """The user a number (as a carrier or caller writes it) belongs to, in any tenant."""
-        return self.config.find_caller(raw)
+    def by_number(self, raw: str, country_code: str | None) -> TenantUser | None:
+        """The user a number (as a trunk or caller writes it) belongs to; a national number is
+        read in `country_code` (the trunk's country; None: national numbers name nobody)."""
+        return self.config.find_caller(raw, country_code)
 
     def _by_box(self, context: str, box: str) -> TenantUser | None:
         # A mailbox id is the user's own number without its '+' (User.mailbox), in the tenant's context.

@@ -1,4 +1,5 @@
-"""The platform section: numbers, language, feature codes, listeners and RTP ports, the carrier."""
+"""The platform section: numbers, language, feature codes, listeners and RTP ports, the trunks
+(`trunks.py`)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,36 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from asterisk_conf.checks import Checker, Fields, Loc, list_items
+from asterisk_conf.checks import Checker, Fields, Loc
 from asterisk_conf.values import (
     INVALID_NUMBER,
     boolean,
     choice,
     e164,
-    host,
     integer,
     ip_address,
     ip_network,
     pattern,
     port,
 )
-from base.model import LANGUAGES, Carrier, FeatureCodes, Listener, Platform
+from base.model import LANGUAGES, FeatureCodes, Listener, Platform
 
 from .notifications import notifications
 from .state_database import state_database
+from .trunks import CODECS, codecs, trunk_source
+
+__all__ = ["CODECS", "codecs", "platform"]
 
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
-    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications", "state_database",
+    "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
+    "state_database",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 # Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
 CONTROL_LISTENERS = ("http", "ami", "agi")
 FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
 ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
-CODECS = ("alaw", "ulaw", "g722", "opus", "gsm")
 
 feature_code = pattern(FEATURE_CODE, "1 to 8 of the keys 0-9, * and #", '"*43#"')
 ari_app = pattern(
@@ -62,7 +65,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         rtp_start=rtp_start,
         rtp_end=rtp_end,
         ari_app=f.get("ari_app", ari_app, default.ari_app),
-        carrier=f.get("carrier", carrier, None),
+        trunks=trunk_source(chk, f, f.has("carrier"), f.has("trunks")),
         no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
         notifications=f.get("notifications", notifications, default.notifications),
         state_database=f.get("state_database", state_database, default.state_database),
@@ -194,29 +197,3 @@ def rtp(chk: Checker, loc: Loc, value: Any) -> tuple[int, int]:
     if start >= end:
         chk.report(loc / "end", f"must be greater than start ({start}), not {end}")
     return start, end
-
-
-def carrier(chk: Checker, loc: Loc, value: Any) -> Carrier:
-    f = Fields(chk, loc, value, ("host", "port", "match", "codecs"), "carrier")
-    default = Carrier(host="")
-    matches = f.items("match", "IP addresses or networks")
-    return Carrier(
-        host=f.get("host", host, "", missing="missing (required: an IP address or DNS name)"),
-        port=f.get("port", port, default.port),
-        match=tuple(ip_network(chk, item_loc, item) for item, item_loc in matches),
-        codecs=f.get("codecs", codecs, default.codecs),
-    )
-
-
-def codecs(chk: Checker, loc: Loc, value: Any) -> tuple[str, ...]:
-    found: list[str] = []
-    items = list_items(chk, loc, value, "codecs")
-    if isinstance(value, list) and not value:
-        chk.report(loc, f"must list at least one codec of {', '.join(CODECS)}")
-    for item, item_loc in items:
-        name = choice(CODECS)(chk, item_loc, item)
-        if name in found:
-            chk.report(item_loc, f"codec {name!r} is listed twice")
-        elif name:
-            found.append(name)
-    return tuple(found)

@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from asterisk_conf.checks import Checker, Fields, Loc, Uniques, list_items, string_value
@@ -25,6 +26,8 @@ from asterisk_conf.yamlsource import show
 from base.model import (
     DEFAULT_ACTIVITIES,
     LANGUAGES,
+    MOBILE_CHOICES,
+    MOBILE_OFF,
     NO_VOICEMAIL_GROUP,
     Device,
     FeatureCodes,
@@ -39,12 +42,12 @@ from base.outbound import OutboundPolicy
 from .activities import activities
 from .outbound import check_country_has_deny_list, outbound
 from .platform import codecs
+from .trunks import country_code
 
 TENANT_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
 USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 EXTENSION = re.compile(r"[1-9][0-9]{1,5}")
-COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
 PIN = re.compile(r"[0-9]{4,10}")
 # pjsip.conf sections the renderer writes itself; "anonymous" would take unauthenticated calls.
 RESERVED_DEVICE_IDS = ("carrier", "global", "system", "anonymous")
@@ -57,6 +60,7 @@ TENANT_KEYS = (
 )  # fmt: skip
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
+    "mobile",
 )  # fmt: skip
 
 tenant_id = pattern(
@@ -69,8 +73,8 @@ device_id = pattern(
     DEVICE_ID, "lowercase letters, digits, '_' and '-', at most 63", "acme-anna-soft"
 )
 extension = pattern(EXTENSION, "2 to 6 digits, not starting with 0", '"101"')
-country_code = pattern(COUNTRY_CODE, "1 to 3 digits, not starting with 0", '"358"')
 _language = choice(LANGUAGES)  # made once: the user checker uses it for every user
+_mobile_choice = choice(MOBILE_CHOICES)
 
 
 @dataclass
@@ -79,6 +83,11 @@ class Scope:
 
     platform: Platform
     uniques: Uniques
+
+    @cached_property
+    def trunk_names(self) -> frozenset[str]:
+        """SIP endpoint names the trunks take: no device may have one."""
+        return frozenset(trunk.name for trunk in self.platform.trunks)
 
 
 def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
@@ -186,7 +195,18 @@ def user(chk: Checker, loc: Loc, value: Any, scope: Scope, groups: Sequence[str]
         groups=f.get("groups", member_of(groups), ()),
         devices=tuple(devices),
         role=f.get("role", optional_text, ""),
+        mobile=_mobile(chk, f, scope.platform),
     )
+
+
+def _mobile(chk: Checker, f: Fields, platform: Platform) -> str:
+    """Whether the user's handset rings with their devices: needs the platform's mobile core."""
+    mobile = f.get("mobile", _mobile_choice, MOBILE_OFF) or MOBILE_OFF
+    if mobile != MOBILE_OFF and platform.mobile_core is None:
+        chk.report(f.loc / "mobile", f"{mobile} needs a trunk with mobile_core: true "
+                   "(platform.trunks): the handset is reached through it")
+        return MOBILE_OFF
+    return mobile
 
 
 # Dialled codes only: blind transfer is DTMF inside a call, not something one dials.
@@ -236,6 +256,10 @@ def device(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Device:
             f"{ident!r} is reserved (names used by the platform itself: "
             f"{', '.join(RESERVED_DEVICE_IDS)} and anything starting {RESERVED_DEVICE_PREFIX!r})",
         )
+        ident = ""
+    elif ident in scope.trunk_names:
+        chk.report(loc / "id", f"{ident!r} is the name of a trunk (platform.trunks): "
+                   "a device and a trunk cannot share a SIP endpoint name")
         ident = ""
     # The device id is the SIP user name: unique on the whole platform, not just the tenant.
     scope.uniques.add_at("device id", "", ident, loc, "id")

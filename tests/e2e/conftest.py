@@ -56,13 +56,15 @@ def unavailable(reason: str) -> NoReturn:
 
 def on_test_addresses(platform: Platform, pbx_ip: str = PBX_IP, carrier_ip: str = CARRIER_IP,
                   rtp: tuple[int, int] = (15100, 15599), carrier_port: int = 16060) -> Platform:
-    """`platform` moved onto test addresses: every listener on `pbx_ip`, the carrier elsewhere."""
+    """`platform` moved onto test addresses: every listener on `pbx_ip`, the carrier (the
+    outbound trunk) elsewhere; other trunks stay as they are."""
     carrier = platform.carrier or Carrier(host=carrier_ip)
+    moved = replace(carrier, host=carrier_ip, port=carrier_port, match=(carrier_ip,))
+    trunks = tuple(moved if t.name == carrier.name else t for t in platform.trunks) or (moved,)
     return replace(
         platform,
         sip=Listener(pbx_ip, 15060), http=Listener(pbx_ip, 15088), ami=Listener(pbx_ip, 15038),
-        agi=Listener(pbx_ip, 15073), rtp_start=rtp[0], rtp_end=rtp[1],
-        carrier=replace(carrier, host=carrier_ip, port=carrier_port, match=(carrier_ip,)),
+        agi=Listener(pbx_ip, 15073), rtp_start=rtp[0], rtp_end=rtp[1], trunks=trunks,
     )
 
 

@@ -87,7 +87,7 @@ def presence_pbx(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.Tem
         platform,
         sip=Listener(PBX_IP, SIP_PORT), http=Listener(PBX_IP, 17088), ami=Listener(PBX_IP, 17038),
         agi=Listener(PBX_IP, 17073),
-        carrier=replace(platform.carrier, match=(f"{DEVICES_IP}:{CARRIER_PORT}",)),
+        trunks=(replace(platform.carrier, match=(f"{DEVICES_IP}:{CARRIER_PORT}",)),),
     )
     config = replace(e2e_config, platform=platform)
     pbx = start_pbx(asterisk_runtime, tmp_path_factory.mktemp("presence-subscribe"), config)

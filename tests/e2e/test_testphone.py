@@ -46,7 +46,7 @@ def harness_config() -> Config:
     platform = Platform(
         sip=Listener(H_PBX, 15060), http=Listener(H_PBX, 15088), ami=Listener(H_PBX, 15038),
         agi=Listener(H_PBX, 15073), rtp_start=15600, rtp_end=15999,
-        carrier=Carrier(host=H_CARRIER, port=16060, match=(H_CARRIER,)))
+        trunks=(Carrier(host=H_CARRIER, port=16060, match=(H_CARRIER,)),))
     users = (
         User("alice", "Alice", "+358401110091", "101", None, "2580", "en", devices=(Device(ALICE),)),
         User("bob", "Bob", "+358401110092", "102", None, "2581", "en", devices=(Device(BOB),)),

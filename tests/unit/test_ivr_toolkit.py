@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from callstate_support import FakeClock
-from people import PIN, user
+from people import PIN, TRUNKS, user, via
 from pluginharness import PluginHarness, running
 
 from ari_app.caller import Caller
@@ -36,7 +36,7 @@ from callstate import CallStateService
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
 OUTSIDE = "+358501234567"
 CONFIG = Config(
-    platform=Platform(default_language="sv"),
+    platform=Platform(default_language="sv", trunks=TRUNKS),
     tenants=(Tenant(id="acme", name="Acme", domain="acme.example",
                     users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "en"),
                            user("nora", NORA, "103", "fi", no_voicemail=True))),),
@@ -92,12 +92,13 @@ class Harness(PluginHarness):
         await super().playing(channel_id, playback_id, request)
 
     async def run(self, script: Script, number: str = OUTSIDE, *, device: tuple[str, str] | None = None,
-                  channel_id: str = "c1") -> list[Any]:
+                  channel_id: str = "c1", trunk: str | None = "carrier") -> list[Any]:
         """One call from `number` (or from a device of (tenant, user)) through `script`:
         [its result or Goodbye, the conversation's language at the end]."""
         self.entry.script = script
         self.entry.results = []
         chan = channel(channel_id, app_data="vipbx,ivr", number=number)
+        chan["channelvars"] = via(trunk)
         if device is not None:
             chan["channelvars"] = {"VIPBX_TENANT": device[0], "VIPBX_USER": device[1]}
         self.channel = chan

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from callstate_support import FakeClock
-from people import user
+from people import TRUNKS, user, via
 from pluginharness import PluginHarness, running
 
 from ari_app.client import AriClient
@@ -36,7 +36,7 @@ NOW = datetime(2024, 10, 25, 15, 0, tzinfo=HELSINKI)
 
 
 CONFIG = Config(
-    platform=Platform(default_language="sv"),
+    platform=Platform(default_language="sv", trunks=TRUNKS),
     tenants=(Tenant(id="acme", name="Acme", domain="acme.example",
                     users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "en"),
                            user("nora", NORA, "103", "fi", no_voicemail=True))),),
@@ -71,12 +71,12 @@ class Harness(PluginHarness):
         await super().playing(channel_id, playback_id, request)
 
     async def call(self, number: str = ANNA, *, tenant: str | None = None, user_id: str | None = None,
-                   channel_id: str = "c1") -> None:
+                   channel_id: str = "c1", trunk: str | None = "carrier") -> None:
         """A call enters Stasis(vipbx,activity) from `number` (a device of tenant/user when they are
         given) and the handler runs to its end."""
         chan = channel(channel_id, app_data="vipbx,activity", number=number)
         variables = (("VIPBX_TENANT", tenant), ("VIPBX_USER", user_id))
-        chan["channelvars"] = {k: v for k, v in variables if v is not None}
+        chan["channelvars"] = {k: v for k, v in variables if v is not None} or via(trunk)
         self.channel = chan
         self.fake.channels[channel_id] = chan
         await self.fake.send({"type": "StasisStart", "args": ["activity"], "channel": chan})
@@ -221,11 +221,11 @@ def test_find_caller_by_any_written_form() -> None:
     config = Config(platform=Platform(), tenants=(acme, svea))
     anna = (acme, acme.users[0])
     for raw in (ANNA, "0401110001", "358401110001", "00358401110001", "+358912340000", "0912340000"):
-        assert config.find_caller(raw) == anna, raw
-    assert config.find_caller("0701110001") == (svea, svea.users[0])  # national in Sweden
-    assert config.find_caller("+46701110001") == (svea, svea.users[0])
+        assert config.find_caller(raw, "358") == anna, raw
+    assert config.find_caller("0701110001", "46") == (svea, svea.users[0])  # national in Sweden
+    assert config.find_caller("+46701110001", "358") == (svea, svea.users[0])
     for raw in ("", "101", OUTSIDE, "0501234567", "abc", "+"):
-        assert config.find_caller(raw) is None, raw
+        assert config.find_caller(raw, "358") is None, raw
     assert config.find_number("0401110001") is None  # find_number takes E.164 only
     assert config.find_user("acme", "anna") == anna and config.find_user("svea", "anna") is None
 
@@ -394,3 +394,4 @@ def test_parse_end_time_is_dst_safe() -> None:
     assert march is not None and march.astimezone(UTC) == datetime(2025, 3, 29, 22, 0, tzinfo=UTC)
     after = parse_end_time("2", datetime(2025, 3, 29, 12, 0, tzinfo=HELSINKI))
     assert after is not None and after.astimezone(UTC) == datetime(2025, 3, 30, 21, 0, tzinfo=UTC)
+

@@ -112,11 +112,13 @@ def test_examples_pass_validate_files_in_any_order() -> None:
 def test_the_examples_in_the_configuration_guide_are_valid() -> None:
     guide = (EXAMPLES.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     blocks = guide.split("```yaml\n")[1:]
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # the trunks, a platform, a tenant
     for index, block in enumerate(blocks):
         Path(f"guide{index}.yaml").write_text(block.split("```")[0], encoding="utf-8")
-    config = load_config(["guide0.yaml", "guide1.yaml"])
+    config = load_config(["guide1.yaml", "guide2.yaml"])
     assert config.platform.carrier is not None and config.tenants[0].groups[-1] == "Sales"
+    trunks = load_config(["guide0.yaml"]).platform.trunks
+    assert [(t.name, t.trusted, t.outbound) for t in trunks] == [("core", True, True), ("ic-se", False, False)]
 
 
 def test_tenant_files_alone_use_model_defaults() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from callstate_support import FakeClock
-from people import PIN, user
+from people import PIN, TRUNKS, user, via
 from pluginharness import PluginHarness, running
 
 from ari_app.client import AriClient
@@ -35,7 +35,7 @@ from vmstore import store as store_module
 ANNA, MIKKO, NORA = "+358401110001", "+358401110002", "+358401110003"
 OUTSIDE = "+358501234567"
 CONFIG = Config(
-    platform=Platform(default_language="sv"),
+    platform=Platform(default_language="sv", trunks=TRUNKS),
     tenants=(Tenant(id="acme", name="Acme", domain="acme.example",
                     users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "en"),
                            user("nora", NORA, "103", "fi", no_voicemail=True))),),
@@ -154,10 +154,12 @@ class Harness(PluginHarness):
 
     # --- calls ------------------------------------------------------------------------
 
-    async def dial(self, number: str = ANNA, *, device: str | None = None, channel_id: str = "c1") -> None:
+    async def dial(self, number: str = ANNA, *, device: str | None = None, channel_id: str = "c1",
+                   trunk: str | None = "carrier") -> None:
         """A call from `number` (from anna's or another user's device when `device` names the user)
         enters Stasis(vipbx,access)."""
         chan = channel(channel_id, app_data="vipbx,access", number=number)
+        chan["channelvars"] = via(trunk)
         if device is not None:
             chan["channelvars"] = {"VIPBX_TENANT": "acme", "VIPBX_USER": device}
         self.channels[channel_id] = chan
@@ -170,9 +172,10 @@ class Harness(PluginHarness):
                          and bool(self.fake.calls("DELETE", f"/channels/{channel_id}")))
         assert not self.script.get(channel_id), f"keys never asked for: {self.script[channel_id]}"
 
-    async def call(self, number: str = ANNA, *, device: str | None = None, channel_id: str = "c1") -> list[str]:
-        """A whole call; what it heard."""
-        await self.dial(number, device=device, channel_id=channel_id)
+    async def call(self, number: str = ANNA, *, device: str | None = None, channel_id: str = "c1",
+                   trunk: str | None = "carrier") -> list[str]:
+        """A whole call (through `trunk` unless from a device); what it heard."""
+        await self.dial(number, device=device, channel_id=channel_id, trunk=trunk)
         await self.ended(channel_id)
         return self.names(channel_id)
 

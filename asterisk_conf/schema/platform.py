@@ -20,7 +20,15 @@ from asterisk_conf.values import (
     pattern,
     port,
 )
-from base.model import LANGUAGES, Carrier, FeatureCodes, Listener, Platform
+from base.model import (
+    LANGUAGES,
+    MAX_PIN_DIGITS,
+    MIN_PIN_DIGITS,
+    Carrier,
+    FeatureCodes,
+    Listener,
+    Platform,
+)
 
 from .notifications import notifications
 from .state_database import state_database
@@ -28,12 +36,15 @@ from .state_database import state_database
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "notifications", "state_database",
+    "pin_digits",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
 ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 CODECS = ("alaw", "ulaw", "g722", "opus", "gsm")
 
+# The shortest PIN allowed; a tenant may set its own (schema/tenant.py).
+pin_digits = integer(MIN_PIN_DIGITS, MAX_PIN_DIGITS)
 feature_code = pattern(FEATURE_CODE, "1 to 8 of the keys 0-9, * and #", '"*43#"')
 ari_app = pattern(
     ARI_APP, "lowercase letters, digits, '_' and '-', starting with a letter", "vipbx"
@@ -63,6 +74,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
         notifications=f.get("notifications", notifications, default.notifications),
         state_database=f.get("state_database", state_database, default.state_database),
+        pin_digits=f.get("pin_digits", pin_digits, default.pin_digits),
         **ports,
     )
 

@@ -25,9 +25,9 @@ from asterisk_conf.yamlsource import show
 from base.model import (
     DEFAULT_ACTIVITIES,
     DEFAULT_PIN_DIGITS,
+    LANGUAGES,
     MAX_PIN_DIGITS,
     MIN_PIN_DIGITS,
-    LANGUAGES,
     NO_VOICEMAIL_GROUP,
     Device,
     FeatureCodes,

@@ -177,10 +177,9 @@ def pin_command(ctx: click.Context, user: str, files: tuple[str, ...], unlock: b
     pending: int | None = None
     try:
         if ami is not None:
+            pending = asyncio.run(pinlocks.pending_failures(ami, tenant_id, user_id))
             if unlock:
                 asyncio.run(pinlocks.clear(ami, tenant_id, user_id))
-            else:
-                pending = asyncio.run(pinlocks.pending_failures(ami, tenant_id, user_id))
     except (AmiError, OSError, TimeoutError) as exc:
         click.echo(f"note: Asterisk not reachable ({exc or type(exc).__name__}): the native fallback "
                    "is brought in step when the application next connects", err=True)

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from support import Person, Rig, ami_settings, app_registered, eventually
+from test_voicemail import write_platform_yaml
 
 from ari_app.pinlocks import FAIL_FAMILY, HELD_EPOCH, LOCK_FAMILY, astdb_key
 from base.ami import AmiError, ami_session
@@ -207,3 +212,24 @@ async def test_wrong_pins_in_the_fallback_lock_and_are_counted_when_the_app_is_b
     assert sorted(set(audit)) == [("pin_failed", "fallback"), ("pin_locked", "fallback")]
     await astdb_becomes(clean, LOCK_FAMILY, str(int(status.locked_until.timestamp())))
     await astdb_becomes(clean, FAIL_FAMILY, None)
+
+
+async def test_an_operator_unlock_opens_the_fallback_again(clean: Rig, tmp_path: Path) -> None:
+    await stop_app(clean)
+    await fallback_call(clean, ["111111", "222222", "333333"])
+    await fallback_call(clean, ["444444", "555555"])
+    assert await astdb(clean, LOCK_FAMILY) == str(HELD_EPOCH)
+    # `vipbx voicemail pin USER --unlock`, as an operator runs it on the PBX's home.
+    files = write_platform_yaml(tmp_path, clean.config)
+    env = {**os.environ, "VIPBX_HOME": str(clean.pbx.home)}
+    env.pop("VIPBX_CONFIG", None)
+    argv = [sys.executable, "-m", "cli.main", "voicemail", "pin", f"{ANNA.user}@{ANNA.tenant}",
+            "--unlock", *map(str, files)]
+    done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True,
+                                   timeout=60, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    shown = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in done.stdout.splitlines())}
+    assert shown["fallback wrong PINs"] == "5" and "unlocked" in done.stdout
+    assert await astdb(clean, LOCK_FAMILY) is None and await astdb(clean, FAIL_FAMILY) is None
+    apps = await fallback_call(clean, [ANNA.pin])  # asked a PIN again, and the right one opens
+    assert any(a.startswith(FALLBACK_READ) for a in apps) and any(a.startswith("VoiceMailMain") for a in apps)

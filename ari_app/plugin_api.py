@@ -14,6 +14,7 @@ from notify import Notifier
 from vmstore import VoicemailStore
 
 from .app import Handler
+from .pinlocks import FallbackLocks
 from .presence.services import PresenceService
 
 
@@ -29,6 +30,7 @@ class PluginDeps:
     ami: AmiSettings | None  # None: Asterisk is not told (MWI, presence)
     recordings_dir: Path  # <astspooldir>/recording
     sounds_dir: Path  # the prompt catalogue
+    fallback_locks: FallbackLocks | None = None  # None: the native fallback is not told of locks
 
 
 @dataclass

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from base.ami import AmiSettings
 from base.model import Config
 from base.paths import Paths
-from callstate import open_service
+from callstate import AsyncCallState, open_service
 from notify import (
     KannelGateway,
     KannelSettings,
@@ -20,6 +20,7 @@ from notify import (
 from vmstore import VoicemailStore
 
 from .features import plugin as features_plugin
+from .pinlocks import FallbackLocks
 from .plugin_api import Plugin, PluginDeps, merge
 from .presence import plugin as presence_plugin
 from .presence.services import PresenceService
@@ -50,6 +51,8 @@ def build_notifier(config: Config, paths: Paths, secret: SecretGetter) -> Notifi
 def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
     notifier = build_notifier(config, paths, secret)
     callstate = open_service(config, paths.home, secret)  # SQLite or PostgreSQL, as configured
+    locks = (FallbackLocks(ami, AsyncCallState(callstate), lambda: callstate.config)
+             if ami is not None else None)
     deps = PluginDeps(
         config=config,
         store=VoicemailStore(paths.spool),
@@ -59,6 +62,7 @@ def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGe
         ami=ami,
         recordings_dir=paths.recordings,
         sounds_dir=paths.sounds,
+        fallback_locks=locks,
     )
     plugin = merge([module.load(deps) for module in PLUGINS])
     plugin.background.append(notifier.run)

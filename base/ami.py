@@ -41,6 +41,16 @@ class AmiSession:
             raise AmiError(f"{action} {fields}: {reply.get('Message', reply)}")
         return dict(reply)
 
+    async def listing(self, action: str, **fields: str) -> list[dict[str, str]]:
+        """The events of an action that answers with a list (e.g. DBGetTree), without the leading
+        response and the closing "...Complete" event; AmiError unless accepted."""
+        reply = await self._manager.send_action({"Action": action, **fields})
+        messages = reply if isinstance(reply, list) else [reply]
+        if not messages or messages[0].get("Response") != "Success":
+            first = messages[0] if messages else {}
+            raise AmiError(f"{action} {fields}: {first.get('Message', first)}")
+        return [dict(m) for m in messages[1:] if not str(m.get("Event", "")).endswith("Complete")]
+
     async def command(self, cli: str) -> str:
         """Run a CLI command and return its output."""
         reply = await self._manager.send_action({"Action": "Command", "Command": cli})

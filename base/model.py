@@ -123,6 +123,11 @@ class StateDatabase:
     connect_timeout: int = 5  # seconds
 
 
+DEFAULT_PIN_DIGITS = 6  # a 4-digit PIN falls to a few days of locked-out guessing; 6 digits to years
+MIN_PIN_DIGITS = 4
+MAX_PIN_DIGITS = 10
+
+
 @dataclass(frozen=True)
 class Platform:
     voicemail_number: str = "+358201243100"
@@ -140,6 +145,7 @@ class Platform:
     no_answer_seconds: int = 20
     notifications: Notifications = field(default_factory=Notifications)
     state_database: StateDatabase = field(default_factory=StateDatabase)
+    pin_digits: int = DEFAULT_PIN_DIGITS  # the shortest PIN a user may have (a tenant may differ)
 
     @property
     def carrier(self) -> Trunk | None:
@@ -242,6 +248,7 @@ class Tenant:
     users: tuple[User, ...] = ()
     outbound: OutboundPolicy | None = None  # None: OutboundPolicy.default (national, built-in deny)
     activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES
+    pin_digits: int | None = None  # None: the platform's
 
     def activity(self, key: str) -> Activity | None:
         for activity in self.activities:

@@ -63,6 +63,14 @@ class AsyncCallState:
         return await run_blocking(self.service.reset_pin_lockout, tenant_id, user_id, actor=actor,
                                   source=source)
 
+    async def count_pin_failures(self, tenant_id: str, user_id: str, count: int, *, actor: str,
+                                 source: str) -> PinStatus:
+        return await run_blocking(self.service.count_pin_failures, tenant_id, user_id, count,
+                                  actor=actor, source=source)
+
+    async def pin_locks(self) -> list[tuple[str, str, PinStatus]]:
+        return await run_blocking(self.service.pin_locks)
+
     # ------------------------------------------------------------------ forwards, call waiting
 
     async def routing(self, tenant_id: str, user_id: str) -> Routing:

@@ -35,20 +35,31 @@ def store_voicemail(tx: Tx, tenant_id: str, user_id: str, settings: VoicemailSet
 
 
 def load_pin(tx: Tx, tenant_id: str, user_id: str) -> PinStatus:
-    row = tx.one("SELECT failures, locked_until FROM pin_lockout WHERE tenant_id = ? AND user_id = ?",
-                 (tenant_id, user_id))
-    if row is None:
-        return PinStatus()
-    return PinStatus(int(row[0]), from_text(row[1]) if row[1] is not None else None)
+    row = tx.one("SELECT failures, locked_until, lock_level, held FROM pin_lockout "
+                 "WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id))
+    return PinStatus() if row is None else _pin_status(row[0], row[1], row[2], row[3])
+
+
+def _pin_status(failures: int, locked_until: str | None, level: int, held: int) -> PinStatus:
+    return PinStatus(int(failures), from_text(locked_until) if locked_until is not None else None,
+                     int(level), bool(held))
 
 
 def store_pin(tx: Tx, tenant_id: str, user_id: str, status: PinStatus, now: datetime) -> None:
     locked_until = to_text(status.locked_until) if status.locked_until is not None else None
-    tx.run("INSERT INTO pin_lockout (tenant_id, user_id, failures, locked_until, updated_at) "
-           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, user_id) DO UPDATE SET "
+    tx.run("INSERT INTO pin_lockout (tenant_id, user_id, failures, locked_until, lock_level, held, "
+           "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, user_id) DO UPDATE SET "
            "failures = excluded.failures, locked_until = excluded.locked_until, "
-           "updated_at = excluded.updated_at",
-           (tenant_id, user_id, status.failures, locked_until, to_text(now)))
+           "lock_level = excluded.lock_level, held = excluded.held, updated_at = excluded.updated_at",
+           (tenant_id, user_id, status.failures, locked_until, status.level, int(status.held),
+            to_text(now)))
+
+
+def pin_rows(tx: Tx) -> list[tuple[str, str, PinStatus]]:
+    """(tenant, user, stored status) of every user with a PIN row, in a stable order."""
+    return [(r[0], r[1], _pin_status(r[2], r[3], r[4], r[5])) for r in tx.all(
+        "SELECT tenant_id, user_id, failures, locked_until, lock_level, held FROM pin_lockout "
+        "ORDER BY tenant_id, user_id")]
 
 
 # The stored routing columns, in this order: each forward kind, the delay, call waiting.

@@ -89,4 +89,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX presence_until ON presence (until_at)",
     )),
+    Migration(4, "escalating PIN lockout", (
+        # Added with defaults, so rows of an older database read as "level 0, not held". The
+        # level counts locks since the last success or unlock; held: locked until unlocked.
+        "ALTER TABLE pin_lockout ADD COLUMN lock_level INTEGER NOT NULL DEFAULT 0 CHECK (lock_level >= 0)",
+        "ALTER TABLE pin_lockout ADD COLUMN held SMALLINT NOT NULL DEFAULT 0 CHECK (held IN (0, 1))",
+    )),
 )

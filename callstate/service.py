@@ -13,6 +13,7 @@ them through `callstate.aio.AsyncCallState`, which runs them off the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -24,7 +25,7 @@ from . import routing as routing_rules
 from . import rows
 from .audit import AuditEntry
 from .db import Backend, Database, Tx
-from .pin import LockoutPolicy, PinCheck, PinStatus
+from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
 from .presence_state import PresenceState, presence_at
 from .routing import Routing
@@ -46,11 +47,13 @@ class CallStateService:
         config: Config,
         *,
         lockout_attempts: int = 5,
-        lockout_minutes: int = 15,
+        lockout_minutes: int | Sequence[int] = DEFAULT_STEPS,
         clock: Clock = utc_now,
         busy_timeout: float = 5.0,
     ) -> None:
-        policy = LockoutPolicy(lockout_attempts, lockout_minutes)
+        # One number: a single timed lock, then held until unlocked.
+        steps = (lockout_minutes,) if isinstance(lockout_minutes, int) else tuple(lockout_minutes)
+        policy = LockoutPolicy(lockout_attempts, steps)
         # A path is the SQLite file; anything else is a ready backend (see `open_service`), which
         # the service then owns and closes.
         backend: Backend = (Database(Path(db), busy_timeout=busy_timeout)
@@ -102,6 +105,13 @@ class CallStateService:
 
     def reset_pin_lockout(self, tenant_id: str, user_id: str, *, actor: str, source: str) -> PinStatus:
         return self.voicemail_state.reset_pin_lockout(tenant_id, user_id, actor=actor, source=source)
+
+    def count_pin_failures(self, tenant_id: str, user_id: str, count: int, *, actor: str,
+                           source: str) -> PinStatus:
+        return self.voicemail_state.count_failures(tenant_id, user_id, count, actor=actor, source=source)
+
+    def pin_locks(self) -> list[tuple[str, str, PinStatus]]:
+        return self.voicemail_state.pin_locks()
 
     # ------------------------------------------------------------------ forwards, call waiting
 

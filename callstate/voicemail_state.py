@@ -6,6 +6,7 @@ audited transaction each (see `store.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import rows
@@ -13,6 +14,7 @@ from .audit import SETTING_CHANGED
 from .db import Tx
 from .errors import SettingsError
 from .pin import (
+    HELD,
     PIN_FAILED,
     PIN_LOCKED,
     PIN_OK,
@@ -26,7 +28,6 @@ from .pin import (
     pin_matches,
 )
 from .store import Event, StateStore, log, log_changes
-from .times import to_text
 from .users import Origin, find_user
 from .voicemail import (
     AUDIT_PREFIX,
@@ -76,10 +77,20 @@ class VoicemailState:
 
     # ------------------------------------------------------------------ PIN and lockout
 
+    @property
+    def policy(self) -> LockoutPolicy:
+        return self._policy
+
     def pin_status(self, tenant_id: str, user_id: str) -> PinStatus:
         find_user(self._store.config, tenant_id, user_id)
         stored = self._store.read(lambda tx: rows.load_pin(tx, tenant_id, user_id))
         return effective(stored, self._store.now())
+
+    def pin_locks(self) -> list[tuple[str, str, PinStatus]]:
+        """(tenant, user, status) of every user locked now, for mirroring to the native fallback."""
+        now = self._store.now()
+        found = self._store.read(rows.pin_rows)
+        return [(t, u, status) for t, u, stored in found if (status := effective(stored, now)).locked]
 
     def check_pin(self, tenant_id: str, user_id: str, pin: str, *, source: str,
                   actor: str = "caller") -> PinCheck:
@@ -88,29 +99,46 @@ class VoicemailState:
         While locked the PIN is not even compared. `actor` is who tried (e.g. the calling number).
         An unknown tenant or user raises UnknownUserError: there is no counter to lock.
         """
-        store = self._store
-        _, user = find_user(store.config, tenant_id, user_id)
-        origin = Origin(actor, source)
+        _, user = find_user(self._store.config, tenant_id, user_id)
         if not isinstance(pin, str):
             raise SettingsError(f"a PIN is text, not {type(pin).__name__}")
+        return self._attempts(tenant_id, user_id, Origin(actor, source),
+                              lambda: pin_matches(user.pin, pin), 1)
+
+    def count_failures(self, tenant_id: str, user_id: str, count: int, *, source: str,
+                       actor: str) -> PinStatus:
+        """`count` wrong PINs made elsewhere (the native fallback while the app was down), counted
+        as if typed here: they escalate the lock the same way. Attempts while locked are refused."""
+        find_user(self._store.config, tenant_id, user_id)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise SettingsError(f"a failure count is 1 to 1000, not {count!r}")
+        return self._attempts(tenant_id, user_id, Origin(actor, source), lambda: False, count).status
+
+    def _attempts(self, tenant_id: str, user_id: str, origin: Origin, matches: Callable[[], bool],
+                  count: int) -> PinCheck:
+        store = self._store
 
         def work(tx: Tx) -> tuple[PinCheck, list[Event]]:
             now = store.now()  # inside the lock: the order of attempts is the order of their times
             stored = rows.load_pin(tx, tenant_id, user_id)
             status = effective(stored, now)
-            if status.locked_until is not None:
-                events = [Event(PIN_REFUSED, "pin", None, to_text(status.locked_until))]
-                store.record(tx, now, tenant_id, user_id, origin, events)
-                return PinCheck(False, status), events
-            ok = pin_matches(user.pin, pin)
-            new = PinStatus() if ok else after_failure(status, now, self._policy)
-            events = [Event(PIN_OK if ok else PIN_FAILED, "pin", str(status.failures), str(new.failures))]
-            if new.locked_until is not None:
-                events.append(Event(PIN_LOCKED, "pin", None, to_text(new.locked_until)))
-            if new != stored:
-                rows.store_pin(tx, tenant_id, user_id, new, now)
+            events: list[Event] = []
+            ok = False
+            for _ in range(count):
+                if status.locked:
+                    events.append(Event(PIN_REFUSED, "pin", None, status.describe()))
+                    continue
+                ok = matches()
+                new = PinStatus() if ok else after_failure(status, now, self._policy)
+                events.append(Event(PIN_OK if ok else PIN_FAILED, "pin", str(status.failures),
+                                     str(new.failures)))
+                if new.locked:
+                    events.append(Event(PIN_LOCKED, "pin", str(new.level), new.describe()))
+                status = new
+            if status != stored:
+                rows.store_pin(tx, tenant_id, user_id, status, now)
             store.record(tx, now, tenant_id, user_id, origin, events)
-            return PinCheck(ok, new), events
+            return PinCheck(ok, status), events
 
         result, events = store.write(work)
         self._log_attempt(f"{tenant_id}/{user_id} by {origin.actor} via {origin.source}", events)
@@ -124,12 +152,13 @@ class VoicemailState:
             elif e.event == PIN_FAILED:
                 log.warning("PIN login failed (%s of %d): %s", e.new, attempts, who)
             elif e.event == PIN_LOCKED:
-                log.warning("PIN locked until %s after %d failures: %s", e.new, attempts, who)
+                log.warning("PIN locked %s (lock %s) after %d failures: %s", _until(e.new), e.old,
+                            attempts, who)
             else:
-                log.warning("PIN login refused, locked until %s: %s", e.new, who)
+                log.warning("PIN login refused, locked %s: %s", _until(e.new), who)
 
     def reset_pin_lockout(self, tenant_id: str, user_id: str, *, actor: str, source: str) -> PinStatus:
-        """Clears the failure counter and any lock (an operator's "unlock")."""
+        """Clears the failure counter, any lock and the escalation level (an operator's "unlock")."""
         store = self._store
         find_user(store.config, tenant_id, user_id)
         origin = Origin(actor, source)
@@ -145,6 +174,10 @@ class VoicemailState:
             return events
 
         if store.write(work):
-            log.info("PIN counter and lock cleared: %s/%s by %s via %s", tenant_id, user_id,
+            log.info("PIN counter, lock and level cleared: %s/%s by %s via %s", tenant_id, user_id,
                      origin.actor, origin.source)
         return PinStatus()
+
+
+def _until(described: str | None) -> str:
+    return HELD if described == HELD else f"until {described}"

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from ari_app import pinlocks
+from base.ami import AmiError
 from vmstore.mwi import refresh_mwi
 from vmstore.store import FOLDERS, Message, VoicemailStore
 
@@ -156,3 +158,39 @@ def settings(ctx: click.Context, user: str, files: tuple[str, ...], sms: bool | 
         ("always ask PIN", yes[bool(current.always_ask_pin)]),
     ):
         click.echo(f"  {label + ':':<22}{value}")
+
+
+@voicemail.command("pin")
+@click.argument("user")
+@config_files
+@click.option("--unlock", is_flag=True,
+              help="Clear the wrong-PIN count, the lock and its escalation level (also in the native fallback).")
+@click.pass_context
+def pin_command(ctx: click.Context, user: str, files: tuple[str, ...], unlock: bool) -> None:
+    """Show USER's PIN lockout: wrong PINs in the current series, the lock level (1: 15 min,
+    2: 1 h, 3: 24 h, 4: until unlocked) and the lock; --unlock clears them (audited)."""
+    with user_service(ctx, user, files) as (target, service):
+        tenant_id, user_id = target.who.tenant.id, target.who.user.id
+        before = service.pin_status(tenant_id, user_id)
+        if unlock:
+            service.reset_pin_lockout(tenant_id, user_id, actor=operator_name(), source="cli")
+    ami = deployed_ami(target.paths, target.config)
+    pending: int | None = None
+    try:
+        if ami is not None:
+            pending = asyncio.run(pinlocks.pending_failures(ami, tenant_id, user_id))
+            if unlock:
+                asyncio.run(pinlocks.clear(ami, tenant_id, user_id))
+    except (AmiError, OSError, TimeoutError) as exc:
+        click.echo(f"note: Asterisk not reachable ({exc or type(exc).__name__}): the native fallback "
+                   "is brought in step when the application next connects", err=True)
+    click.echo(f"PIN lockout of {target.who.label}:")
+    for label, value in (
+        ("wrong PINs", str(before.failures)),
+        ("lock level", str(before.level)),
+        ("locked", before.describe() if before.locked else "no"),
+        ("fallback wrong PINs", "?" if pending is None else str(pending)),
+    ):
+        click.echo(f"  {label + ':':<22}{value}")
+    if unlock:
+        click.echo("unlocked: wrong PINs, lock and level cleared")

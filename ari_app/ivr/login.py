@@ -2,11 +2,16 @@
 PIN always; from any other number the caller types the user's number, then the PIN. Wrong PINs
 count towards the call-state service's lockout, across calls and IVRs.
 
-An unknown number is still asked for a PIN, so that probing reveals nothing.
+A typed number is answered the same way whether it is a mailbox, an unknown number, or a locked
+mailbox: the same prompts in the same order (up to three PINs, "wrong PIN" after each), and the
+verdict never sooner than `VERDICT_SECONDS` after the PIN, so neither the words nor the time of the
+database's answer tell a prober which numbers exist or which are locked. Only a caller known by
+their own number or device hears "locked": that path already presumes the mailbox.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,9 @@ log = logging.getLogger(__name__)
 
 LOGIN_TRIES = 3  # numbers, then PINs, per call; the lockout across calls is the call state's
 SOURCE = "ivr"  # the audit trail's source of PIN attempts
+# A typed PIN's verdict comes no sooner than this after the PIN: longer than a normal database
+# answer, so a checked PIN and an unknown number's sound alike.
+VERDICT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Login:
         eligible: Callable[[User], bool] = lambda user: True,
         lock_first: bool = True,
         key_timeout: float = KEY_TIMEOUT,
+        verdict_seconds: float = VERDICT_SECONDS,
     ) -> None:
         """`eligible`: who may log in here (e.g. voicemail users only; anyone else is treated as
         an unknown number). `lock_first`: a locked user hears "locked" before being asked a PIN
@@ -52,6 +61,7 @@ class Login:
         self.eligible = eligible
         self.lock_first = lock_first
         self.key_timeout = key_timeout
+        self.verdict_seconds = verdict_seconds
 
     async def __call__(self, ivr: Ivr) -> Caller | None:
         """The logged-in user, `ivr` then speaking their language; None when the login failed (the
@@ -66,15 +76,8 @@ class Login:
             return await self._pin(ivr, tenant, user, ivr.in_language(user.language))
         for _ in range(LOGIN_TRIES):
             typed = await ivr.ask(self.prompts.number, max_digits=16, timeout=self.key_timeout)
-            if not typed:
-                continue
-            target = Origin.of(self.config, ivr.call.vars).find(self.config, typed)
-            if target is not None and self.eligible(target[1]):
-                return await self._pin(ivr, *target, ivr)
-            # The same questions as for a known number: probing tells nothing.
-            await ivr.ask(self.prompts.pin, max_digits=10, timeout=self.key_timeout)
-            log.info("%r: login to unknown number %r", ivr.call, typed)
-            await ivr.say(self.prompts.wrong)
+            if typed:
+                return await self._typed(ivr, typed)
         return None
 
     def _own(self, ivr: Ivr) -> tuple[Tenant, User] | None:
@@ -107,4 +110,30 @@ class Login:
                 return None
             # A key typed over it is the next PIN's first digit: kept, never lost.
             await spoken.say(self.prompts.wrong)
+        return None
+
+    async def _typed(self, ivr: Ivr, typed: str) -> Caller | None:
+        """Up to LOGIN_TRIES PINs for a typed number, in the platform's language, whatever the
+        number is: a mailbox, an unknown one or a locked one sound the same (see the module)."""
+        target = Origin.of(self.config, ivr.call.vars).find(self.config, typed)
+        if target is not None and not self.eligible(target[1]):
+            target = None
+        actor = ivr.call.caller_number or "unknown"
+        loop = asyncio.get_running_loop()
+        for _ in range(LOGIN_TRIES):
+            pin = await ivr.ask(self.prompts.pin, max_digits=10, timeout=self.key_timeout)
+            asked = loop.time()
+            if target is None:
+                log.info("%r: login to unknown number %r", ivr.call, typed)
+            else:
+                tenant, user = target
+                check = await self.pins.check_pin(tenant.id, user.id, pin, source=SOURCE, actor=actor)
+                if check.ok:
+                    ivr.lang = user.language
+                    return Caller(TenantUser(tenant, user), actor, by_pin=True)
+                if check.locked:
+                    log.warning("%r: %s/%s is locked", ivr.call, tenant.id, user.id)
+            await asyncio.sleep(max(0.0, asked + self.verdict_seconds - loop.time()))
+            # A key typed over it is the next PIN's first digit: kept, never lost.
+            await ivr.say(self.prompts.wrong)
         return None

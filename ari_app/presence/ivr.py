@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, time, timedelta
 
 from ari_app.caller import Caller
+from ari_app.pinlocks import FallbackLocks
 from ari_app.ivr import Goodbye, Ivr, Login, LoginPrompts, Menu, leave, pin_gate
 from ari_app.session import CallSession
 from ari_app.voice import Voice
@@ -33,10 +34,10 @@ LOGIN_PROMPTS = LoginPrompts(number="act-enter-number")
 
 
 class ActivityIvr:
-    def __init__(self, service: PresenceService, voice: Voice) -> None:
+    def __init__(self, service: PresenceService, voice: Voice, locks: FallbackLocks | None = None) -> None:
         self.service = service
         self.voice = voice
-        self.pins = pin_gate(service.state)
+        self.pins = pin_gate(service.state, locks)
 
     async def __call__(self, call: CallSession) -> None:
         await call.answer()

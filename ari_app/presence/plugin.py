@@ -12,5 +12,5 @@ from .ivr import ActivityIvr
 def load(deps: PluginDeps) -> Plugin:
     service = deps.presence
     voice = Voice(deps.sounds_dir, deps.config.platform.default_language)
-    return Plugin(handlers={"activity": ActivityIvr(service, voice)}, background=[service.run_timer],
+    return Plugin(handlers={"activity": ActivityIvr(service, voice, deps.fallback_locks)}, background=[service.run_timer],
                   on_connect=[service.on_ari_connect])

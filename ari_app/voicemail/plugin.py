@@ -19,7 +19,8 @@ ORPHAN_SCAN_SECONDS = 60.0
 
 
 def load(deps: PluginDeps) -> Plugin:
-    service = VoicemailService(deps.config, deps.store, deps.callstate, deps.notifier, deps.ami, deps.recordings_dir)
+    service = VoicemailService(deps.config, deps.store, deps.callstate, deps.notifier, deps.ami, deps.recordings_dir,
+                               locks=deps.fallback_locks)
     voice = Voice(deps.sounds_dir, deps.config.platform.default_language)
 
     async def recover_orphans() -> None:
@@ -40,4 +41,6 @@ def load(deps: PluginDeps) -> Plugin:
     return Plugin(
         handlers={"deposit": Deposit(service, voice, activity_sentence), "access": Access(service, voice)},
         background=[recover_orphans],
+        # Each connect to Asterisk: fold the fallback's wrong PINs in, rewrite its locks.
+        on_connect=[deps.fallback_locks.sync] if deps.fallback_locks is not None else [],
     )

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from ari_app.ivr import PinGate
+from ari_app.ivr import PinGate, pin_gate
+from ari_app.pinlocks import FallbackLocks
 from base.ami import AmiSettings
 from base.model import Config, TenantUser
 from base.offload import run_blocking
@@ -63,12 +64,14 @@ class VoicemailService:
         notifier: Notifier | None,
         ami: AmiSettings | None,
         recordings_dir: Path,
+        locks: FallbackLocks | None = None,
     ) -> None:
         self.config = config
         self._store = store
         self._callstate = AsyncCallState(callstate)  # off the event loop
         self._notifier = notifier
         self._ami = ami
+        self._pins = pin_gate(self._callstate, locks)
         self._recordings = Recordings(recordings_dir)
         self._journal = RecordingJournal(recordings_dir)
 
@@ -106,8 +109,9 @@ class VoicemailService:
 
     def pins(self) -> PinGate:
         """What the login (`ari_app.ivr.Login`) asks of the call state: the PIN check with its
-        lockout and the "always ask PIN" setting, run off the event loop."""
-        return self._callstate
+        lockout and the "always ask PIN" setting, run off the event loop; locks are mirrored for
+        the native fallback."""
+        return self._pins
 
     # --- greetings -------------------------------------------------------------------------
 

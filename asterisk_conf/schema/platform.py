@@ -21,7 +21,14 @@ from asterisk_conf.values import (
     pattern,
     port,
 )
-from base.model import LANGUAGES, FeatureCodes, Listener, Platform
+from base.model import (
+    LANGUAGES,
+    MAX_PIN_DIGITS,
+    MIN_PIN_DIGITS,
+    FeatureCodes,
+    Listener,
+    Platform,
+)
 
 from .notifications import notifications
 from .state_database import state_database
@@ -32,7 +39,7 @@ __all__ = ["CODECS", "codecs", "platform"]
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
-    "state_database",
+    "state_database", "pin_digits",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 # Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
@@ -40,6 +47,8 @@ CONTROL_LISTENERS = ("http", "ami", "agi")
 FEATURE_CODE = re.compile(r"[0-9*#]{1,8}")
 ARI_APP = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 
+# The shortest PIN allowed; a tenant may set its own (schema/tenant.py).
+pin_digits = integer(MIN_PIN_DIGITS, MAX_PIN_DIGITS)
 feature_code = pattern(FEATURE_CODE, "1 to 8 of the keys 0-9, * and #", '"*43#"')
 ari_app = pattern(
     ARI_APP, "lowercase letters, digits, '_' and '-', starting with a letter", "vipbx"
@@ -69,6 +78,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         no_answer_seconds=f.get("no_answer_seconds", integer(5, 120), default.no_answer_seconds),
         notifications=f.get("notifications", notifications, default.notifications),
         state_database=f.get("state_database", state_database, default.state_database),
+        pin_digits=f.get("pin_digits", pin_digits, default.pin_digits),
         **ports,
     )
 

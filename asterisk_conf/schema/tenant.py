@@ -25,7 +25,10 @@ from asterisk_conf.values import (
 from asterisk_conf.yamlsource import show
 from base.model import (
     DEFAULT_ACTIVITIES,
+    DEFAULT_PIN_DIGITS,
     LANGUAGES,
+    MAX_PIN_DIGITS,
+    MIN_PIN_DIGITS,
     MOBILE_CHOICES,
     MOBILE_OFF,
     NO_VOICEMAIL_GROUP,
@@ -41,14 +44,14 @@ from base.outbound import OutboundPolicy
 
 from .activities import activities
 from .outbound import check_country_has_deny_list, outbound
-from .platform import codecs
+from .platform import codecs, pin_digits
 from .trunks import country_code
 
 TENANT_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
 USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 EXTENSION = re.compile(r"[1-9][0-9]{1,5}")
-PIN = re.compile(r"[0-9]{4,10}")
+PIN = re.compile(r"[0-9]+")
 # pjsip.conf sections the renderer writes itself; "anonymous" would take unauthenticated calls.
 RESERVED_DEVICE_IDS = ("carrier", "global", "system", "anonymous")
 RESERVED_DEVICE_PREFIX = "vipbx"
@@ -56,7 +59,7 @@ RESERVED_DEVICE_PREFIX = "vipbx"
 RESERVED_TENANT_IDS = ("general", "zonemessages", "default")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
-    "outbound", "forwarding", "activities",
+    "outbound", "forwarding", "activities", "pin_digits",
 )  # fmt: skip
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
@@ -83,6 +86,7 @@ class Scope:
 
     platform: Platform
     uniques: Uniques
+    pin_digits: int = DEFAULT_PIN_DIGITS  # the tenant's shortest PIN, while its users are read
 
     @cached_property
     def trunk_names(self) -> frozenset[str]:
@@ -102,6 +106,10 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
     scope.uniques.add_at("domain", "", dom, loc, "domain")
     builtin: tuple[str, ...] = (NO_VOICEMAIL_GROUP,)
     groups = f.get("groups", tenant_groups, builtin)
+    own_pin_digits = f.get("pin_digits", pin_digits, None)
+    shortest = own_pin_digits or scope.platform.pin_digits
+    # A bad setting was reported where it is; PINs are then held to the default, not to nothing.
+    scope.pin_digits = shortest if MIN_PIN_DIGITS <= shortest <= MAX_PIN_DIGITS else DEFAULT_PIN_DIGITS
     users: list[User] = []
     for item, item_loc in f.items("users", "users"):
         users.append(user(chk, item_loc, item, scope, groups))
@@ -127,6 +135,7 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         groups=groups,
         numbers=tuple(numbers),
         users=tuple(users),
+        pin_digits=own_pin_digits if own_pin_digits and own_pin_digits > 0 else None,
     )
 
 
@@ -190,7 +199,8 @@ def user(chk: Checker, loc: Loc, value: Any, scope: Scope, groups: Sequence[str]
         number=number,
         extension=ext,
         email=f.get("email", email, None),
-        pin=f.get("pin", pin(number, ext), "", missing="PIN is missing (4 to 10 digits, quoted)"),
+        pin=f.get("pin", pin(number, ext, scope.pin_digits), "",
+                  missing=f"PIN is missing ({scope.pin_digits} to {MAX_PIN_DIGITS} digits, quoted)"),
         language=f.get("language", _language, scope.platform.default_language),
         groups=f.get("groups", member_of(groups), ()),
         devices=tuple(devices),
@@ -285,22 +295,24 @@ def tenant_number(
     return TenantNumber(number=number, user=owner)
 
 
-def pin(number: str, ext: str) -> Callable[[Checker, Loc, Any], str]:
-    """Voicemail PIN: text, so that leading zeros survive; weak ones are refused."""
+def pin(number: str, ext: str, shortest: int = DEFAULT_PIN_DIGITS) -> Callable[[Checker, Loc, Any], str]:
+    """Voicemail PIN: text, so that leading zeros survive; `shortest` to 10 digits; weak ones are
+    refused."""
+    digits = f"{shortest} to {MAX_PIN_DIGITS} digits"
 
     def check(chk: Checker, loc: Loc, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             chk.report(
                 loc,
-                'PIN must be a quoted string of 4 to 10 digits, e.g. pin: "480264" '
+                f'PIN must be a quoted string of {digits}, e.g. pin: "480264" '
                 "(unquoted, YAML reads it as a number and may drop or misread leading zeros)",
             )
             return ""
         got = string_value(chk, loc, value, '"480264"')
         if got is None:
             return ""
-        if not PIN.fullmatch(got):
-            chk.report(loc, f"PIN must be 4 to 10 digits, not {show(got)}")
+        if not PIN.fullmatch(got) or not shortest <= len(got) <= MAX_PIN_DIGITS:
+            chk.report(loc, f"PIN must be {digits} (pin_digits: {shortest}), not {show(got)}")
             return ""
         weakness = _pin_weakness(got, number, ext)
         if weakness:

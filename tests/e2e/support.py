@@ -50,7 +50,7 @@ class Person:
 @dataclass(frozen=True)
 class Seen:
     caller: str  # the caller number of the PBX channel it happened on
-    kind: str  # "play", "record-start", "record-end"
+    kind: str  # "play", "record-start", "record-end", "app" (a dialplan application: "Read(...)")
     what: str  # prompt name, "msg:INBOX/msg0000", "greeting:unavail", "recording:NAME"
     lang: str = ""  # catalogue prompts: the language folder it came from
     at: float = 0.0  # loop time it was seen
@@ -172,6 +172,10 @@ class PbxObserver:
             playback = event["playback"]
             lang, what = self._name(playback.get("media_uri", ""))
             self._add(playback.get("target_uri", ""), "play", what, lang)
+        elif kind == "ChannelDialplan" and event.get("dialplan_app"):
+            # What the dialplan runs, for calls the app does not serve (the native fallbacks).
+            self._add("channel:" + channel.get("id", ""), "app",
+                      f"{event['dialplan_app']}({event.get('dialplan_app_data', '')})")
         elif kind in ("RecordingStarted", "RecordingFinished"):
             recording = event["recording"]
             self._add(recording.get("target_uri", ""),
@@ -202,6 +206,10 @@ class PbxObserver:
 
     def prompts(self, caller: str, since: int = 0) -> list[str]:
         return [s.what for s in self.of(caller, since, "play")]
+
+    def apps(self, caller: str, since: int = 0) -> list[str]:
+        """The dialplan applications run on the caller's channels, as "App(data)"."""
+        return [s.what for s in self.of(caller, since, "app")]
 
     async def until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         """Wait until `check()` is true (re-checked at every event); its value."""

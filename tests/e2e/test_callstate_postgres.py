@@ -241,3 +241,21 @@ def test_nodes_starting_at_once_migrate_once(pg_database: PostgresSettings) -> N
             db.close()
 
 
+
+
+def test_an_older_database_gains_the_lock_level_and_keeps_its_locks(pg_database: PostgresSettings) -> None:
+    """Migration 4 on a database made by the three before it: existing lock rows read as level 0."""
+    old = PostgresDatabase(pg_database, migrations=MIGRATIONS[:3])
+    until = "2030-01-01T00:00:00.000000Z"
+    try:
+        old.write(lambda tx: tx.run("INSERT INTO pin_lockout (tenant_id, user_id, failures, locked_until, "
+                                    "updated_at) VALUES ('acme', 'anna', 5, ?, ?)", (until, until)))
+    finally:
+        old.close()
+    new = PostgresDatabase(pg_database)
+    try:
+        assert new.schema_version == MIGRATIONS[-1].version
+        row = new.read(lambda tx: tx.one("SELECT failures, locked_until, lock_level, held FROM pin_lockout"))
+        assert row == (5, until, 0, 0)
+    finally:
+        new.close()

@@ -298,12 +298,12 @@ def test_five_failures_lock_and_locked_refuses_even_the_right_pin(
         clock.advance(seconds=10)
     fifth = svc.check_pin("acme", "anna", "864209", source="ivr", actor="+358451234567")
     until = clock.now + timedelta(minutes=15)
-    assert not fifth.ok and fifth.locked and fifth.status == PinStatus(5, until)
-    assert svc.pin_status("acme", "anna") == PinStatus(5, until)
+    assert not fifth.ok and fifth.locked and fifth.status == PinStatus(5, until, level=1)
+    assert svc.pin_status("acme", "anna") == PinStatus(5, until, level=1)
 
     clock.advance(minutes=14, seconds=59)
     refused = svc.check_pin("acme", "anna", ANNA_PIN, source="ivr")
-    assert not refused.ok and refused.status == PinStatus(5, until)
+    assert not refused.ok and refused.status == PinStatus(5, until, level=1)
     # Other users (and the same id in another tenant) are not locked.
     assert svc.check_pin("acme", "mikko", "135790", source="ivr").ok
     assert svc.check_pin("borealis", "anna", "975310", source="ivr").ok
@@ -311,7 +311,7 @@ def test_five_failures_lock_and_locked_refuses_even_the_right_pin(
     trail = events(svc.audit("acme", "anna"))
     assert trail == [("pin_failed", "pin", str(n), str(n + 1)) for n in range(4)] + [
         ("pin_failed", "pin", "4", "5"),
-        ("pin_locked", "pin", None, until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+        ("pin_locked", "pin", "1", until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
         ("pin_refused", "pin", None, until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
     ]
     assert {e.actor for e in svc.audit("acme", "anna")} == {"+358451234567", "caller"}
@@ -327,9 +327,9 @@ def test_lock_expires_after_the_lock_time(svc: CallStateService, clock: FakeCloc
     for _ in range(5):
         svc.check_pin("acme", "anna", "0000", source="ivr")
     clock.advance(minutes=15)
-    assert svc.pin_status("acme", "anna") == PinStatus(0, None)
+    assert svc.pin_status("acme", "anna") == PinStatus(0, None, level=1)
     # A fresh counter: one more failure does not lock again at once.
-    assert svc.check_pin("acme", "anna", "0000", source="ivr").status == PinStatus(1, None)
+    assert svc.check_pin("acme", "anna", "0000", source="ivr").status == PinStatus(1, None, level=1)
     assert svc.check_pin("acme", "anna", ANNA_PIN, source="ivr").ok
 
 
@@ -365,6 +365,71 @@ def test_operator_unlock(svc: CallStateService) -> None:
     assert [(e.actor, e.old, e.new) for e in unlock] == [("ops-jane", "5", "0")]
     svc.reset_pin_lockout("acme", "anna", actor="ops-jane", source="cli")  # nothing to clear: no row
     assert len([e for e in svc.audit() if e.event == "pin_unlocked"]) == 1
+
+
+def _series(svc: CallStateService, user: str = "anna") -> PinStatus:
+    """One series of five wrong PINs; the status after it."""
+    status = PinStatus()
+    for _ in range(5):
+        status = svc.check_pin("acme", user, "000000", source="ivr", actor="+358401234567").status
+    return status
+
+
+def test_each_series_locks_longer_and_the_fourth_until_unlocked(svc: CallStateService,
+                                                                clock: FakeClock) -> None:
+    for level, minutes in enumerate((15, 60, 24 * 60), 1):
+        status = _series(svc)
+        assert status == PinStatus(5, clock.now + timedelta(minutes=minutes), level=level)
+        clock.advance(minutes=minutes - 1)
+        assert svc.pin_status("acme", "anna").locked  # a minute before the end: still locked
+        assert not svc.check_pin("acme", "anna", ANNA_PIN, source="ivr").ok
+        clock.advance(minutes=1)
+        # The lock ran out: a new series, at the level reached (waiting does not lower it).
+        assert svc.pin_status("acme", "anna") == PinStatus(0, None, level=level)
+    held = _series(svc)
+    assert held == PinStatus(5, None, level=4, held=True) and held.locked
+    clock.advance(days=365)
+    assert svc.pin_status("acme", "anna").locked  # no end: only an operator opens it
+    assert not svc.check_pin("acme", "anna", ANNA_PIN, source="ivr").ok
+    locks = [e.new for e in reversed(svc.audit("acme", "anna", limit=100)) if e.event == "pin_locked"]
+    assert locks[-1] == "until unlocked" and len(locks) == 4
+    assert svc.pin_locks() == [("acme", "anna", held)]
+    svc.reset_pin_lockout("acme", "anna", actor="ops-jane", source="cli")
+    assert svc.pin_status("acme", "anna") == PinStatus() and svc.pin_locks() == []
+    # Unlocked: the level starts again from the first, short lock.
+    assert _series(svc).locked_until == clock.now + timedelta(minutes=15)
+
+
+def test_only_a_correct_pin_lowers_the_level(svc: CallStateService, clock: FakeClock) -> None:
+    _series(svc)
+    clock.advance(minutes=15)
+    for _ in range(4):
+        svc.check_pin("acme", "anna", "000000", source="ivr")
+    assert svc.check_pin("acme", "anna", ANNA_PIN, source="ivr").status == PinStatus()
+    assert _series(svc).locked_until == clock.now + timedelta(minutes=15)  # level 1 again, not 2
+
+
+def test_failures_counted_elsewhere_escalate_the_same_way(svc: CallStateService, clock: FakeClock) -> None:
+    status = svc.count_pin_failures("acme", "anna", 7, actor="fallback", source="fallback")
+    assert status == PinStatus(5, clock.now + timedelta(minutes=15), level=1)
+    trail = [e.event for e in reversed(svc.audit("acme", "anna"))]
+    assert trail == ["pin_failed"] * 5 + ["pin_locked"] + ["pin_refused"] * 2
+    assert {e.source for e in svc.audit("acme", "anna")} == {"fallback"}
+    with pytest.raises(SettingsError):
+        svc.count_pin_failures("acme", "anna", 0, actor="fallback", source="fallback")
+
+
+@sqlite_only
+def test_an_older_database_gains_the_level_without_losing_its_locks(db_path: Path, clock: FakeClock) -> None:
+    from callstate.db import Database
+    old = Database(db_path, migrations=MIGRATIONS[:3])
+    until = "2024-08-01T09:15:00.000000Z"
+    old.write(lambda tx: tx.run("INSERT INTO pin_lockout (tenant_id, user_id, failures, locked_until, "
+                                "updated_at) VALUES ('acme', 'anna', 5, ?, ?)", (until, until)))
+    old.close()
+    with CallStateService(db_path, CONFIG, clock=clock) as svc:
+        assert svc.schema_version == MIGRATIONS[-1].version
+        assert svc.pin_status("acme", "anna") == PinStatus(5, T0 + timedelta(minutes=15), level=0)
 
 
 def test_no_voicemail_users_can_still_log_in(svc: CallStateService) -> None:

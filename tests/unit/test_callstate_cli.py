@@ -172,3 +172,39 @@ def test_groups_are_part_of_vipbx(home: Path) -> None:
     assert result.exit_code == 0 and result.stdout.endswith(": on\n")
     assert (home / "state.sqlite3").exists()
     assert shown(fwd(home, "show", ANNA))["when busy"] == "+358401110002"
+
+
+# ---------------------------------------------------------------------- vipbx voicemail pin
+
+
+def pin(home: Path, *args: str) -> Result:
+    from cli.voicemail import voicemail
+    return run(voicemail, home, "pin", *args)
+
+
+def test_pin_shows_the_lock_level_and_unlock_clears_it(home: Path) -> None:
+    with stored(home) as state:
+        for _ in range(5):
+            state.check_pin("acme", "anna.virtanen", "000000", source="ivr", actor="+358451234567")
+    before = shown(pin(home, ANNA))
+    assert (before["wrong PINs"], before["lock level"]) == ("5", "1")
+    assert before["locked"].startswith("20") and before["fallback wrong PINs"] == "?"  # never deployed
+    result = pin(home, ANNA, "--unlock")
+    assert result.exit_code == 0 and "unlocked" in result.stdout
+    after = shown(pin(home, ANNA))
+    assert (after["wrong PINs"], after["lock level"], after["locked"]) == ("0", "0", "no")
+    [unlock] = [e for e in audit(home) if e.event == "pin_unlocked"]
+    assert (unlock.source, unlock.actor.startswith("operator")) == ("cli", True)
+
+
+def test_pin_shows_a_lock_held_until_unlocked(home: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    config = load_config(FILES)
+    # One 1-minute step, then held: the second series (after the first lock ran out) holds.
+    with CallStateService(default_db_path(home), config, lockout_minutes=1) as state:
+        state.count_pin_failures("acme", "anna.virtanen", 5, actor="fallback", source="fallback")
+    with CallStateService(default_db_path(home), config, lockout_minutes=1, clock=lambda: later) as state:
+        state.count_pin_failures("acme", "anna.virtanen", 5, actor="fallback", source="fallback")
+    listed = shown(pin(home, ANNA))
+    assert (listed["lock level"], listed["locked"]) == ("2", "until unlocked")

@@ -4,6 +4,8 @@ and keys that interrupt any prompt and are then acted upon."""
 
 from __future__ import annotations
 
+import asyncio
+
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -78,6 +80,7 @@ class Harness(PluginHarness):
         super().__init__(fake, client, state, sounds, self.entry, CONFIG)  # type: ignore[arg-type]
         self.keys: list[tuple[str, str]] = []
         self.channel: dict[str, Any] = {}
+        self.starts: list[tuple[str, float, str]] = []  # (channel, loop time, prompt) of each playback
 
     def press(self, prompt: str, keys: str) -> Harness:
         """`keys` are pressed while the next playback holding `prompt` plays."""
@@ -86,6 +89,7 @@ class Harness(PluginHarness):
 
     async def playing(self, channel_id: str, playback_id: str, request: httpx.Request) -> None:
         names = [uri.rsplit("/", 1)[1] for uri in request.url.params["media"].split(",")]
+        self.starts.append((channel_id, asyncio.get_running_loop().time(), names[0]))
         if self.keys and self.keys[0][0] in names:
             for key in self.keys.pop(0)[1]:
                 await self.fake.send({"type": "ChannelDtmfReceived", "digit": key, "channel": self.channel})
@@ -108,6 +112,10 @@ class Harness(PluginHarness):
         assert self.keys == [], f"keys never asked for: {self.keys}"
         return self.entry.results
 
+    def timed(self, channel_id: str = "c1") -> list[tuple[float, str]]:
+        """When each playback to the channel started, with its first prompt."""
+        return [(at, name) for chan, at, name in self.starts if chan == channel_id]
+
     def names(self, channel_id: str = "c1") -> list[str]:
         return [name for _, name in self.played(channel_id)]
 
@@ -125,6 +133,7 @@ async def h(monkeypatch: pytest.MonkeyPatch, state: CallStateService, tmp_path: 
 
 
 def login(h: Harness, **options: Any) -> Script:
+    options.setdefault("verdict_seconds", 0.01)
     return Login(CONFIG, pin_gate(h.state), PROMPTS, key_timeout=KEY_TIMEOUT, **options)
 
 
@@ -177,12 +186,14 @@ async def test_foreign_number_gives_number_and_pin(h: Harness) -> None:
     assert h.played() == [("sv", "vm-enter-mailbox"), ("sv", "vm-enter-pin")]
 
 
+THREE_WRONG = ["vm-enter-mailbox"] + ["vm-enter-pin", "vm-pin-wrong"] * 3
+
+
 async def test_an_unknown_number_is_still_asked_a_pin(h: Harness) -> None:
     h.press("vm-enter-mailbox", "0509999999#").press("vm-enter-pin", PIN + "#")
-    h.press("vm-enter-mailbox", "#")
     result, _ = await h.run(login(h), OUTSIDE)
     assert result is None
-    assert h.names() == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong", "vm-enter-mailbox", "vm-enter-mailbox"]
+    assert h.names() == THREE_WRONG
     assert h.state.audit() == []
 
 
@@ -190,11 +201,38 @@ async def test_who_is_not_eligible_is_an_unknown_number(h: Harness) -> None:
     has_voicemail = login(h, eligible=lambda u: u.has_voicemail)
     # Nora has no voicemail: from her own number she is not known, and her number is "unknown".
     h.press("vm-enter-mailbox", NORA + "#").press("vm-enter-pin", PIN + "#")
-    h.press("vm-enter-mailbox", "#").press("vm-enter-mailbox", "#")
     result, _ = await h.run(has_voicemail, NORA)
     assert result is None
-    assert h.names()[:3] == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong"]
+    assert h.names() == THREE_WRONG
     assert h.state.audit() == []
+
+
+async def _heard(h: Harness, number: str, pins: list[str], channel_id: str) -> list[str]:
+    """What a caller from OUTSIDE hears typing `number`, then `pins` (one per PIN prompt)."""
+    h.press("vm-enter-mailbox", number + "#")
+    for pin in pins:
+        h.press("vm-enter-pin", pin + "#")
+    result, _ = await h.run(login(h, verdict_seconds=0.2), OUTSIDE, channel_id=channel_id)
+    assert result is None
+    return h.names(channel_id)
+
+
+async def test_a_real_an_unknown_and_a_locked_mailbox_sound_the_same(h: Harness) -> None:
+    wrong = ["111111", "222222", "333333"]
+    real = await _heard(h, ANNA, wrong, "c1")
+    unknown = await _heard(h, "0509999999", wrong, "c2")
+    lock(h.state, "mikko")
+    locked = await _heard(h, MIKKO, [PIN, PIN, PIN], "c3")  # even the right PIN: refused alike
+    assert real == unknown == locked == THREE_WRONG
+    assert [e.event for e in h.state.audit("acme", "mikko", limit=3)] == ["pin_refused"] * 3
+
+
+async def test_every_verdict_waits_the_same_floor_after_the_pin(h: Harness) -> None:
+    """A checked PIN (a database write) and an unknown number's are said after the same pause."""
+    for number, channel_id in ((ANNA, "c1"), ("0509999999", "c2")):
+        await _heard(h, number, ["111111"], channel_id)
+        starts = [at for at, name in h.timed(channel_id) if name in ("vm-enter-pin", "vm-pin-wrong")]
+        assert starts[1] - starts[0] >= 0.2  # the "wrong" after the floor, never sooner
 
 
 async def test_a_key_over_wrong_pin_is_the_next_pins_first_digit(h: Harness) -> None:
@@ -206,31 +244,34 @@ async def test_a_key_over_wrong_pin_is_the_next_pins_first_digit(h: Harness) -> 
     assert [e.event for e in reversed(h.state.audit())] == ["pin_failed", "pin_ok"]
 
 
-async def test_a_locked_user_hears_locked_before_any_pin(h: Harness) -> None:
+async def test_a_locked_user_known_by_number_hears_locked_before_any_pin(h: Harness) -> None:
+    h.state.update_voicemail_settings("acme", "anna", actor="op", source="cli", always_ask_pin=True)
     lock(h.state)
-    h.press("vm-enter-mailbox", ANNA + "#")
-    result, _ = await h.run(login(h), OUTSIDE)
+    result, _ = await h.run(login(h), ANNA)
     assert result is None
-    assert h.names() == ["vm-enter-mailbox", "vm-locked"]
+    assert h.names() == ["vm-locked"]
 
 
 async def test_without_lock_first_a_locked_user_is_asked_a_pin_and_refused(h: Harness) -> None:
+    h.state.update_voicemail_settings("acme", "anna", actor="op", source="cli", always_ask_pin=True)
     lock(h.state)
-    h.press("vm-enter-mailbox", ANNA + "#").press("vm-enter-pin", PIN + "#")
-    result, _ = await h.run(login(h, lock_first=False), OUTSIDE)
+    h.press("vm-enter-pin", PIN + "#")
+    result, _ = await h.run(login(h, lock_first=False), ANNA)
     assert result is None  # the right PIN, but locked
-    assert h.names() == ["vm-enter-mailbox", "vm-enter-pin", "vm-locked"]
+    assert h.names() == ["vm-enter-pin", "vm-locked"]
     assert h.state.audit()[0].event == "pin_refused"
 
 
-async def test_the_failure_that_locks_ends_the_login(h: Harness) -> None:
+async def test_the_failure_that_locks_a_typed_mailbox_sounds_like_any_other(h: Harness) -> None:
     for _ in range(3):
         h.state.check_pin("acme", "anna", "000000", source="test")  # two failures from the lock
     h.press("vm-enter-mailbox", ANNA + "#").press("vm-enter-pin", "111111#").press("vm-enter-pin", "222222#")
+    h.press("vm-enter-pin", PIN + "#")
     result, _ = await h.run(login(h), OUTSIDE)
     assert result is None
-    assert h.names() == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong", "vm-enter-pin", "vm-locked"]
+    assert h.names() == THREE_WRONG
     assert h.state.pin_status("acme", "anna").locked
+    assert h.state.audit()[0].event == "pin_refused"
 
 
 async def test_login_reaches_the_call_state_off_the_event_loop(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,3 +108,20 @@ def test_non_ascii_names_render_as_utf8(config: Config, secrets: SecretStore) ->
     files = render_config(config, secrets)
     assert "Aino Mäkinen" in files["pjsip.conf"]
     assert "Aino Mäkinen" in files["voicemail.conf"]
+
+
+def test_the_access_fallback_checks_the_pin_and_the_lock_before_the_mailbox(
+        config: Config, secrets: SecretStore) -> None:
+    """VoiceMailMain is reached only after the fallback's own login, which honours the locks."""
+    dialplan = sections(render_config(config, secrets)["extensions.conf"], "extensions.conf")
+    lines = [v for k, v, _ in dialplan["vipbx-vm-access-fallback"][0].settings if k in ("exten", "same")]
+    users = [(t, u) for t in config.tenants for u in t.users if u.has_voicemail]
+    logins = [v for v in lines if "Gosub(vipbx-vm-fallback-login" in v]
+    assert len(logins) == len(users)
+    for tenant, user in users:
+        assert any(f"1({tenant.id}+{user.id},{user.number[1:]}@{tenant.id})" in v for v in logins)
+    mains = [v for v in lines if "VoiceMailMain(" in v]
+    assert len(mains) == len(users) and all(v.endswith(",s)") for v in mains)  # the PIN was checked
+    login = " ".join(v for k, v, _ in dialplan["vipbx-vm-fallback-login"][0].settings)
+    assert "DB_EXISTS(vipbx-pinlock/${ARG1})" in login and "Set(DB(vipbx-pinfail/${ARG1})=" in login
+    assert login.index("?locked") < login.index("Read(")  # a lock refuses before any PIN prompt

@@ -239,11 +239,11 @@ def test_outbound_calls_leave_through_the_outbound_trunk(in_tmp: Path) -> None:
 
 def test_the_handset_rings_with_the_devices_marked_and_only_for_users_who_want_it(in_tmp: Path) -> None:
     dialplan = rendered(load(TWO), in_tmp)["extensions.conf"]
-    anna = [line for line in dialplan.splitlines() if line.startswith("exten => +358401110001,1,Gosub")]
+    anna = [line for line in dialplan.splitlines() if line.startswith("exten => +358401110001,1,Gosub(vipbx-call-user")]
     dial = "PJSIP/acme-anna-soft&PJSIP/acme-anna-desk&PJSIP/*88+358401110001@core"
     call = f"Gosub(vipbx-call-user,s,1(acme,anna,{dial},1,358401110001,101))"
     assert anna == [f"exten => +358401110001,1,{call}"]
-    bo = [line for line in dialplan.splitlines() if line.startswith("exten => +358401110002,1,Gosub")]
+    bo = [line for line in dialplan.splitlines() if line.startswith("exten => +358401110002,1,Gosub(vipbx-call-user")]
     assert "@core" not in bo[0]
     # The hint (is the user in a call?) is the devices alone.
     assert "exten => 101,hint,PJSIP/acme-anna-soft&PJSIP/acme-anna-desk,CustomPresence:acme+anna" in dialplan

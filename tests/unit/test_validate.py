@@ -580,19 +580,20 @@ def test_email_is_optional_and_accepts_plus_and_percent() -> None:
 @pytest.mark.parametrize(
     ("pin", "words"),
     [
-        ('"1111"', "all digits the same"),
+        ('"111111"', "all digits the same"),
         ('"0000000"', "all digits the same"),
-        ('"1234"', "ascending run"),
-        ('"0123"', "ascending run"),
+        ('"123456"', "ascending run"),
+        ('"012345"', "ascending run"),
         ('"567890"', "ascending run"),
-        ('"9876"', "descending run"),
-        ('"3210"', "descending run"),
+        ('"987654"', "descending run"),
+        ('"543210"', "descending run"),
         ('"110001"', "last digits of the user's own number"),
         ('"01110001"', "last digits of the user's own number"),
-        ('"123"', "4 to 10 digits"),
-        ('"12345678901"', "4 to 10 digits"),
-        ('"48a264"', "4 to 10 digits"),
-        ('"４８０２６４"', "4 to 10 digits"),
+        ('"4826"', "6 to 10 digits"),  # 6 by default: four digits are too few
+        ('"48264"', "6 to 10 digits"),
+        ('"12345678901"', "6 to 10 digits"),
+        ('"48a264"', "6 to 10 digits"),
+        ('"４８０２６４"', "6 to 10 digits"),
         ("480264", "quoted string"),
     ],
 )
@@ -601,8 +602,50 @@ def test_pin_rules(pin: str, words: str) -> None:
     find(problems, "acme.yaml", 10, "tenants[acme].users[anna].pin", words)
 
 
+TENANT_PIN_DIGITS = '    domain: acme.example\n    pin_digits: {}\n'
+
+
+@pytest.mark.parametrize(
+    ("pin", "words"),
+    [
+        ('"1111"', "all digits the same"),
+        ('"1234"', "ascending run"),
+        ('"9876"', "descending run"),
+        ('"0001"', "last digits of the user's own number"),
+        ('"123"', "4 to 10 digits (pin_digits: 4)"),
+    ],
+)
+def test_a_tenant_may_allow_four_digits_but_not_trivial_ones(pin: str, words: str) -> None:
+    text = ONE_USER.replace("    domain: acme.example\n", TENANT_PIN_DIGITS.format(4))
+    assert not run(acme=text.replace('"480264"', '"4826"'))  # four digits: accepted here
+    problems = run(acme=text.replace('"480264"', pin))
+    find(problems, "acme.yaml", 11, "tenants[acme].users[anna].pin", words)
+
+
+def test_the_platform_sets_the_default_and_a_tenant_overrides_it() -> None:
+    platform = "platform:\n  pin_digits: 5\n"
+    four = ONE_USER.replace('"480264"', '"4826"')
+    find(run(p=platform, acme=four), "acme.yaml", 10, "tenants[acme].users[anna].pin",
+         "5 to 10 digits")
+    assert not run(p=platform, acme=four.replace('"4826"', '"48264"'))
+    stricter = four.replace("    domain: acme.example\n", TENANT_PIN_DIGITS.format(8))
+    find(run(p=platform, acme=stricter), "acme.yaml", 11, "tenants[acme].users[anna].pin",
+         "8 to 10 digits")
+    Path("p.yaml").write_text(platform)
+    Path("a.yaml").write_text(stricter.replace('"4826"', '"48264731"'))
+    config = load_config(["p.yaml", "a.yaml"])
+    assert (config.platform.pin_digits, config.tenants[0].pin_digits) == (5, 8)
+
+
+@pytest.mark.parametrize("value", ["3", "11", '"6"', "six"])
+def test_pin_digits_out_of_range_is_refused_where_it_is(value: str) -> None:
+    text = ONE_USER.replace("    domain: acme.example\n", TENANT_PIN_DIGITS.format(value))
+    find(run(acme=text), "acme.yaml", 5, "tenants[acme].pin_digits")
+    find(run(p=f"platform:\n  pin_digits: {value}\n"), "p.yaml", 2, "platform.pin_digits")
+
+
 def test_pin_equal_to_extension_or_missing() -> None:
-    text = ONE_USER.replace('"101"', '"4826"').replace('"480264"', '"4826"')
+    text = ONE_USER.replace('"101"', '"482617"').replace('"480264"', '"482617"')
     problems = run(acme=text)
     find(problems, "acme.yaml", 10, "tenants[acme].users[anna].pin", "extension")
     problems = run(acme=ONE_USER.replace('        pin: "480264"\n', ""))

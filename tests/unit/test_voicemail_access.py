@@ -268,30 +268,40 @@ async def test_three_wrong_pins_end_the_call(h: Harness) -> None:
     assert (status.failures, status.locked) == (3, False)
 
 
-async def test_a_locked_mailbox_is_refused_before_any_pin(h: Harness) -> None:
+async def test_a_locked_own_number_is_refused_before_any_pin(h: Harness) -> None:
+    h.state.update_voicemail_settings("acme", "anna", actor="op", source="cli", always_ask_pin=True)
     while not h.state.pin_status("acme", "anna").locked:
         h.state.check_pin("acme", "anna", "000000", source="test")
     audited = len(h.state.audit())
-    h.press("vm-enter-mailbox", ANNA + "#")
-    assert await h.call(OUTSIDE) == ["vm-enter-mailbox", "vm-locked", "vm-goodbye"]
+    assert await h.call(ANNA) == ["vm-locked", "vm-goodbye"]
     assert len(h.state.audit()) == audited  # no PIN was taken
 
 
-async def test_the_fifth_wrong_pin_locks_during_the_call(h: Harness) -> None:
+async def test_a_locked_typed_mailbox_sounds_like_a_wrong_pin(h: Harness) -> None:
+    while not h.state.pin_status("acme", "anna").locked:
+        h.state.check_pin("acme", "anna", "000000", source="test")
+    h.press("vm-enter-mailbox", ANNA + "#")
+    for _ in range(3):
+        h.press("vm-enter-pin", PIN + "#")
+    assert await h.call(OUTSIDE) == ["vm-enter-mailbox", *["vm-enter-pin", "vm-pin-wrong"] * 3, "vm-goodbye"]
+    assert [e.event for e in h.state.audit(limit=3)] == ["pin_refused"] * 3
+
+
+async def test_the_fifth_wrong_pin_locks_during_the_call_without_saying_so(h: Harness) -> None:
     for _ in range(3):
         h.state.check_pin("acme", "anna", "000000", source="test")
     h.press("vm-enter-mailbox", ANNA + "#").press("vm-enter-pin", "111111#").press("vm-enter-pin", "222222#")
-    assert await h.call(OUTSIDE) == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong", "vm-enter-pin",
-                                     "vm-locked", "vm-goodbye"]
+    h.press("vm-enter-pin", "333333#")
+    assert await h.call(OUTSIDE) == ["vm-enter-mailbox", *["vm-enter-pin", "vm-pin-wrong"] * 3, "vm-goodbye"]
     assert h.state.pin_status("acme", "anna").locked
 
 
 async def test_a_user_without_voicemail_has_no_mailbox(h: Harness) -> None:
     # Not logged in by her own number; her number typed is as unknown as any: a PIN, then "wrong".
-    h.press("vm-enter-mailbox", NORA + "#").press("vm-enter-pin", PIN + "#")
-    h.press("vm-enter-mailbox", "").press("vm-enter-mailbox", "")
-    assert await h.call(NORA) == ["vm-enter-mailbox", "vm-enter-pin", "vm-pin-wrong", "vm-enter-mailbox",
-                                  "vm-enter-mailbox", "vm-goodbye"]
+    h.press("vm-enter-mailbox", NORA + "#")
+    for _ in range(3):
+        h.press("vm-enter-pin", PIN + "#")
+    assert await h.call(NORA) == ["vm-enter-mailbox", *["vm-enter-pin", "vm-pin-wrong"] * 3, "vm-goodbye"]
     assert h.state.audit() == []
 
 

@@ -81,6 +81,8 @@ class StateDatabase:
     name: str = "vipbx"
     user: str = "vipbx"
     connect_timeout: int = 5  # seconds
+    statement_timeout: int = 10  # seconds; PostgreSQL cancels a statement that runs longer
+    lock_timeout: int = 5  # seconds; ... or that waits longer for a lock
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ class PhoneSettings:
             raise ValueError("the platform has no carrier: the phone could not reach outside numbers")
         values: dict[str, object] = {"carrier_ip": carrier.host, "carrier_port": carrier.port}
         values.update(overrides)
-        return cls(phones_ip=phones_ip, **values)  # type: ignore[arg-type]
+        settings = cls(phones_ip=phones_ip, **values)  # type: ignore[arg-type]
+        check_settings(config, settings)
+        return settings
 
     @property
     def carrier_sip_port(self) -> int:
@@ -91,15 +93,22 @@ def device_ids(config: Config) -> list[str]:
             for device in user.devices]
 
 
+def check_settings(config: Config, settings: PhoneSettings) -> None:
+    """ValueError (one line, saying what to change) when the phone cannot work with `config`."""
+    if settings.phones_ip == settings.carrier_ip:
+        raise ValueError(f"the devices (--phones-ip) and the carrier (platform.carrier.host) are both "
+                         f"{settings.carrier_ip}: the PBX tells them apart by address; give "
+                         f"--phones-ip another one")
+    clash = {PBX_ENDPOINT, CARRIER_ENDPOINT} & set(device_ids(config))
+    if clash:
+        raise ValueError(f"device id(s) {sorted(clash)} clash with the test phone's own endpoints")
+
+
 def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSettings,
                         ari_password: str) -> dict[str, str]:
     """File name → text of every file of the phone instance."""
     s = settings
-    if s.phones_ip == s.carrier_ip:
-        raise ValueError("phones and carrier need different addresses: the PBX tells them apart by IP")
-    clash = {PBX_ENDPOINT, CARRIER_ENDPOINT} & set(device_ids(config))
-    if clash:
-        raise ValueError(f"device id(s) {sorted(clash)} clash with the test phone's own endpoints")
+    check_settings(config, s)
     files = {
         "modules.conf": _modules(),
         "pjsip.conf": _pjsip(config, secrets, s),

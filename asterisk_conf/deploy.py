@@ -18,9 +18,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, NoReturn
+from typing import NoReturn
 
 from base.paths import Paths
 
@@ -186,7 +187,7 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -
     if reload is not None and targets:
         try:
             await reload(targets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the reloader raised, Asterisk did not take the files
             await _restore(gens, old_generation, new_generation, reload, targets,
                            f"Asterisk refused the new configuration ({exc})")
         result.reloaded = targets
@@ -246,7 +247,7 @@ async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
     if reload is not None and targets:
         try:
             await reload(targets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in deploy()
             await _swap_forth(gens, current, previous, reload, targets, exc)
         result.reloaded = targets
         result.asterisk_reached = True

@@ -19,6 +19,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
+from .lanes import Event, EventLanes
+
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 200  # simultaneous ARI requests; see templates/http.conf.j2
@@ -36,6 +38,11 @@ BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 # A connection that lived this long was healthy: the next drop starts the backoff afresh.
 STABLE_AFTER = 5.0
+# Event handling bounds (lanes.py): handler runs at once per channel, events waiting per channel,
+# events held in all. Far above what a call does; a flood meets them.
+CHANNEL_RUNS = 32
+CHANNEL_QUEUE = 256
+EVENTS_HELD = 4096
 
 
 class AriError(Exception):
@@ -96,6 +103,9 @@ class AriClient:
         self._event_handlers: list[EventHandler] = []
         self._connect_handlers: list[ConnectHandler] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Event handling is bounded: see lanes.py.
+        self._lanes = EventLanes(self._start_handlers, runs=CHANNEL_RUNS, queue=CHANNEL_QUEUE,
+                                 total=EVENTS_HELD)
         self._connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -185,7 +195,7 @@ class AriClient:
                     for on_connect in self._connect_handlers:
                         self._spawn(on_connect())
                     async for message in ws:
-                        self._dispatch(message)
+                        await self._dispatch(message)
                 if not self._closing:
                     log.warning("ARI events: Asterisk closed the connection")
             except InvalidURI:
@@ -211,7 +221,7 @@ class AriClient:
         except TimeoutError:
             pass
 
-    def _dispatch(self, message: str | bytes) -> None:
+    async def _dispatch(self, message: str | bytes) -> None:
         try:
             event = json.loads(message)
         except ValueError:
@@ -219,15 +229,33 @@ class AriClient:
             return
         if not isinstance(event, dict):
             return
+        await self._lanes.admit(event)
+        # Messages already buffered are read without a pause: let the handlers just started run
+        # before the next one, so a lane fills only when its handlers really wait.
+        await asyncio.sleep(0)
+
+    def _start_handlers(self, event: Event, done: Callable[[], None]) -> None:
         # One task per handler and event: a slow handler never holds up the socket. Tasks start
         # in creation order, so a handler that routes before its first await sees events in order.
-        for handler in self._event_handlers:
-            self._spawn(handler(event))
+        left = len(self._event_handlers)
+        if not left:
+            done()
+            return
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+        def one_done(_: asyncio.Task[None]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                done()
+
+        for handler in self._event_handlers:
+            self._spawn(handler(event)).add_done_callback(one_done)
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -239,6 +267,7 @@ class AriClient:
         self._closed.set()
         if self._ws is not None:
             await self._ws.close()
+        self._lanes.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -40,15 +40,26 @@ class ChannelGone(Exception):
     """The channel hung up or left our Stasis app: the handler has nothing left to do."""
 
 
+# Keys typed ahead that are kept; a mailbox number, a PIN and a few menu choices fit many times.
+KEYS_AHEAD = 64
+
+
 class Keys:
     """The keys the caller pressed and nobody has taken yet. Unlike asyncio.Queue, a key can be put
     back in front (`push_back`), and a `get` cancelled while waiting never loses one."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = KEYS_AHEAD) -> None:
         self._keys: deque[str] = deque()
         self._arrived = asyncio.Event()
+        self.limit = limit
+        self.dropped = 0
 
     def put(self, key: str) -> None:
+        if len(self._keys) >= self.limit:
+            # A caller (or a machine) typing far ahead of every menu: the extra keys would only
+            # grow memory and be answered one by one long after the call.
+            self.dropped += 1
+            return
         self._keys.append(key)
         self._arrived.set()
 

@@ -7,22 +7,27 @@ Layout under `<home>/etc`:
 
 A swap is one rename() of a symlink, so Asterisk never sees a half-written set. If Asterisk
 refuses a reload, the swap is undone and the old files reloaded: a failed deploy leaves the
-running configuration as it was.
+running configuration as it was, and says so, or says what it could not restore. No generation
+that `current` or `previous` points at is ever deleted, on any path.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import NoReturn
 
 from base.paths import Paths
 
 from . import confcheck
+
+log = logging.getLogger(__name__)
 
 # Which Asterisk module (or built-in subsystem) re-reads each file.
 RELOAD_TARGETS = {
@@ -120,16 +125,44 @@ class Generations:
     def target(self, link: Path) -> Path | None:
         return link.resolve() if link.is_symlink() else None
 
+    def is_live(self, generation: Path) -> bool:
+        """`current` or `previous` points at it (or cannot be read, so it might)."""
+        try:
+            where = generation.resolve()
+            return any(where == target for target in (self.target(self.current), self.target(self.previous)))
+        except OSError:
+            return True
+
+    def remove(self, generation: Path) -> bool:
+        """Delete a generation unless `current` or `previous` points at it; best effort."""
+        if self.is_live(generation):
+            log.warning("generation %s is live: kept", generation.name)
+            return False
+        try:
+            shutil.rmtree(generation)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove generation %s: %s", generation.name, exc)
+            return False
+        return True
+
     def prune(self) -> None:
-        keep = {self.target(self.current), self.target(self.previous)}
-        gens = sorted((p for p in self.generations.iterdir() if p.name.isdigit()), key=lambda p: p.name)
+        """Keep the last KEEP_GENERATIONS (and whatever `current` or `previous` points at)."""
+        try:
+            gens = sorted((p for p in self.generations.iterdir() if p.name.isdigit()), key=lambda p: p.name)
+        except OSError as exc:
+            log.warning("could not list the generations to prune: %s", exc)
+            return
         for old in gens[:-KEEP_GENERATIONS]:
-            if old.resolve() not in keep:
-                shutil.rmtree(old)
+            self.remove(old)
 
 
 async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -> DeployResult:
-    """Check, stage, swap and reload. `reload` is None when Asterisk is not running."""
+    """Check, stage, swap and reload. `reload` is None when Asterisk is not running.
+
+    On every failure the generation `current` pointed at before is what it points at after, and
+    no generation that `current` or `previous` points at is ever deleted."""
     problems = confcheck.check(files)
     if problems:
         raise DeployError("rendered configuration failed its check:\n" + "\n".join(problems))
@@ -138,8 +171,15 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -
     if not changed:
         return DeployResult(generation=None)
     old_generation = gens.target(gens.current)
-    new_generation = gens.stage(files)
-    gens.point(gens.current, new_generation)
+    try:
+        new_generation = gens.stage(files)
+    except OSError as exc:
+        raise DeployError(f"could not write the new generation, nothing changed: {exc}") from exc
+    try:
+        gens.point(gens.current, new_generation)
+    except OSError as exc:
+        gens.remove(new_generation)
+        raise DeployError(f"could not switch to the new configuration, nothing changed: {exc}") from exc
     result = DeployResult(generation=new_generation.name, changed=changed)
     # A first deploy is read whole when Asterisk starts: nothing to restart for.
     result.restart_needed = old_generation is not None and bool(RESTART_FILES & set(changed))
@@ -147,42 +187,91 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -
     if reload is not None and targets:
         try:
             await reload(targets)
-        except Exception as exc:
-            # Put the old files back and make Asterisk read them again.
-            if old_generation is not None:
-                gens.point(gens.current, old_generation)
-                try:
-                    await reload(targets)
-                except Exception:
-                    pass  # Asterisk keeps what it had loaded; the files match it again
-            shutil.rmtree(new_generation, ignore_errors=True)
-            raise DeployError(f"Asterisk refused the new configuration, previous one restored: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever the reloader raised, Asterisk did not take the files
+            await _restore(gens, old_generation, new_generation, reload, targets,
+                           f"Asterisk refused the new configuration ({exc})")
         result.reloaded = targets
         result.asterisk_reached = True
     if old_generation is not None:
-        gens.point(gens.previous, old_generation)
+        _remember(gens, old_generation)
     gens.prune()
     return result
 
 
+def _remember(gens: Generations, generation: Path) -> None:
+    """Point `previous` at `generation`: the deploy has succeeded whether or not this works."""
+    try:
+        gens.point(gens.previous, generation)
+    except OSError as exc:
+        log.warning("deployed, but `previous` still points where it did (%s): rollback goes there", exc)
+
+
+async def _restore(gens: Generations, old: Path | None, new: Path, reload: Reloader,
+                   targets: list[str], why: str) -> NoReturn:
+    """Put `current` back on `old` (no `current` at all if there was none), make Asterisk read it
+    again, drop `new` if nothing points at it, and raise a DeployError that says where things are."""
+    try:
+        if old is None:
+            gens.current.unlink(missing_ok=True)
+        else:
+            gens.point(gens.current, old)
+    except OSError as exc:
+        raise DeployError(f"{why}; putting the previous files back failed too ({exc}): Asterisk's "
+                          f"files are generation {new.name}, which it refused") from exc
+    if old is None:
+        gens.remove(new)
+        raise DeployError(f"{why}; there was no configuration before, so none is in place now")
+    try:
+        await reload(targets)
+    except Exception as exc:
+        gens.remove(new)
+        raise DeployError(f"{why}; the files of generation {old.name} are back in place, but "
+                          f"reloading them failed too ({exc}): Asterisk may run with parts of "
+                          f"either; restart it (`vipbx asterisk stop && vipbx asterisk start`) to "
+                          f"load generation {old.name} whole") from exc
+    gens.remove(new)
+    raise DeployError(f"{why}; previous one restored: generation {old.name} is in place and reloaded")
+
+
 async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
-    """Swap back to the generation before the last deploy."""
+    """Swap back to the generation before the last deploy; if Asterisk refuses it, swap forth."""
     gens = Generations(paths)
     previous, current = gens.target(gens.previous), gens.target(gens.current)
     if previous is None or not previous.is_dir():
         raise DeployError("no previous generation to roll back to")
     changed = gens.changed_files(_read_dir(previous), gens.live())
     gens.point(gens.current, previous)
-    if current is not None:
-        gens.point(gens.previous, current)
     result = DeployResult(generation=previous.name, changed=changed)
     result.restart_needed = bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
-        await reload(targets)
+        try:
+            await reload(targets)
+        except Exception as exc:  # noqa: BLE001 - as in deploy()
+            await _swap_forth(gens, current, previous, reload, targets, exc)
         result.reloaded = targets
         result.asterisk_reached = True
+    if current is not None:
+        _remember(gens, current)
     return result
+
+
+async def _swap_forth(gens: Generations, current: Path | None, previous: Path, reload: Reloader,
+                      targets: list[str], exc: Exception) -> NoReturn:
+    why = f"Asterisk refused generation {previous.name} ({exc})"
+    if current is None:
+        raise DeployError(f"{why}; its files stay in place")
+    try:
+        gens.point(gens.current, current)
+    except OSError as err:
+        raise DeployError(f"{why}; switching back to generation {current.name} failed too ({err}): "
+                          f"Asterisk's files are generation {previous.name}") from err
+    try:
+        await reload(targets)
+    except Exception as err:
+        raise DeployError(f"{why}; generation {current.name} is back in place, but reloading it "
+                          f"failed too ({err}): restart Asterisk to load it whole") from err
+    raise DeployError(f"{why}; nothing rolled back: generation {current.name} is in place and reloaded")
 
 
 def _read_dir(path: Path) -> dict[str, str]:

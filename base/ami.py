@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from panoramisk import Manager
 
@@ -16,8 +17,19 @@ _quiet = logging.getLogger(__name__ + ".panoramisk")
 _quiet.setLevel(logging.ERROR)
 
 
+# Connect and log in: Asterisk answers a login at once when it is healthy.
+CONNECT_TIMEOUT = 5.0
+# One action: a reload of a large configuration takes tens of seconds (bench/README.md), so the
+# deploy's reloader passes its own, longer, limit.
+ACTION_TIMEOUT = 10.0
+
+
 class AmiError(Exception):
     pass
+
+
+class AmiTimeout(AmiError):
+    """AMI did not answer in time: Asterisk may be hung, or something else listens there."""
 
 
 @dataclass(frozen=True)
@@ -29,12 +41,22 @@ class AmiSettings:
 
 
 class AmiSession:
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, where: str = "", action_timeout: float = ACTION_TIMEOUT) -> None:
         self._manager = manager
+        self._where = where
+        self.action_timeout = action_timeout
+
+    async def _send(self, message: dict[str, str]) -> Any:
+        try:
+            return await asyncio.wait_for(self._manager.send_action(message), self.action_timeout)
+        except TimeoutError:
+            raise AmiTimeout(f"{message['Action']}: no answer from AMI at {self._where} within "
+                             f"{self.action_timeout:g} s") from None
 
     async def action(self, action: str, **fields: str) -> dict[str, str]:
-        """Send one action; AmiError unless Asterisk answers `Response: Success`."""
-        reply = await self._manager.send_action({"Action": action, **fields})
+        """Send one action; AmiError unless Asterisk answers `Response: Success` within the
+        session's action timeout (AmiTimeout if it does not answer at all)."""
+        reply = await self._send({"Action": action, **fields})
         if isinstance(reply, list):  # actions that answer with a list of events
             reply = reply[0]
         if reply.get("Response") != "Success":
@@ -53,14 +75,17 @@ class AmiSession:
 
     async def command(self, cli: str) -> str:
         """Run a CLI command and return its output."""
-        reply = await self._manager.send_action({"Action": "Command", "Command": cli})
+        reply = await self._send({"Action": "Command", "Command": cli})
         output = reply.get("Output") or reply.get("content") or ""
         return "\n".join(output) if isinstance(output, list) else str(output)
 
 
 @contextlib.asynccontextmanager
-async def ami_session(settings: AmiSettings, timeout: float = 5.0) -> AsyncIterator[AmiSession]:
-    """Connect and log in, or raise AmiError (Asterisk down, wrong secret) within `timeout`."""
+async def ami_session(settings: AmiSettings, timeout: float = CONNECT_TIMEOUT, *,
+                      action_timeout: float = ACTION_TIMEOUT) -> AsyncIterator[AmiSession]:
+    """Connect and log in, or raise AmiError (Asterisk down, wrong secret) within `timeout`:
+    AmiTimeout when something accepted the connection but did not answer. Each action of the
+    session then has `action_timeout` seconds to be answered."""
     manager = Manager(
         host=settings.host,
         port=settings.port,
@@ -72,18 +97,25 @@ async def ami_session(settings: AmiSettings, timeout: float = 5.0) -> AsyncItera
         loop=asyncio.get_running_loop(),
         log=_quiet,
     )
+    where = f"{settings.host}:{settings.port}"
     try:
         try:
-            await asyncio.wait_for(manager.connect(), timeout)
-            for _ in range(int(timeout * 20)):
-                if manager.authenticated_future is not None:
-                    break
-                await asyncio.sleep(0.05)
-            login = await asyncio.wait_for(manager.authenticated_future, timeout)
-        except (OSError, asyncio.TimeoutError, TypeError) as exc:
-            raise AmiError(f"cannot reach AMI at {settings.host}:{settings.port}: {exc or type(exc).__name__}") from exc
+            try:
+                await asyncio.wait_for(manager.connect(), timeout)
+            except TimeoutError:
+                raise AmiTimeout(f"no connection to AMI at {where} within {timeout:g} s") from None
+            try:
+                async with asyncio.timeout(timeout):
+                    while manager.authenticated_future is None:
+                        await asyncio.sleep(0.05)
+                    login = await manager.authenticated_future
+            except TimeoutError:
+                raise AmiTimeout(f"AMI at {where} accepted the connection but did not answer the "
+                                 f"login within {timeout:g} s") from None
+        except (OSError, TypeError) as exc:
+            raise AmiError(f"cannot reach AMI at {where}: {exc or type(exc).__name__}") from exc
         if login.get("Response") != "Success":
             raise AmiError(f"AMI login refused: {login.get('Message')}")
-        yield AmiSession(manager)
+        yield AmiSession(manager, where, action_timeout)
     finally:
         manager.close()

@@ -121,6 +121,8 @@ class StateDatabase:
     name: str = "vipbx"
     user: str = "vipbx"
     connect_timeout: int = 5  # seconds
+    statement_timeout: int = 10  # seconds; PostgreSQL cancels a statement that runs longer
+    lock_timeout: int = 5  # seconds; ... or that waits longer for a lock
 
 
 DEFAULT_PIN_DIGITS = 6  # a 4-digit PIN falls to a few days of locked-out guessing; 6 digits to years

@@ -35,6 +35,7 @@ def open_database(settings: StateDatabase, home: str | Path, secret: SecretGette
     return PostgresDatabase(PostgresSettings(
         host=settings.host, port=settings.port, name=settings.name, user=settings.user,
         password=secret(PASSWORD_SECRET), connect_timeout=settings.connect_timeout,
+        statement_timeout=settings.statement_timeout, lock_timeout=settings.lock_timeout,
     ))
 
 

@@ -61,6 +61,10 @@ class PostgresSettings:
     user: str = "vipbx"
     password: str = field(default="", repr=False)  # never in a repr, a log line or an error
     connect_timeout: int = 5  # seconds
+    # The server cancels a statement that runs longer, or waits longer for a lock: a stalled
+    # database costs a call a few seconds and a clear error, never a hung IVR or pool slot.
+    statement_timeout: float = 10.0  # seconds
+    lock_timeout: float = 5.0  # seconds
 
     def describe(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -169,12 +173,22 @@ class PostgresDatabase:
                 return result
             except _RETRYABLE:
                 raise
+            except pgerrors.LockNotAvailable as exc:
+                raise self._error(exc, f"waited longer than lock_timeout "
+                                       f"({self.settings.lock_timeout:g} s) for a lock, cancelled") from exc
+            except pgerrors.QueryCanceled as exc:
+                raise self._error(exc, f"a statement ran longer than statement_timeout "
+                                       f"({self.settings.statement_timeout:g} s), cancelled") from exc
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
             finally:
                 self._pool.release(conn)
 
     def _migrate(self, tx: Tx, migrations: Sequence[Migration]) -> int:
+        # Schema changes may take long on a large table, and another node's may hold the lock
+        # below: no statement or lock limit in this transaction.
+        tx.run("SET LOCAL statement_timeout = 0")
+        tx.run("SET LOCAL lock_timeout = 0")
         # Two nodes starting at once: the second waits here, then finds the migrations applied.
         tx.one("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
         return migrate(tx, self.dialect, migrations)
@@ -187,7 +201,9 @@ class PostgresDatabase:
             # autocommit: the driver starts no transactions of its own; `_once` says BEGIN.
             return psycopg.connect(host=s.host, port=s.port, dbname=s.name, user=s.user,
                                    password=s.password, connect_timeout=s.connect_timeout,
-                                   application_name="vipbx", autocommit=True)
+                                   application_name="vipbx", autocommit=True,
+                                   options=f"-c statement_timeout={_ms(s.statement_timeout)} "
+                                           f"-c lock_timeout={_ms(s.lock_timeout)}")
         except psycopg.Error as exc:
             # `from None`: the driver's exception is not chained, only its (masked) text kept.
             raise self._error(exc, "cannot connect") from None
@@ -203,6 +219,11 @@ class PostgresDatabase:
             text = text.replace(self.settings.password, "********")
         prefix = f"state database {self.settings.describe()}" + (f": {what}" if what else "")
         return StorageError(f"{prefix}: {text}")
+
+
+def _ms(seconds: float) -> int:
+    """A timeout setting in milliseconds; 0 would mean none, so at least 1."""
+    return max(1, round(seconds * 1000))
 
 
 def _reusable(conn: Connection) -> bool:

@@ -17,7 +17,7 @@ from asterisk_conf.masking import mask_diff
 from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
 from asterisk_conf.validate import validate_files
 from base import logsetup
-from base.ami import AmiError, AmiSettings, ami_session
+from base.ami import CONNECT_TIMEOUT, AmiError, AmiSettings, AmiTimeout, ami_session
 from base.model import Config
 from base.paths import DEFAULT_HOME
 from base.private import private_dir, write_private
@@ -34,6 +34,8 @@ from .voicemail import voicemail
 config_files = cliargs.config_files()
 # Nothing `vipbx serve` writes is for other accounts; Asterisk's group may read what it must.
 SERVE_UMASK = 0o027
+# Each module reload of a deploy: res_pjsip and app_voicemail take 35-50 s at 40,000 users.
+RELOAD_TIMEOUT = 120.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,43 +106,71 @@ def diff(obj: Context, files: tuple[str, ...]) -> None:
     sys.exit(1)
 
 
+def ami_timeouts(command):  # type: ignore[no-untyped-def]
+    """--ami-timeout and --reload-timeout, for the commands that reload Asterisk."""
+    command = click.option(
+        "--reload-timeout", type=click.FloatRange(min=0.1), default=RELOAD_TIMEOUT, show_default=True,
+        envvar="VIPBX_RELOAD_TIMEOUT", metavar="SECONDS",
+        help="How long Asterisk may take to answer each module reload; no answer counts as a "
+             "refusal. Env: VIPBX_RELOAD_TIMEOUT.")(command)
+    return click.option(
+        "--ami-timeout", type=click.FloatRange(min=0.1), default=CONNECT_TIMEOUT, show_default=True,
+        envvar="VIPBX_AMI_TIMEOUT", metavar="SECONDS",
+        help="How long AMI may take to accept the connection and the login. Env: VIPBX_AMI_TIMEOUT.")(command)
+
+
 @main.command()
 @config_files
 @click.option("--no-reload", is_flag=True, help="Swap the files in but do not ask Asterisk to reload.")
+@ami_timeouts
 @click.pass_obj
-def deploy(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
+def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: float, reload_timeout: float) -> None:
     """Render FILES, check, swap in atomically and reload only the changed Asterisk modules.
 
-    The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload the
-    previous files are restored and reloaded, and the command fails.
+    The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload, or does
+    not answer it in time, the previous files are restored and reloaded, and the command fails
+    saying which configuration is in place. If Asterisk is not running the files take effect when
+    it starts; if its AMI accepts connections but does not answer, nothing is deployed.
     """
     config = load(files)
     rendered = render_config(config, obj.secrets)
-    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.deploy(obj.paths, rendered, r)))
+    timeouts = (ami_timeout, reload_timeout)
+    result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
+                                        lambda r: deploying.deploy(obj.paths, rendered, r)))
     _report(result, "deployed")
 
 
 @main.command()
 @config_files
 @click.option("--no-reload", is_flag=True, help="Swap the files back but do not ask Asterisk to reload.")
+@ami_timeouts
 @click.pass_obj
-def rollback(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
+def rollback(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: float, reload_timeout: float) -> None:
     """Return to the configuration generation before the last deploy.
 
-    FILES tell where Asterisk's AMI listens (the platform section).
+    FILES tell where Asterisk's AMI listens (the platform section). If Asterisk refuses the older
+    files, the newer ones are put back and reloaded, and the command fails.
     """
     config = load(files)
-    result = asyncio.run(_with_reloader(obj, config, no_reload, lambda r: deploying.rollback(obj.paths, r)))
+    timeouts = (ami_timeout, reload_timeout)
+    result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
+                                        lambda r: deploying.rollback(obj.paths, r)))
     _report(result, "rolled back to")
 
 
-async def _with_reloader(obj: Context, config: Config, no_reload: bool, action):  # type: ignore[no-untyped-def]
+async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts: tuple[float, float],
+                         action):  # type: ignore[no-untyped-def]
     settings = ami_settings(config, obj.secrets.get("ami"))
     reload = None
     if not no_reload:
         try:
-            async with ami_session(settings, timeout=3):
-                reload = _ami_reloader(settings)
+            async with ami_session(settings, timeout=timeouts[0]):
+                reload = _ami_reloader(settings, *timeouts)
+        except AmiTimeout as exc:
+            # Something listens but does not answer: Asterisk may be hung. Swapping files in that
+            # nobody reloads would leave the next start to find out whether they work.
+            raise click.ClickException(f"{exc}; nothing changed (--no-reload swaps the files in "
+                                       "without asking Asterisk)") from exc
         except AmiError as exc:
             click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
     try:
@@ -149,9 +179,9 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, action):
         raise click.ClickException(str(exc)) from exc
 
 
-def _ami_reloader(settings: AmiSettings) -> deploying.Reloader:
+def _ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: float) -> deploying.Reloader:
     async def reload(targets: list[str]) -> None:
-        async with ami_session(settings) as ami:
+        async with ami_session(settings, connect_timeout, action_timeout=reload_timeout) as ami:
             for target in targets:
                 await ami.action("Reload", Module=target)
 

@@ -47,27 +47,30 @@ def phone() -> None:
               help="Address the devices register from (not the carrier's, not the PBX's).")
 @click.option("--sip-port", default=5060, show_default=True)
 @click.option("--http-port", default=8088, show_default=True, help="The phone's ARI, on --phones-ip.")
-@click.option("--rtp", "rtp_range", default="40000-40999", show_default=True)
+@click.option("--rtp", "rtp_range", default="40000-40999", show_default=True, help="RTP port range START-END.")
 @click.pass_context
 def start(ctx: click.Context, files: tuple[str, ...], phones_ip: str, sip_port: int,
           http_port: int, rtp_range: str) -> None:
     """(Re)start the phone for the tenants and platform in FILES and register every device."""
     config = load(files)
     start_port, _, end_port = rtp_range.partition("-")
+    if not (start_port.isdigit() and end_port.isdigit() and int(start_port) < int(end_port)):
+        raise click.ClickException(f"test phone not started: --rtp {rtp_range!r} is not a port range "
+                                   "such as 40000-40999")
     try:
         settings = PhoneSettings.for_config(config, phones_ip, sip_port=sip_port,
                                             http_port=http_port, rtp_start=int(start_port),
                                             rtp_end=int(end_port))
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(f"test phone not started: {exc}") from exc
     instance = _phone(ctx)
     if instance.asterisk.running:
         instance.stop()
-    instance.configure(config, settings)
     try:
+        instance.configure(config, settings)
         pid = instance.start()
-    except AsteriskError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (AsteriskError, ValueError, OSError) as exc:
+        raise click.ClickException(f"test phone not started: {' '.join(str(exc).split())}") from exc
     click.echo(f"test phone started (pid {pid}): devices on {phones_ip}, "
                f"carrier on {settings.carrier_ip}:{settings.carrier_sip_port}")
     state = instance.wait_registered(timeout=5)

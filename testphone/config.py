@@ -100,7 +100,9 @@ class PhoneSettings:
                             for t in trunks if t is not carrier),
         }
         values.update(overrides)
-        return cls(phones_ip=phones_ip, **values)  # type: ignore[arg-type]
+        settings = cls(phones_ip=phones_ip, **values)  # type: ignore[arg-type]
+        check_settings(config, settings)
+        return settings
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PhoneSettings:
@@ -147,10 +149,13 @@ def device_ids(config: Config) -> list[str]:
             for device in user.devices]
 
 
-def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSettings,
-                        ari_password: str) -> dict[str, str]:
-    """File name → text of every file of the phone instance."""
+def check_settings(config: Config, settings: PhoneSettings) -> None:
+    """ValueError (one line, saying what to change) when the phone cannot work with `config`."""
     s = settings
+    if s.phones_ip == s.carrier_ip:
+        raise ValueError(f"the devices (--phones-ip) and the carrier (its trunk's host) are both "
+                         f"{s.carrier_ip}: the PBX tells them apart by address; give "
+                         f"--phones-ip another one")
     addresses = [s.phones_ip, s.carrier_ip, *(t.ip for t in s.trunks)]
     if len(set(addresses)) != len(addresses):
         raise ValueError("phones, carrier and every trunk need different addresses: the PBX "
@@ -158,6 +163,13 @@ def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSet
     clash = {PBX_ENDPOINT, CARRIER_ENDPOINT, *(t.endpoint for t in s.trunks)} & set(device_ids(config))
     if clash:
         raise ValueError(f"device id(s) {sorted(clash)} clash with the test phone's own endpoints")
+
+
+def render_phone_config(config: Config, secrets: SecretStore, settings: PhoneSettings,
+                        ari_password: str) -> dict[str, str]:
+    """File name → text of every file of the phone instance."""
+    s = settings
+    check_settings(config, s)
     files = {
         "modules.conf": _modules(),
         "pjsip.conf": _pjsip(config, secrets, s),

@@ -1,7 +1,9 @@
 """The `msgNNNN.txt` envelope, byte for byte as app_voicemail (Asterisk 22) writes it.
 
 app_voicemail reads the file back with Asterisk's config parser, so values are escaped for that
-parser: `;` starts a comment unless written `\\;`, and a line break would end the value.
+parser: `;` starts a comment unless written `\\;`, and a line break would end the value. Whatever
+a caller sends as a name, every value is written on its one line: control characters and every
+Unicode line or paragraph separator become a space, and values are cut to what app_voicemail keeps.
 Asterisk 22 no longer writes `macrocontext=`; a file that has it (older Asterisk) still reads.
 """
 
@@ -16,10 +18,16 @@ from datetime import UTC, datetime
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (NUL, \n, \r, \v, \f, \x85, ...) and U+2028/U+2029: a reader that splits
+# lines on any of them (Python's str.splitlines does) would see the value end there.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # What a caller number may hold inside `<...>`: anything else could break the callerid syntax.
+_SPACES = re.compile(" {2,}")
+_BLANKS = " \t\r\n\v\f"  # what Asterisk's ast_strip trims (ASCII only)
 _NUMBER_JUNK = re.compile(r"[^0-9A-Za-z+*#._@-]")
-_NAME_MAX = 127  # app_voicemail quotes the name into a 128-byte buffer
+_NAME_MAX = 127  # bytes: app_voicemail quotes the name into a 128-byte buffer
+_NUMBER_MAX = 80  # AST_MAX_EXTENSION
+_VALUE_MAX = 1024  # bytes; Asterisk's config reader takes lines far longer, no value needs more
 
 # app_voicemail's counter starts at 0 in every process; ours starts at random so that processes
 # writing the same spool in the same second do not count alike.
@@ -110,12 +118,37 @@ def origdate(when: datetime) -> str:
 
 def callerid_merge(name: str | None, number: str | None) -> str:
     """Asterisk's `ast_callerid_merge(..., "Unknown")`: `"Name" <number>`, either alone, or Unknown."""
-    number = _NUMBER_JUNK.sub("", number or "") or None
-    name = _CONTROL.sub("", name or "").strip() or None
+    number = _NUMBER_JUNK.sub("", number or "")[:_NUMBER_MAX] or None
+    name = _SPACES.sub(" ", _one_line(name or "")) or None
     if name and number:
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')  # ast_escape_quoted
-        return f'"{quoted[:_NAME_MAX]}" <{number}>'
-    return name or number or "Unknown"
+        return f'"{_quoted(name, _NAME_MAX)}" <{number}>'
+    if name:
+        # Alone it is not quoted: a `<...>` in it would read back as the caller's number.
+        return _cut(name.replace("<", "").replace(">", ""), _NAME_MAX).strip(_BLANKS) or "Unknown"
+    return number or "Unknown"
+
+
+def _quoted(name: str, limit: int) -> str:
+    """`ast_escape_quoted` into `limit` UTF-8 bytes, never cutting a character or an escape."""
+    out: list[str] = []
+    size = 0
+    for char in name:
+        piece = "\\" + char if char in '\\"' else char
+        size += len(piece.encode("utf-8"))
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)
+
+
+def _one_line(value: str) -> str:
+    """Control characters and line separators → a space; blanks around trimmed."""
+    return _CONTROL.sub(" ", value).strip(_BLANKS)
+
+
+def _cut(value: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, cut between characters."""
+    return value.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def callerid_parse(value: str) -> tuple[str | None, str | None]:
@@ -142,15 +175,17 @@ def parse_conf(text: str) -> dict[str, dict[str, str]]:
     with `\\;` escapes, surrounding blanks trimmed."""
     sections: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = _strip_comment(raw).strip()
+    # Asterisk's reader ends a line at "\n" only: U+2028 or \x85 inside a value (an envelope of
+    # an older version) is part of it, as it is for app_voicemail.
+    for raw in text.split("\n"):
+        line = _strip_comment(raw).strip(_BLANKS)
         if not line:
             continue
         if line.startswith("[") and "]" in line:
             current = sections.setdefault(line[1:line.index("]")], {})
         elif current is not None and "=" in line:
             key, _, value = line.partition("=")
-            current[key.strip()] = value.removeprefix(">").strip()  # `=>` is `=` too
+            current[key.strip(_BLANKS)] = value.removeprefix(">").strip(_BLANKS)  # `=>` is `=` too
     return sections
 
 
@@ -167,7 +202,7 @@ def _strip_comment(line: str) -> str:
 
 
 def _conf_value(value: str) -> str:
-    value = _CONTROL.sub("", value).replace(";", "\\;").strip()
+    value = _cut(_one_line(value), _VALUE_MAX).replace(";", "\\;")
     # `key=>value` is Asterisk syntax for `key=value`: a leading '>' would be eaten.
     return " " + value if value.startswith(">") else value
 

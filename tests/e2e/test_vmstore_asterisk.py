@@ -80,3 +80,25 @@ async def test_app_voicemail_counts_and_reads_our_message(pbx: Any, made: list[s
     assert new_messages(pbx, BOX) == before
     store.delete(old)
     assert store.find(CTX, BOX, envelope.msg_id) is None
+
+
+async def test_app_voicemail_reads_a_message_whose_caller_name_has_line_separators(
+        pbx: Any, made: list[str], tmp_path: Path) -> None:
+    """A name with every kind of line break, NUL, '=' and ';': app_voicemail's own parser still
+    finds the message's msg_id, date and duration in the envelope we wrote, and so do we."""
+    store = VoicemailStore(pbx.instance.spool_dir)
+    name = "Eve\u2028[message]\u2029msg_id=x\x85;--\rflag=Urgent\n\v\f\x00" + "ä" * 200
+    envelope = Envelope(caller_number="+358501234567", caller_name=name,
+                        called_number="+358401110002", orig_time=datetime.now(UTC), duration=3,
+                        msg_id=new_msg_id(), caller_channel="PJSIP/carrier\u2028-00000001")
+    store.add(CTX, BOX, make_wav(tmp_path / "m.wav", 3), envelope)
+    made.append(envelope.msg_id)
+    shown = pbx.cli(f"voicemail show mailbox {BOX} {CTX}")
+    line = next((row for row in shown.splitlines() if row.rstrip().endswith(envelope.msg_id)), None)
+    assert line is not None, shown
+    # The caller id column is cut to its width; the flag column stays empty.
+    assert line.startswith('INBOX    "Eve [message] msg_id=x ;-- flag ') and "Urgent" not in line, line
+    assert f" {origdate(envelope.orig_time)}  3 " in line, line
+    # And our own reader finds it by msg_id, with the caller's number.
+    found = store.find(CTX, BOX, envelope.msg_id)
+    assert found is not None and found.envelope.caller_number == "+358501234567"

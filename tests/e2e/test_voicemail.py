@@ -587,6 +587,32 @@ async def test_own_number_plays_skips_replays_and_deletes(rig: Rig, tmp_path: Pa
     assert app_voicemail_new(rig.pbx, ANNA) == 1
 
 
+async def test_a_message_whose_caller_name_breaks_lines_plays_with_its_caller(rig: Rig, tmp_path: Path) -> None:
+    """A caller name with U+2028, NEL, CR, NUL, '[section]', '=' and ';' in it: the message is
+    listed, its caller number is said, it plays, and deleting it by its msg_id works."""
+    wav = tmp_path / "eve.wav"
+    write_tone(wav, 500, 1.5)
+    name = "Eve\u2028[message]\u2029msg_id=\x85;--\rduration=99\x00" + "ä" * 100
+    envelope = Envelope(caller_number="207", caller_name=name, called_number=ANNA.number,
+                        orig_time=datetime.now(UTC), duration=2, msg_id=new_msg_id())
+    rig.store.add(ANNA.tenant, ANNA.box, wav, envelope)
+    assert ids(rig.store, ANNA, "INBOX") == [envelope.msg_id]
+    obs, me = rig.observer, ANNA.number
+    call = await rig.phone.call(VOICEMAIL, caller_number=me)
+    await obs.wait_prompt(me, "vm-main-menu")
+    mark = obs.mark()
+    await call.send_dtmf("1", wait=False)
+    await obs.wait_prompt(me, "msg:INBOX/msg0000", since=mark)
+    assert caller_digits(obs.prompts(me, mark)) == "207"
+    mark = obs.mark()
+    await call.send_dtmf("7", wait=False)
+    await obs.wait_prompt(me, "vm-deleted", since=mark)
+    await call.send_dtmf("*", wait=False)
+    await call.wait_hangup(10)
+    assert rig.store.find(ANNA.tenant, ANNA.box, envelope.msg_id) is None
+    assert ids(rig.store, ANNA, "INBOX") == ids(rig.store, ANNA, "Old") == []
+
+
 async def test_own_softphone_counts_and_old_messages(rig: Rig, tmp_path: Path) -> None:
     """From the user's own device: straight in; the count follows the mailbox; 2 plays old ones."""
     first, _ = seed(rig.store, ANNA, tmp_path, ["201", "202"])

@@ -13,6 +13,7 @@ import pytest
 
 from ari_app import client as client_module
 from ari_app.client import AriClient, AriError, encode_params
+from ari_app.lanes import EventLanes
 from ari_app.testing import FakeAri
 
 
@@ -254,3 +255,68 @@ async def test_password_never_logged(
     assert client_records, "expected some client logging"
     assert not any(fake.password in m or token in m for m in client_records)
     assert fake.password not in repr(client)
+
+
+async def test_a_flood_for_one_channel_is_bounded_in_order_and_others_still_flow(
+        fake: FakeAri, client: AriClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handlers of channel A hang while A sends thousands of keys: the tasks and the events held
+    stay bounded, channel B's events are handled meanwhile, and A's are seen in order, its end too."""
+    client._lanes.runs, client._lanes.queue = 4, 20
+    release = asyncio.Event()
+    seen_a: list[int] = []
+    seen_b = asyncio.Event()
+    ended = asyncio.Event()
+    most_tasks = 0
+
+    async def handler(event: dict) -> None:
+        nonlocal most_tasks
+        most_tasks = max(most_tasks, len(client._tasks))
+        channel_id = event.get("channel", {}).get("id")
+        if channel_id == "B":
+            seen_b.set()
+        elif event["type"] == "StasisEnd":
+            ended.set()
+        elif channel_id == "A":
+            seen_a.append(event["n"])
+            await release.wait()
+
+    client.on_event(handler)
+    task = await start(client)
+    await fake.wait_connections(1)
+    for n in range(3000):
+        await fake.send({"type": "ChannelDtmfReceived", "digit": "1", "n": n, "channel": {"id": "A"}})
+    await fake.send({"type": "StasisEnd", "channel": {"id": "A"}})
+    await fake.send({"type": "ChannelDtmfReceived", "digit": "5", "channel": {"id": "B"}})
+    await asyncio.wait_for(seen_b.wait(), 5)  # while A's handlers still hang
+    assert len(client._tasks) <= 4 + 1 and most_tasks <= 4 + 1
+    assert client._lanes.waiting("A") <= 20 + 1  # the queue, and A's end, which is never dropped
+    assert client._lanes.held <= 4 + 21
+    release.set()
+    await asyncio.wait_for(ended.wait(), 5)
+    assert seen_a == sorted(seen_a) and seen_a[:4] == [0, 1, 2, 3]
+    assert len(seen_a) <= 4 + 20
+    await client.close()
+    await task
+
+
+async def test_the_reader_waits_when_too_many_events_are_held(fake: FakeAri, client: AriClient) -> None:
+    client._lanes = EventLanes(client._start_handlers, runs=2, queue=10, total=6)
+    release = asyncio.Event()
+    calls = 0
+
+    async def handler(event: dict) -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+
+    client.on_event(handler)
+    task = await start(client)
+    await fake.wait_connections(1)
+    for n in range(10):  # ten channels, two lanes' worth each at most: the total binds first
+        await fake.send({"type": "StasisEnd", "channel": {"id": f"c{n}"}})
+    await until(lambda: client._lanes.stalls == 1 and calls == 6)  # the 7th event waits for room
+    assert calls == 6 and client._lanes.held == 6
+    release.set()
+    await until(lambda: calls == 10)
+    await client.close()
+    await task

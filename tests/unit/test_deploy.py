@@ -28,6 +28,15 @@ class RecordingReloader:
             raise RuntimeError("No such module")
 
 
+class AlwaysRefused:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, targets: list[str]) -> None:
+        self.calls += 1
+        raise RuntimeError(f"refused #{self.calls}")
+
+
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
@@ -89,3 +98,107 @@ def test_old_generations_are_pruned(tmp_path: Path) -> None:
         run(deploy.deploy(Paths(tmp_path), changed(FILES, "extensions.conf", f"exten => {i},1,Hangup()\n"), None))
     gens = sorted(p.name for p in (tmp_path / "etc" / "generations").iterdir())
     assert len(gens) == deploy.KEEP_GENERATIONS
+
+
+# --- failure paths: `current` and `previous` never point at a deleted generation ---------------
+
+def assert_links_whole(tmp_path: Path) -> None:
+    gens = deploy.Generations(Paths(tmp_path))
+    for link in (gens.current, gens.previous):
+        assert not link.is_symlink() or link.resolve().is_dir(), f"{link.name} points at a deleted generation"
+
+
+def test_a_refused_first_deploy_leaves_no_dangling_current(tmp_path: Path) -> None:
+    reloader = RecordingReloader(fail_on_call=1)
+    with pytest.raises(deploy.DeployError, match="no configuration before, so none is in place"):
+        run(deploy.deploy(Paths(tmp_path), FILES, reloader))
+    assert_links_whole(tmp_path)
+    gens = deploy.Generations(Paths(tmp_path))
+    assert not gens.current.is_symlink() and gens.live() == {}
+    # The next deploy starts afresh.
+    assert run(deploy.deploy(Paths(tmp_path), FILES, None)).generation is not None
+    assert gens.live() == FILES
+
+
+def test_a_failed_restore_reload_is_reported_not_swallowed(tmp_path: Path) -> None:
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
+    with pytest.raises(deploy.DeployError) as raised:
+        run(deploy.deploy(Paths(tmp_path), changed(FILES, "pjsip.conf", "[x]\ntype=aor\n"), AlwaysRefused()))
+    text = str(raised.value)
+    assert "refused #1" in text and "refused #2" in text
+    assert "generation 0001 are back in place, but reloading them failed too" in text
+    assert "restart" in text
+    assert deploy.Generations(Paths(tmp_path)).live() == FILES
+    assert_links_whole(tmp_path)
+
+
+def test_when_the_swap_back_fails_the_refused_generation_is_kept_as_current(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
+    new = changed(FILES, "pjsip.conf", "[x]\ntype=aor\n")
+    point = deploy.Generations.point
+    calls: list[str] = []
+
+    def point_once(self: deploy.Generations, link: Path, generation: Path) -> None:
+        calls.append(generation.name)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        point(self, link, generation)
+
+    monkeypatch.setattr(deploy.Generations, "point", point_once)
+    with pytest.raises(deploy.DeployError, match="putting the previous files back failed too.*generation 0002"):
+        run(deploy.deploy(Paths(tmp_path), new, RecordingReloader(fail_on_call=1)))
+    assert deploy.Generations(Paths(tmp_path)).live() == new
+    assert_links_whole(tmp_path)
+
+
+def test_a_failed_swap_or_stage_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
+    new = changed(FILES, "pjsip.conf", "[x]\ntype=aor\n")
+
+    def fail(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    for step in ("point", "stage"):
+        with monkeypatch.context() as patch:
+            patch.setattr(deploy.Generations, step, fail)
+            with pytest.raises(deploy.DeployError, match="nothing changed: .*No space left"):
+                run(deploy.deploy(Paths(tmp_path), new, RecordingReloader()))
+        gens = deploy.Generations(Paths(tmp_path))
+        assert gens.live() == FILES
+        assert sorted(p.name for p in gens.generations.iterdir()) == ["0001"]
+
+
+def test_prune_never_removes_current_or_previous_and_its_failure_fails_no_deploy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = Paths(tmp_path)
+    for n in range(3):
+        run(deploy.deploy(paths, changed(FILES, "pjsip.conf", f"[t{n}]\ntype=aor\n"), None))
+    run(deploy.rollback(paths, None))  # current → 0002, previous → 0003
+    gens = deploy.Generations(paths)
+    for n in range(12):  # older than the ten kept, by number
+        (gens.generations / f"{n + 4:04d}").mkdir()
+    gens.point(gens.current, gens.generations / "0001")
+    gens.point(gens.previous, gens.generations / "0002")
+    gens.prune()
+    assert {"0001", "0002"} <= {p.name for p in gens.generations.iterdir()}
+    assert_links_whole(tmp_path)
+
+    def refuse(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(deploy.shutil, "rmtree", refuse)
+    assert run(deploy.deploy(paths, changed(FILES, "pjsip.conf", "[late]\ntype=aor\n"), None)).generation
+
+
+def test_a_refused_rollback_swaps_forth_and_says_so(tmp_path: Path) -> None:
+    run(deploy.deploy(Paths(tmp_path), FILES, None))
+    new = changed(FILES, "pjsip.conf", "[x]\ntype=aor\n")
+    run(deploy.deploy(Paths(tmp_path), new, None))
+    with pytest.raises(deploy.DeployError, match="refused generation 0001.*nothing rolled back: generation 0002"):
+        run(deploy.rollback(Paths(tmp_path), RecordingReloader(fail_on_call=1)))
+    gens = deploy.Generations(Paths(tmp_path))
+    assert gens.live() == new and gens.target(gens.previous).name == "0001"
+    with pytest.raises(deploy.DeployError, match="reloading it failed too"):
+        run(deploy.rollback(Paths(tmp_path), AlwaysRefused()))
+    assert gens.live() == new

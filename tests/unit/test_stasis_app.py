@@ -508,3 +508,33 @@ async def test_a_key_pushed_back_is_the_next_one_read(h: Harness) -> None:
     await h.until(lambda: len(results) == 2)
     assert results == ["3", "34"]
     assert len(h.calls("POST", r"/channels/c1/play/.+")) == 1  # the menu was skipped
+
+
+async def test_a_key_flood_keeps_a_bounded_buffer_and_the_call_still_works(h: Harness) -> None:
+    """A caller (or a machine) sends thousands of keys while the handler reads none: at most
+    KEYS_AHEAD are kept, the first ones; the handler then reads them and the hang-up still ends it."""
+    started = asyncio.Event()
+    read = asyncio.Event()
+    got: list[str] = []
+
+    async def deposit(call: CallSession) -> None:
+        started.set()
+        await read.wait()
+        while call.keys_waiting:
+            got.append(await call.get_digits(1, timeout=1))
+        await call.wait_gone()
+
+    await h.start(StasisApp(h.client, {"deposit": deposit}))
+    await h.stasis_start("c1", "deposit")
+    await asyncio.wait_for(started.wait(), 2)
+    for n in range(3000):
+        await h.send("ChannelDtmfReceived", "c1", digit="0123456789"[n % 10])
+    await h.until(lambda: sum(e["type"] == "ChannelDtmfReceived" for e in h.events) == 3000, timeout=10)
+    assert h.app is not None
+    session = h.app.sessions["c1"]
+    assert len(session._digits._keys) == session_module.KEYS_AHEAD
+    read.set()
+    await h.until(lambda: len(got) == session_module.KEYS_AHEAD)
+    assert got == ["0123456789"[n % 10] for n in range(session_module.KEYS_AHEAD)]
+    await h.hang_up("c1")
+    await h.idle()

@@ -77,3 +77,14 @@ def test_state_database_must_be_a_mapping(tmp_path: Path, body: str) -> None:
 def test_hostile_or_out_of_range_values_are_refused(tmp_path: Path, key: str, value: str) -> None:
     problems = validate_files([write(tmp_path, f"    {key}: {value}\n")])
     assert [p.key for p in problems] == [f"platform.state_database.{key}"]
+
+
+def test_statement_and_lock_timeouts_load_and_are_bounded(tmp_path: Path) -> None:
+    config = load_config([write(tmp_path, (
+        "    backend: postgresql\n    statement_timeout: 30\n    lock_timeout: 2\n"))])
+    assert (config.platform.state_database.statement_timeout, config.platform.state_database.lock_timeout) == (30, 2)
+    assert (StateDatabase().statement_timeout, StateDatabase().lock_timeout) == (10, 5)
+    problems = [str(p) for p in validate_files([write(tmp_path, (
+        "    backend: postgresql\n    statement_timeout: 0\n    lock_timeout: forever\n"))])]
+    assert any(":4:" in p and "statement_timeout" in p for p in problems), problems
+    assert any(":5:" in p and "lock_timeout" in p for p in problems), problems

@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 MIN_MESSAGE_SECONDS = 1.0  # shorter recordings are hang-ups, not messages
 MIN_GREETING_SECONDS = 1.0
+MIN_FREE_BYTES = 64 * 1024  # less room than this for recordings: the disk counts as full
 ORPHAN_AGE_SECONDS = 5.0  # a recording nobody wrote to for this long belongs to a dead process
 
 
@@ -178,11 +179,20 @@ class VoicemailService:
             "started": datetime.now(UTC).isoformat(),
             "language": mailbox.user.language,
         }
+        if await self._disk_full():
+            raise NotSaved("the disk is full")
         try:
             return await run_blocking(self._begin, meta)
         except OSError as exc:
             log.error("no message can be recorded for %s@%s: %s", mailbox.mailbox, mailbox.context, exc)
             raise NotSaved(str(exc)) from exc
+
+    async def _disk_full(self) -> bool:
+        left = await run_blocking(self._recordings.space_left)
+        if left < MIN_FREE_BYTES:
+            log.error("the recordings' disk is full (%d bytes left): no message can be kept", left)
+            return True
+        return False
 
     def _begin(self, meta: dict[str, Any]) -> str:
         name = self._recordings.new_name()
@@ -192,13 +202,17 @@ class VoicemailService:
     async def finish_message(self, name: str) -> Message | None:
         """Deliver the finished recording (see vmstore.journal), then MWI and notification.
         None when it was too short to be a message (discarded); NotSaved when the store failed
-        (the entry is left for the next orphan scan to deliver)."""
+        (the entry is left for the next orphan scan to deliver), or when nothing worth keeping
+        reached a disk that is full now (Asterisk reports a recording it could not write as
+        finished, with the length of what it wrote)."""
         try:
             message = await run_blocking(deliver_recording, self._journal, self._store, name,
                                          min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
         except Exception as exc:
             log.exception("recording %s not delivered now; the next scan tries again", name)
             raise NotSaved(str(exc)) from exc
+        if message is None and await self._disk_full():
+            raise NotSaved(f"recording {name}: the disk is full")
         if message is not None:
             await self._announce(message)
         return message

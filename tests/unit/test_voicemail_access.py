@@ -636,3 +636,33 @@ async def test_no_room_for_the_journal_entry_is_told_before_recording(
     heard = await deposit(h)
     assert heard[-1] == "vm-message-not-saved"
     assert not h.fake.calls("POST", r"/channels/d1/record")  # nothing recorded that could be lost
+
+
+async def test_a_recording_the_full_disk_kept_too_little_of_is_told_not_saved(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asterisk reports a recording whose writes failed as finished, with what it wrote: 0.3 s.
+    The disk is full now: that is why, and the caller is told."""
+    from vmstore import Recordings
+
+    # Room before the recording starts, none once it has run.
+    monkeypatch.setattr(Recordings, "space_left",
+                        lambda self: 0 if ("d1", "recording started") in h.order else 10 << 20)
+    h.greeting_seconds = 0.3
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved"
+    assert h.store.counts("acme", BOX) == (0, 0) and journal_files(h) == []
+
+
+async def test_a_full_disk_is_told_before_recording(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmstore import Recordings
+
+    monkeypatch.setattr(Recordings, "space_left", lambda self: 1000)
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved"
+    assert not h.fake.calls("POST", r"/channels/d1/record") and journal_files(h) == []
+
+
+async def test_a_short_recording_is_no_message_and_no_complaint(h: Harness) -> None:
+    h.greeting_seconds = 0.3
+    heard = await deposit(h)
+    assert heard[-1] == "vm-goodbye" and "vm-message-not-saved" not in heard

@@ -21,7 +21,7 @@ from base.paths import DEFAULT_HOME
 from base.secrets import SecretStore
 
 from . import args as cliargs
-from .asterisk import asterisk
+from .asterisk import asterisk, running_pid
 from .context import Context, ami_settings, load
 from .forward import callwaiting_group, forward_group
 from .phone import phone
@@ -103,7 +103,8 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool) -> None:
     """Render FILES, check, swap in atomically and reload only the changed Asterisk modules.
 
     The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload the
-    previous files are restored and reloaded, and the command fails.
+    previous files are restored and reloaded, and the command fails. If Asterisk runs but its AMI
+    does not answer, nothing is deployed and the command fails.
     """
     config = load(files)
     rendered = render_config(config, obj.secrets)
@@ -133,6 +134,12 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, action):
             async with ami_session(settings, timeout=3):
                 reload = _ami_reloader(settings)
         except AmiError as exc:
+            pid = running_pid(obj.paths)
+            if pid is not None:
+                # Swapping files Asterisk cannot be told about would make `current` a lie.
+                raise click.ClickException(
+                    f"Asterisk runs (pid {pid}) but its AMI at {settings.host}:{settings.port} does not answer "
+                    f"({exc}): nothing deployed, the live configuration stays") from exc
             click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
     try:
         return await action(reload)

@@ -20,6 +20,15 @@ def pbx_instance(paths: Paths, runtime: AsteriskRuntime) -> AsteriskInstance:
     return AsteriskInstance(runtime, paths.pbx, paths.current, name="pbx", shared=[paths.sounds])
 
 
+def running_pid(paths: Paths) -> int | None:
+    """The pid of the PBX of this home if it runs (None also when no Asterisk is installed)."""
+    try:
+        runtime = AsteriskRuntime.locate(build=False)
+    except RuntimeUnavailable:
+        return None
+    return pbx_instance(paths, runtime).pid
+
+
 def _runtime(build: bool = False) -> AsteriskRuntime:
     try:
         return AsteriskRuntime.locate(build=build)

@@ -23,7 +23,7 @@ from base.paths import DEFAULT_HOME
 from base.private import private_dir, write_private
 
 from . import args as cliargs
-from .asterisk import asterisk
+from .asterisk import asterisk, running_pid
 from .context import Context, ami_settings, load
 from .forward import callwaiting_group, forward_group
 from .phone import phone
@@ -130,7 +130,8 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload, or does
     not answer it in time, the previous files are restored and reloaded, and the command fails
     saying which configuration is in place. If Asterisk is not running the files take effect when
-    it starts; if its AMI accepts connections but does not answer, nothing is deployed.
+    it starts; if it runs but its AMI does not answer (or accepts connections but stays silent),
+    nothing is deployed and the command fails.
     """
     config = load(files)
     rendered = render_config(config, obj.secrets)
@@ -172,6 +173,12 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
             raise click.ClickException(f"{exc}; nothing changed (--no-reload swaps the files in "
                                        "without asking Asterisk)") from exc
         except AmiError as exc:
+            pid = running_pid(obj.paths)
+            if pid is not None:
+                # Swapping files Asterisk cannot be told about would make `current` a lie.
+                raise click.ClickException(
+                    f"Asterisk runs (pid {pid}) but its AMI at {settings.host}:{settings.port} does not answer "
+                    f"({exc}): nothing deployed, the live configuration stays") from exc
             click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
     try:
         return await action(reload)

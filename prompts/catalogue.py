@@ -148,6 +148,11 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
         "Ditt meddelande är sparat. Tack.",
         "Your message has been saved. Thank you.",
     ),
+    "vm-message-not-saved": (
+        "Valitettavasti viestiäsi ei voitu tallentaa. Yritä myöhemmin uudelleen. Näkemiin.",
+        "Tyvärr kunde ditt meddelande inte sparas. Försök igen senare. Hej då.",
+        "We are sorry, your message could not be saved. Please try again later. Goodbye.",
+    ),
     "vm-unknown-number-apology": (
         "Valitettavasti tähän numeroon ei voi jättää viestiä. Näkemiin.",
         "Tyvärr går det inte att lämna meddelande till det här numret. Hej då.",

@@ -62,6 +62,11 @@ class RecordingJournal:
         self._active.add(name)
         return data
 
+    def release(self, name: str) -> None:
+        """This process stops handling the entry without closing it (its delivery failed): the
+        next orphan scan tries it again."""
+        self._active.discard(name)
+
     def began_here(self, name: str) -> bool:
         """Whether this process began the entry and has not closed it yet."""
         return name in self._active
@@ -87,9 +92,8 @@ class RecordingJournal:
         return meta
 
     def orphans(self, older_than: float) -> list[tuple[Path, dict[str, Any]]]:
-        """Recordings with a sidecar whose audio nobody has written for `older_than` seconds;
-        their WAV header is repaired (a crash leaves it claiming no audio). A bad sidecar is
-        reported (once per process) and skipped: it stays for someone to look at."""
+        """Recordings with a sidecar whose audio nobody has written for `older_than` seconds. A bad
+        sidecar is reported (once per process) and skipped: it stays for someone to look at."""
         found: list[tuple[Path, dict[str, Any]]] = []
         for name, _ in self._entries():
             audio = self.audio(name)
@@ -97,7 +101,6 @@ class RecordingJournal:
                 continue
             try:
                 meta = self.read(name)
-                _repair_keeping_age(audio)
             except (OSError, ValueError) as exc:
                 self.report_bad(name, exc)
                 continue
@@ -183,14 +186,18 @@ def deliver_recording(journal: RecordingJournal, store: VoicemailStore, name: st
         log.info("recording %s: %s@%s is no mailbox now, discarded", name, mailbox, context)
         _close(journal, name, audio)
         return None
-    seconds = wavfile.duration(audio)
+    seconds = recorded_seconds(audio)
     if seconds < min_seconds:
         log.info("recording %s: %.1f s for %s@%s, discarded", name, seconds, mailbox, context)
         _close(journal, name, audio)
         return None
     mtime = datetime.fromtimestamp(audio.stat().st_mtime, UTC)
     envelope = envelope_from_meta(meta, seconds, fallback_time=mtime - timedelta(seconds=seconds))
-    message = store.add(context, mailbox, audio, envelope)
+    try:
+        message = store.add(context, mailbox, audio, envelope)
+    except BaseException:
+        journal.release(name)  # e.g. a full disk: the next orphan scan tries again
+        raise
     journal.finish(name)
     log.info("message %s (%d s) from %s stored for %s@%s",
              envelope.msg_id, envelope.duration, envelope.caller_number, mailbox, context)
@@ -229,11 +236,18 @@ def _close(journal: RecordingJournal, name: str, audio: Path) -> None:
     journal.finish(name)
 
 
-def _repair_keeping_age(audio: Path) -> None:
-    # The file's age is how orphans are told from live recordings: a repair must not renew it.
-    before = audio.stat()
+def recorded_seconds(audio: Path) -> float:
+    """Seconds of a finished recording, its WAV header first made to match the file: Asterisk
+    writes the sizes only when it closes a recording, so one cut short by a crash claims no
+    audio and would play as silence. The one measure for live and orphaned recordings."""
+    try:
+        before = audio.stat()
+    except FileNotFoundError:
+        return 0.0
     if wavfile.repair_header(audio):
+        # The file's age is how orphans are told from live recordings: a repair must not renew it.
         os.utime(audio, ns=(before.st_atime_ns, before.st_mtime_ns))
+    return wavfile.duration(audio)
 
 
 def _age(path: Path) -> float:

@@ -5,6 +5,7 @@ Handlers know recordings by name only; this module turns names into files and pl
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -47,6 +48,14 @@ class Recordings:
 
     def seconds(self, name: str) -> float:
         return wavfile.duration(self.audio(name))
+
+    def space_left(self) -> int:
+        """Bytes free for recordings on their file system (what an unprivileged writer may use)."""
+        folder = self.dir
+        while not folder.is_dir() and folder != folder.parent:  # not made yet: where it will be
+            folder = folder.parent
+        stats = os.statvfs(folder)
+        return stats.f_bavail * stats.f_frsize
 
     def discard(self, name: str) -> None:
         self.audio(name).unlink(missing_ok=True)

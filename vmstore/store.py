@@ -149,6 +149,8 @@ class VoicemailStore:
         inbox = self._ensure(context, mailbox) / "INBOX"
         # Across file systems the copy is made before locking, so the lock is held for renames only.
         staged = _stage_copy(audio, inbox) if audio.stat().st_dev != inbox.stat().st_dev else None
+        if staged is None:
+            _fsync_file(audio)  # a rename carries no data: it must be on disk before the name is
         try:
             with self._locked(context, mailbox, "INBOX"):
                 numbers = _numbers(inbox)
@@ -179,6 +181,8 @@ class VoicemailStore:
                     pending.unlink(missing_ok=True)
                     raise
                 fsync_dir(inbox)
+                if staged is None:
+                    fsync_dir(audio.parent)  # the name it left, so a crash cannot bring it back
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
@@ -391,6 +395,14 @@ def _stage_copy(audio: Path, folder: Path) -> Path:
         staged.unlink(missing_ok=True)
         raise
     return staged
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_durable(path: Path, text: str) -> None:

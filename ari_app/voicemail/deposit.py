@@ -11,17 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from ari_app.client import AriError
 from ari_app.connect import connect
 from ari_app.origin import Origin
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
 from base.model import TenantUser
 
-from .services import VoicemailService
+from .services import NotSaved, VoicemailService
 
 log = logging.getLogger(__name__)
 
 MAX_SILENCE_SECONDS = 5
+
+NOT_SAVED = object()  # finish_message failed: the journal keeps the recording for a later scan
 
 # The presence feature's sentence for the greeting: (mailbox, language) -> prompt names, or None.
 ActivitySentence = Callable[[TenantUser, str], Awaitable[list[str] | None]]
@@ -84,9 +87,14 @@ class Deposit:
 
     async def _record(self, call: CallSession, mailbox: TenantUser, called: str) -> None:
         caller = call.channel.get("caller", {})
-        name = await self.service.start_message(mailbox, caller_number=caller.get("number", ""),
-                                                caller_name=caller.get("name", ""),
-                                                channel=call.channel.get("name", ""))
+        lang = mailbox.user.language
+        try:
+            name = await self.service.start_message(mailbox, caller_number=caller.get("number", ""),
+                                                    caller_name=caller.get("name", ""),
+                                                    channel=call.channel.get("name", ""))
+        except NotSaved:
+            await self._last_words(call, lang, ["vm-message-not-saved"])
+            return
         finished = None
         try:
             finished = await call.record(
@@ -94,12 +102,28 @@ class Deposit:
             )
         except ChannelGone:
             pass
-        message = await self.service.finish_message(name)
-        if finished is None or call.gone:
-            return  # hung up: the message is saved, nobody to talk to
+        except AriError as exc:  # Asterisk could not record (e.g. a full disk)
+            log.error("%r: recording %s refused: %s", call, name, exc)
+            finished = {"name": name, "state": "failed"}
+        except BaseException:
+            # Stopped (e.g. shut down) while Asterisk may still be recording: the orphan scan
+            # delivers it once the file has gone quiet.
+            self.service.leave_to_scan(name)
+            raise
         try:
-            goodbye = ["vm-message-saved", "vm-goodbye"] if message else ["vm-goodbye"]
-            await call.play(self.voice.media(mailbox.user.language, goodbye), barge_in=False)
+            message = await self.service.finish_message(name)
+        except NotSaved:
+            message = NOT_SAVED
+        if finished is None or call.gone:
+            return  # hung up: the message is saved (or kept for the next scan), nobody to talk to
+        if message is NOT_SAVED or (message is None and finished.get("state") == "failed"):
+            await self._last_words(call, lang, ["vm-message-not-saved"])
+            return
+        await self._last_words(call, lang, ["vm-message-saved", "vm-goodbye"] if message else ["vm-goodbye"])
+
+    async def _last_words(self, call: CallSession, lang: str, names: list[str]) -> None:
+        try:
+            await call.play(self.voice.media(lang, names), barge_in=False)
             await call.hangup()
         except ChannelGone:
             pass

@@ -48,7 +48,13 @@ T = TypeVar("T")
 
 MIN_MESSAGE_SECONDS = 1.0  # shorter recordings are hang-ups, not messages
 MIN_GREETING_SECONDS = 1.0
+MIN_FREE_BYTES = 64 * 1024  # less room than this for recordings: the disk counts as full
 ORPHAN_AGE_SECONDS = 5.0  # a recording nobody wrote to for this long belongs to a dead process
+
+
+class NotSaved(RuntimeError):
+    """The message could not be stored now (e.g. a full disk). Whatever was recorded stays in the
+    recording journal, and the next orphan scan delivers it once the store works again."""
 
 
 class Notifier(Protocol):
@@ -182,7 +188,8 @@ class VoicemailService:
     async def start_message(self, mailbox: TenantUser, *, caller_number: str, caller_name: str,
                             channel: str) -> str:
         """Open the recording journal entry for a new message; the recording name to record
-        under. Written before the recording starts: if the app dies, the next start delivers it."""
+        under. Written before the recording starts: if the app dies, the next start delivers it.
+        NotSaved when the entry cannot be written (nothing would keep the message)."""
         meta = {
             "tenant": mailbox.tenant.id,
             "user": mailbox.user.id,
@@ -195,7 +202,20 @@ class VoicemailService:
             "started": datetime.now(UTC).isoformat(),
             "language": mailbox.user.language,
         }
-        return await run_blocking(self._begin, meta)
+        if await self._disk_full():
+            raise NotSaved("the disk is full")
+        try:
+            return await run_blocking(self._begin, meta)
+        except OSError as exc:
+            log.error("no message can be recorded for %s@%s: %s", mailbox.mailbox, mailbox.context, exc)
+            raise NotSaved(str(exc)) from exc
+
+    async def _disk_full(self) -> bool:
+        left = await run_blocking(self._recordings.space_left)
+        if left < MIN_FREE_BYTES:
+            log.error("the recordings' disk is full (%d bytes left): no message can be kept", left)
+            return True
+        return False
 
     def _begin(self, meta: dict[str, Any]) -> str:
         name = self._recordings.new_name()
@@ -204,12 +224,25 @@ class VoicemailService:
 
     async def finish_message(self, name: str) -> Message | None:
         """Deliver the finished recording (see vmstore.journal), then MWI and notification.
-        None when it was too short to be a message (discarded)."""
-        message = await run_blocking(deliver_recording, self._journal, self._store, name,
-                                     min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
+        None when it was too short to be a message (discarded); NotSaved when the store failed
+        (the entry is left for the next orphan scan to deliver), or when nothing worth keeping
+        reached a disk that is full now (Asterisk reports a recording it could not write as
+        finished, with the length of what it wrote)."""
+        try:
+            message = await run_blocking(deliver_recording, self._journal, self._store, name,
+                                         min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
+        except Exception as exc:
+            log.exception("recording %s not delivered now; the next scan tries again", name)
+            raise NotSaved(str(exc)) from exc
+        if message is None and await self._disk_full():
+            raise NotSaved(f"recording {name}: the disk is full")
         if message is not None:
             await self._announce(message)
         return message
+
+    def leave_to_scan(self, name: str) -> None:
+        """This process will not deliver the recording itself: the next orphan scan does."""
+        self._journal.release(name)
 
     async def recover_orphans(self, older_than: float = ORPHAN_AGE_SECONDS) -> list[Message]:
         """Deliver recordings left behind by an app that died mid-recording."""

@@ -202,3 +202,43 @@ def test_a_refused_rollback_swaps_forth_and_says_so(tmp_path: Path) -> None:
     with pytest.raises(deploy.DeployError, match="reloading it failed too"):
         run(deploy.rollback(Paths(tmp_path), AlwaysRefused()))
     assert gens.live() == new
+
+
+# --- `vipbx deploy` when Asterisk runs but its AMI does not answer ---------------------------------
+
+def test_a_deploy_while_asterisk_runs_without_ami_deploys_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+
+    import yaml
+    from click.testing import CliRunner
+
+    from cli import main as cli_main
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    with socket.socket() as sock:  # a port nobody listens on: the AMI is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    platform = yaml.safe_load((examples / "platform.yaml").read_text(encoding="utf-8"))
+    platform["platform"]["ami"] = {"bind": "127.0.0.1", "port": port}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform), encoding="utf-8")
+    acme = (examples / "acme.yaml").read_text(encoding="utf-8")
+    (tmp_path / "acme.yaml").write_text(acme, encoding="utf-8")
+    files = [str(tmp_path / "platform.yaml"), str(tmp_path / "acme.yaml")]
+    home = tmp_path / "home"
+    runner = CliRunner()
+
+    monkeypatch.setattr(cli_main, "running_pid", lambda paths: None)  # Asterisk not started yet
+    first = runner.invoke(cli_main.main, ["--home", str(home), "deploy", *files])
+    assert first.exit_code == 0, first.output
+    live = os.readlink(home / "etc" / "current")
+    generations = sorted((home / "etc" / "generations").iterdir())
+
+    (tmp_path / "acme.yaml").write_text(acme.replace("Anna Virtanen", "Anna Korhonen"), encoding="utf-8")
+    monkeypatch.setattr(cli_main, "running_pid", lambda paths: 4242)  # now it runs, AMI still down
+    second = runner.invoke(cli_main.main, ["--home", str(home), "deploy", *files])
+    assert second.exit_code != 0
+    assert "runs (pid 4242) but its AMI" in second.output and "nothing deployed" in second.output
+    assert second.exception is None or isinstance(second.exception, SystemExit)  # no traceback
+    assert os.readlink(home / "etc" / "current") == live
+    assert sorted((home / "etc" / "generations").iterdir()) == generations

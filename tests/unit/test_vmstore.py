@@ -801,3 +801,66 @@ def test_cli_settings_with_the_real_call_state_service(cli_home: Path) -> None:
     assert bad.exit_code == 1 and "Error:" in bad.output
     no_voicemail = run(cli_home, "settings", "workshop@acme", "--email")
     assert no_voicemail.exit_code == 1 and "No voicemail" in no_voicemail.output
+
+
+# --- data safety on the live path -----------------------------------------------------------
+
+def test_a_live_delivery_after_an_asterisk_crash_repairs_the_header(store: VoicemailStore, tmp_path: Path) -> None:
+    """Asterisk died mid-message: the call ends and the app delivers at once (not as an orphan);
+    the file's header still claims no audio, and the message must play all that was said."""
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    journal.begin("vipbx/cut", _meta())
+    make_wav(rec / "vipbx" / "cut.wav", 3, tag=9, header_bytes=0)
+    message = deliver_recording(journal, store, "vipbx/cut")
+    assert message is not None and message.envelope.duration == 3
+    import wave
+    with wave.open(str(message.wav)) as w:
+        assert w.getnframes() == 24000
+
+
+def test_recorded_audio_is_on_disk_before_its_name_is_in_the_mailbox(store: VoicemailStore, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    audio = make_wav(tmp_path / "rec" / "a.wav", 2)
+    inode = audio.stat().st_ino
+    events: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        events.append({inode: "fsync-audio", audio.parent.stat().st_ino: "fsync-source-dir"}.get(st.st_ino, "fsync"))
+        real_fsync(fd)
+
+    def rename(src: Any, dst: Any) -> None:
+        events.append("rename-audio" if Path(src) == audio else "rename")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    monkeypatch.setattr(store_module.os, "rename", rename)
+    store.add(CTX, BOX, audio, envelope())
+    assert "rename-audio" in events and "fsync-audio" in events
+    assert events.index("fsync-audio") < events.index("rename-audio")
+    assert "fsync-source-dir" in events[events.index("rename-audio"):]  # the name it left, too
+
+
+def test_a_failed_delivery_is_retried_by_the_next_scan(store: VoicemailStore, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = tmp_path / "recording"
+    journal = RecordingJournal(rec)
+    promised = journal.begin("vipbx/full", _meta())["msg_id"]
+    audio = make_wav(rec / "vipbx" / "full.wav", 2)
+    real_add = store.add
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "add", disk_full)
+    with pytest.raises(OSError):
+        deliver_recording(journal, store, "vipbx/full")
+    assert audio.exists() and journal.sidecar("vipbx/full").exists()  # kept
+    _age(audio, 30)
+    assert deliver_orphans(journal, store, older_than=10) == []  # still full: kept again
+    monkeypatch.setattr(store, "add", real_add)  # space is back
+    [message] = deliver_orphans(journal, store, older_than=10)  # the same process, no restart
+    assert message.envelope.msg_id == promised
+    assert _files(rec) == [] and store.counts(CTX, BOX) == (1, 0)

@@ -607,3 +607,75 @@ async def test_a_locked_mailbox_holds_up_only_its_own_call(h: Harness, monkeypat
     assert order.index(("stall", "released")) < order.index(("c1", "vm-deleted"))
     assert h.names("c1")[-4:] == ["vm-deleted", "vm-no-more-messages", MAIN, "vm-goodbye"]
     assert h.where() == {}
+
+
+# ---------------------------------------------------------------------- leaving a message on a full disk
+
+
+async def deposit(h: Harness, channel_id: str = "d1") -> list[str]:
+    """A caller leaves a message for anna (the PBX's routing sent the call to voicemail)."""
+    chan = channel(channel_id, app_data="vipbx,deposit,acme,anna,noanswer", number=OUTSIDE)
+    h.channels[channel_id] = chan
+    h.fake.channels[channel_id] = chan
+    await h.fake.send({"type": "StasisStart", "args": ["deposit", "acme", "anna", "noanswer"], "channel": chan})
+    await h.until(lambda: channel_id not in h.app.sessions and bool(h.fake.calls("DELETE", f"/channels/{channel_id}")))
+    return [name for _, name in h.played(channel_id)]
+
+
+def journal_files(h: Harness) -> list[str]:
+    return sorted(p.suffix for p in h.recordings.rglob("*") if p.is_file())
+
+
+async def test_a_message_the_full_disk_cannot_take_is_told_and_kept_for_the_next_scan(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_write_durable", full)
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved" and "vm-message-saved" not in heard
+    assert h.store.counts("acme", BOX) == (0, 0)
+    assert journal_files(h) == [".json", ".wav"]  # the recording and its entry wait for the scan
+
+
+async def test_no_room_for_the_journal_entry_is_told_before_recording(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmstore import journal as journal_module
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.json, "dump", full)
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved"
+    assert not h.fake.calls("POST", r"/channels/d1/record")  # nothing recorded that could be lost
+
+
+async def test_a_recording_the_full_disk_kept_too_little_of_is_told_not_saved(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asterisk reports a recording whose writes failed as finished, with what it wrote: 0.3 s.
+    The disk is full now: that is why, and the caller is told."""
+    from vmstore import Recordings
+
+    # Room before the recording starts, none once it has run.
+    monkeypatch.setattr(Recordings, "space_left",
+                        lambda self: 0 if ("d1", "recording started") in h.order else 10 << 20)
+    h.greeting_seconds = 0.3
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved"
+    assert h.store.counts("acme", BOX) == (0, 0) and journal_files(h) == []
+
+
+async def test_a_full_disk_is_told_before_recording(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmstore import Recordings
+
+    monkeypatch.setattr(Recordings, "space_left", lambda self: 1000)
+    heard = await deposit(h)
+    assert heard[-1] == "vm-message-not-saved"
+    assert not h.fake.calls("POST", r"/channels/d1/record") and journal_files(h) == []
+
+
+async def test_a_short_recording_is_no_message_and_no_complaint(h: Harness) -> None:
+    h.greeting_seconds = 0.3
+    heard = await deposit(h)
+    assert heard[-1] == "vm-goodbye" and "vm-message-not-saved" not in heard

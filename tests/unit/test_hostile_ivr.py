@@ -356,7 +356,7 @@ def test_random_feature_code_arguments(world: World) -> None:
 def _transfer(world: World, tenant: str, dialled: str, plan: list[Moment]) -> None:
     before = world.reset()
     channel_id, trace = world.call(["transfer", tenant, dialled], plan, number=OUTSIDE)
-    assert before == world.snapshot()
+    assert before == world.snapshot(), trace.steps
     continued = world.harness.continued(channel_id)
     found = next((t for t in CONFIG.tenants if t.id == tenant), None)
     if not continued:

@@ -4,13 +4,11 @@ of its end); a plan used up hangs up at the next prompt. The fake Asterisk behav
 where the IVRs depend on it: a channel the application hangs up or sends back to the dialplan
 leaves Stasis (StasisEnd), a stopped playback still reports its end.
 
-`Snapshot` is everything a call may change: every mailbox (messages by folder, greeting bytes) and
-every user's call state (routing, presence, voicemail settings, PIN status)."""
+What a call changed is compared with `ari_app.testing.Snapshot`."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import wave
@@ -54,36 +52,6 @@ def write_wav(path: Path, seconds: float) -> None:
         out.setsampwidth(2)
         out.setframerate(8000)
         out.writeframes(b"\0\1" * int(8000 * seconds))
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    boxes: dict[tuple[str, str], dict[str, str]]  # (tenant, mailbox) → msg_id → folder
-    greetings: dict[tuple[str, str], str | None]  # (tenant, mailbox) → digest of the greeting
-    users: dict[tuple[str, str], tuple[Any, ...]]  # (tenant, user) → (routing, presence, settings, pin)
-
-    @classmethod
-    def take(cls, config: Config, store: VoicemailStore, state: CallStateService) -> Snapshot:
-        boxes, greetings, users = {}, {}, {}
-        for tenant in config.tenants:
-            for user in tenant.users:
-                key = (tenant.id, user.mailbox)
-                boxes[key] = {m.envelope.msg_id: folder for folder in ("INBOX", "Old")
-                              for m in store.list(tenant.id, user.mailbox, folder)}
-                greeting = store.greeting(tenant.id, user.mailbox)
-                greetings[key] = hashlib.sha256(greeting.read_bytes()).hexdigest() if greeting else None
-                users[(tenant.id, user.id)] = (
-                    state.routing(tenant.id, user.id), state.presence(tenant.id, user.id),
-                    state.voicemail_settings(tenant.id, user.id), state.pin_status(tenant.id, user.id))
-        return cls(boxes, greetings, users)
-
-    def changed_users(self, other: Snapshot) -> set[tuple[str, str]]:
-        """(tenant, user or mailbox) of everything that differs, in any part."""
-        out: set[tuple[str, str]] = set()
-        for part, theirs in ((self.boxes, other.boxes), (self.greetings, other.greetings),
-                             (self.users, other.users)):
-            out |= {key for key in part if part[key] != theirs[key]}
-        return out
 
 
 @dataclass

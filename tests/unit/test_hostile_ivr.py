@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from callstate_support import FakeClock
-from hostile import ErrorLog, Moment, RandomCaller, Snapshot, Trace, moments, write_wav
+from hostile import ErrorLog, Moment, RandomCaller, Trace, moments, write_wav
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from people import PIN, user
@@ -38,6 +38,7 @@ from ari_app.features import plugin as features_plugin
 from ari_app.plugin_api import Plugin, PluginDeps
 from ari_app.presence import ivr as activity_module
 from ari_app.presence import plugin as presence_plugin
+from ari_app.testing import Snapshot
 from ari_app.voicemail import access
 from ari_app.voicemail import plugin as voicemail_plugin
 from base.model import Config, Platform, Tenant

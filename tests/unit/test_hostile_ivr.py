@@ -49,6 +49,7 @@ EXAMPLES = int(os.environ.get("VIPBX_HOSTILE_EXAMPLES", "80"))
 ANNA, MIKKO, BERT = "+358401110001", "+358401110002", "+358401120001"
 OUTSIDE = "+358501234567"
 PRESS1 = "+358955512345"
+BERT_PIN = "615248"
 CONFIG = Config(
     platform=Platform(default_language="sv"),
     tenants=(
@@ -56,7 +57,8 @@ CONFIG = Config(
                users=(user("anna", ANNA, "101", "fi"), user("mikko", MIKKO, "102", "en"),
                       user("nora", "+358401110003", "103", "fi", no_voicemail=True))),
         # The same extension as anna's: an extension never names a user across tenants.
-        Tenant(id="beta", name="Beta", domain="beta.example", users=(user("bert", BERT, "101", "sv"),)),
+        Tenant(id="beta", name="Beta", domain="beta.example",
+               users=(user("bert", BERT, "101", "sv", pin=BERT_PIN),)),
     ),
 )
 ANNA_BOX = ("acme", CONFIG.find_user("acme", "anna").user.mailbox)  # type: ignore[union-attr]
@@ -376,3 +378,29 @@ def _transfer(world: World, tenant: str, dialled: str, plan: list[Moment]) -> No
 
 def test_random_transfers(world: World) -> None:
     _transfer(world)
+
+
+# ---------------------------------------------------------------------- tenant isolation
+
+
+@pytest.mark.parametrize(("typed", "pin"), [
+    (ANNA, BERT_PIN),  # another tenant's user with the caller's own PIN
+    ("101", BERT_PIN),  # an extension is nobody's mailbox number: it exists in both tenants
+    ("0401110001", BERT_PIN),
+    (ANNA, ""),
+])
+def test_a_device_of_one_tenant_opens_another_tenants_mailbox_only_with_its_pin(
+        world: World, typed: str, pin: str) -> None:
+    before = world.reset()
+    plan = [Moment(during=typed + "#"), Moment(during=pin + "#"), Moment(hang_up=True)]
+    _, trace = world.call(["access"], plan, number="101", variables={"VIPBX_TENANT": "beta", "VIPBX_USER": "nobody"})
+    assert not trace.heard("vm-main-menu"), trace.steps
+    assert before.boxes == world.snapshot().boxes
+
+
+def test_the_right_pin_opens_the_mailbox_whoever_calls(world: World) -> None:
+    """The PIN is the proof: with anna's PIN, a beta device reaches anna's mailbox (and only it)."""
+    world.reset()
+    plan = [Moment(during=ANNA + "#"), Moment(during=PIN + "#"), Moment(during="*")]
+    _, trace = world.call(["access"], plan, number="101", variables={"VIPBX_TENANT": "beta", "VIPBX_USER": "nobody"})
+    assert trace.heard("vm-main-menu"), trace.steps

@@ -319,3 +319,122 @@ async def test_star_1_stays_in_the_transferring_tenants_extensions(rig: Rig) -> 
     await calls_over(rig, since)
     dialled = rig.observer.channels.dialled(since)
     assert not dialled & {*MIKKO_DEVICES, "carrier"}, dialled
+
+
+# --- 5. malformed SIP that no well-behaved phone sends ---------------------------------------------
+
+def invite(to: str, headers: str, *, call_id: str | None = "hostile-{n}", tag: str = "h1") -> bytes:
+    """A raw INVITE from the carrier's address with `headers` (CRLF-separated, as given) and an SDP
+    offer; `call_id=None` leaves the Call-ID out."""
+    sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.14\r\ns=-\r\nc=IN IP4 127.0.0.14\r\nt=0 0\r\n"
+           "m=audio 16999 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    lines = [f"INVITE sip:{to}@127.0.0.12:15060 SIP/2.0",
+             "Via: SIP/2.0/UDP 127.0.0.14:{port};branch=z9hG4bK-{n};rport",
+             "Max-Forwards: 70",
+             f"From: <sip:{OUTSIDE}@127.0.0.14>;tag={tag}",
+             f"To: <sip:{to}@127.0.0.12>",
+             "CSeq: 1 INVITE",
+             "Contact: <sip:hostile@127.0.0.14:{port}>",
+             "Content-Type: application/sdp"]
+    if call_id is not None:
+        lines.append(f"Call-ID: {call_id}")
+    head = "\r\n".join(lines) + "\r\n" + headers
+    return (head + f"\r\nContent-Length: {len(sdp)}\r\n\r\n" + sdp).encode("utf-8", "surrogateescape")
+
+
+MALFORMED = {
+    "bare CR in Diversion": "Diversion: <sip:+358401110001@x>;reason=no-answer\r;evil=1",
+    "folded Diversion": "Diversion: <sip:+358401110001@x>\r\n ;reason=busy",
+    "NUL in Diversion": "Diversion: <sip:+3584011\x0010001@x>;reason=busy",
+    "unbalanced Diversion": "Diversion: <sip:+358401110001@x;reason=busy",
+    "huge Diversion": "Diversion: <sip:" + "9" * 8000 + "@x>;reason=busy",
+    "two hundred Diversions": "\r\n".join(["Diversion: <sip:+358401110001@x>;reason=busy"] * 200),
+    "injected display name": 'Diversion: "\\"${SHELL},;)" <sip:+358401110001@x>;reason=busy',
+    "non-UTF-8 Diversion": "Diversion: <sip:\udcff\udcfe@x>;reason=busy",
+    "no Call-ID": "",
+}
+
+
+class RawSip:
+    """One UDP socket on the carrier's address: sends what it is given, answers a final response
+    with ACK (and an answered call with BYE), and collects what the PBX sent."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.14", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[str] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, ("127.0.0.12", 15060))
+
+    def final(self, timeout: float) -> str | None:
+        """The first final response (status >= 200) within `timeout`, or None."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            text = data.decode("utf-8", "replace")
+            self.received.append(text)
+            status = text.split(" ", 2)[1] if text.startswith("SIP/2.0 ") else ""
+            if status.isdigit() and int(status) >= 200:
+                return text
+        return None
+
+
+def header(message: str, name: str) -> str:
+    return next((line.split(":", 1)[1].strip() for line in message.split("\r\n")
+                 if line.lower().startswith(name.lower() + ":")), "")
+
+
+def end_dialog(raw: RawSip, response: str, to: str, n: int) -> None:
+    """ACK the final response; BYE an answered call."""
+    status = int(response.split(" ", 2)[1])
+    to_header, call_id = header(response, "To"), header(response, "Call-ID")
+    base = [f"Via: SIP/2.0/UDP 127.0.0.14:{raw.port};branch=z9hG4bK-{n}{'-ack' if status == 200 else ''};rport",
+            "Max-Forwards: 70", f"From: {header(response, 'From')}", f"To: {to_header}", f"Call-ID: {call_id}"]
+    uri = f"sip:{to}@127.0.0.12:15060"
+    raw.send(("\r\n".join([f"ACK {uri} SIP/2.0", *base, "CSeq: 1 ACK", "Content-Length: 0"]) + "\r\n\r\n").encode())
+    if status == 200:
+        base[0] = f"Via: SIP/2.0/UDP 127.0.0.14:{raw.port};branch=z9hG4bK-{n}-bye;rport"
+        raw.send(("\r\n".join([f"BYE {uri} SIP/2.0", *base, "CSeq: 2 BYE", "Content-Length: 0"]) + "\r\n\r\n").encode())
+
+
+async def test_malformed_sip_neither_crashes_nor_misroutes(rig: Rig) -> None:
+    """Raw INVITEs from the carrier's address to the voicemail number, each malformed in its own
+    way: each is refused or answered and ended; then the PBX still serves a normal call, no
+    mailbox changed, nothing was dialled out, no channel is left."""
+    before = snapshot(rig)
+    since, mark = rig.observer.channels.mark(), rig.observer.mark()
+    raw = RawSip()
+    try:
+        for n, name in enumerate(sorted(MALFORMED)):
+            headers = MALFORMED[name]
+            call_id = None if name == "no Call-ID" else f"hostile-{n}@127.0.0.14"
+            data = invite(VOICEMAIL, headers, call_id=call_id).replace(b"{port}", str(raw.port).encode())
+            raw.send(data.replace(b"{n}", str(n).encode()))
+            # Refused at once, or answered by the deposit's apology; a message it drops: no answer.
+            response = await asyncio.to_thread(raw.final, 5.0)
+            if response is not None:
+                end_dialog(raw, response, VOICEMAIL, n)
+    finally:
+        raw.close()
+    # The PBX is up and still serves a normal call.
+    call = await rig.phone.call(VOICEMAIL, caller_number=OUTSIDE)
+    await rig.observer.wait_prompt(OUTSIDE, "vm-enter-mailbox", since=mark, timeout=15)
+    await call.hangup()
+    await calls_over(rig, since)
+    assert "carrier" not in rig.observer.channels.dialled(since)
+    assert not [p for p in rig.observer.prompts(OUTSIDE, mark) if p in ("vm-main-menu", "vm-you-have", "vm-no-messages")]
+    # A Diversion that names anna may leave her a message (the call was hung up at the beep).
+    check_unchanged_but(before, snapshot(rig), {(ANNA.tenant, ANNA.box)}, "malformed SIP")

@@ -438,3 +438,27 @@ async def test_malformed_sip_neither_crashes_nor_misroutes(rig: Rig) -> None:
     assert not [p for p in rig.observer.prompts(OUTSIDE, mark) if p in ("vm-main-menu", "vm-you-have", "vm-no-messages")]
     # A Diversion that names anna may leave her a message (the call was hung up at the beep).
     check_unchanged_but(before, snapshot(rig), {(ANNA.tenant, ANNA.box)}, "malformed SIP")
+
+
+# --- 6. what a device puts in its Request-URI ------------------------------------------------------
+
+# SIP allows '&', ',' and '/' in a URI's user part: in a Dial() string they would add targets or
+# options. Dialled by a device of acme, each must reach no device of borealis (nor any device).
+INJECTED = ["+1&PJSIP/borealis-james-soft&PJSIP/x", "0019&PJSIP/borealis-aino-soft,5",
+            "+358451234567&PJSIP/borealis-james-soft,5", "+1,5,G(vipbx-t-borealis^102^1)",
+            "+1&Local/102@vipbx-t-borealis/n&PJSIP/x"]
+
+
+@pytest.mark.parametrize("dialled", INJECTED)
+async def test_a_dialled_number_cannot_inject_dial_targets(rig: Rig, dialled: str) -> None:
+    since = rig.observer.channels.mark()
+    call = await rig.phone.call(dialled, device=ANNA.device)
+    with suppress(TimeoutError):
+        await call.wait_hangup(5)
+    await call.hangup()
+    await rig.phone.hangup_all()
+    await calls_over(rig, since)
+    dialled_endpoints = rig.observer.channels.dialled(since)
+    assert dialled_endpoints <= {"carrier"}, dialled_endpoints
+    for device in (JAMES.device, AINO.device):
+        assert rig.phone._incoming[device].empty(), device

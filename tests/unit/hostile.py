@@ -117,6 +117,7 @@ class RandomCaller(PluginHarness):
         has ended; (channel id, what happened)."""
         self.serial += 1
         channel_id = f"h{self.serial}"
+        running_before = asyncio.all_tasks()
         chan = channel(channel_id, app_data="vipbx," + ",".join(args), number=number)
         chan["channelvars"] = dict(variables or {})
         self.channels[channel_id] = chan
@@ -130,6 +131,10 @@ class RandomCaller(PluginHarness):
             await self.until(lambda: channel_id not in self.app.sessions and not self.app._tasks, CALL_LIMIT)
         except TimeoutError:
             raise AssertionError(f"call stuck: {trace.steps}") from None
+        try:  # nothing the call started is left running (the fake's own events included)
+            await self.until(lambda: not (asyncio.all_tasks() - running_before - {asyncio.current_task()}), 5)
+        except TimeoutError:
+            raise AssertionError(f"tasks left after the call: {asyncio.all_tasks() - running_before}") from None
         self.fake.channels.pop(channel_id, None)
         return channel_id, trace
 

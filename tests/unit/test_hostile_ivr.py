@@ -16,6 +16,7 @@ The number of calls per test is `VIPBX_HOSTILE_EXAMPLES` (default 80; e.g. 3000 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -151,7 +152,7 @@ class World:
         with self.errors.attached():
             channel_id, trace = self.loop.run_until_complete(
                 self.harness.call(args, plan, number=number, variables=variables))
-        assert not self.errors.records, [r.getMessage() for r in self.errors.records]
+        assert not self.errors.records, "\n".join(logging.Formatter().format(r) for r in self.errors.records)
         return channel_id, trace
 
 
@@ -403,3 +404,15 @@ def test_the_right_pin_opens_the_mailbox_whoever_calls(world: World) -> None:
     plan = [Moment(during=ANNA + "#"), Moment(during=PIN + "#"), Moment(during="*")]
     _, trace = world.call(["access"], plan, number="101", variables={"VIPBX_TENANT": "beta", "VIPBX_USER": "nobody"})
     assert trace.heard("vm-main-menu"), trace.steps
+
+
+@pytest.mark.parametrize("arg", ["\n", " ", "none", "voicemail", "off"])
+def test_987_with_a_word_or_blank_is_refused_and_changes_nothing(world: World, arg: str) -> None:
+    """The service reads these as "no forward" or "to voicemail"; from a code they are no number."""
+    world.service.set_forward("acme", "anna", "immediate", MIKKO, actor="test", source="test")
+    before = world.snapshot()
+    channel_id, trace = world.call(["forward", arg], [], number="101",
+                                   variables={"VIPBX_TENANT": "acme", "VIPBX_USER": "anna"})
+    assert before == world.snapshot()
+    assert trace.heard("fc-refused-invalid-number"), trace.steps
+    assert not world.harness.continued(channel_id)

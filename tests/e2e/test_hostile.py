@@ -351,7 +351,6 @@ MALFORMED = {
     "two hundred Diversions": "\r\n".join(["Diversion: <sip:+358401110001@x>;reason=busy"] * 200),
     "injected display name": 'Diversion: "\\"${SHELL},;)" <sip:+358401110001@x>;reason=busy',
     "non-UTF-8 Diversion": "Diversion: <sip:\udcff\udcfe@x>;reason=busy",
-    "no Call-ID": "",
 }
 
 
@@ -420,8 +419,7 @@ async def test_malformed_sip_neither_crashes_nor_misroutes(rig: Rig) -> None:
     try:
         for n, name in enumerate(sorted(MALFORMED)):
             headers = MALFORMED[name]
-            call_id = None if name == "no Call-ID" else f"hostile-{n}@127.0.0.14"
-            data = invite(VOICEMAIL, headers, call_id=call_id).replace(b"{port}", str(raw.port).encode())
+            data = invite(VOICEMAIL, headers, call_id=f"hostile-{n}@127.0.0.14").replace(b"{port}", str(raw.port).encode())
             raw.send(data.replace(b"{n}", str(n).encode()))
             # Refused at once, or answered by the deposit's apology; a message it drops: no answer.
             response = await asyncio.to_thread(raw.final, 5.0)
@@ -442,15 +440,16 @@ async def test_malformed_sip_neither_crashes_nor_misroutes(rig: Rig) -> None:
 
 # --- 6. what a device puts in its Request-URI ------------------------------------------------------
 
-# SIP allows '&', ',' and '/' in a URI's user part: in a Dial() string they would add targets or
-# options. Dialled by a device of acme, each must reach no device of borealis (nor any device).
-INJECTED = ["+1&PJSIP/borealis-james-soft&PJSIP/x", "0019&PJSIP/borealis-aino-soft,5",
-            "+358451234567&PJSIP/borealis-james-soft,5", "+1,5,G(vipbx-t-borealis^102^1)",
-            "+1&Local/102@vipbx-t-borealis/n&PJSIP/x"]
+# SIP allows ',' (and '&') in a URI's user part: substituted into a Dial() string, a ',' ends the
+# target and starts Dial()'s own arguments (timeout, options such as G() that send the call to any
+# context). Dialled by a device, the number must reach Dial() whole or not at all.
+INJECTED = ["+1,5,G(vipbx-t-borealis^102^1)", "+358451234567,5,G(vipbx-t-borealis^102^1)"]
 
 
 @pytest.mark.parametrize("dialled", INJECTED)
-async def test_a_dialled_number_cannot_inject_dial_targets(rig: Rig, dialled: str) -> None:
+async def test_a_dialled_number_cannot_inject_dial_arguments(rig: Rig, dialled: str) -> None:
+    log = rig.pbx.instance.log_path
+    seen = len(log.read_text(encoding="utf-8", errors="replace").splitlines())
     since = rig.observer.channels.mark()
     call = await rig.phone.call(dialled, device=ANNA.device)
     with suppress(TimeoutError):
@@ -462,3 +461,6 @@ async def test_a_dialled_number_cannot_inject_dial_targets(rig: Rig, dialled: st
     assert dialled_endpoints <= {"carrier"}, dialled_endpoints
     for device in (JAMES.device, AINO.device):
         assert rig.phone._incoming[device].empty(), device
+    new = log.read_text(encoding="utf-8", errors="replace").splitlines()[seen:]
+    split = [line for line in new if "Unable to create PJSIP channel" in line]
+    assert not split, f"the Dial() string was split at the ',': {split}"

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 ENV_TIMEOUT = 5.0  # seconds for Asterisk to send the AGI environment
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request: a stuck peer must not hold a socket forever
+# Connections served at once. Asterisk holds one per call being routed, for milliseconds; more
+# than this is a flood, and each one would hold a file descriptor of the process that also
+# serves ARI. Beyond it a connection is closed at once (the dialplan's fallback rings).
+MAX_CONNECTIONS = 256
 
 
 class AgiError(Exception):
@@ -80,6 +84,8 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.add_route("route", self.route)
         self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
+        self.connections = 0  # being served now
+        self._refusing = False  # logged once per flood, not once per refused connection
 
     async def route(self, request: Request) -> None:
         """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT`."""
@@ -153,6 +159,20 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         return True
 
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= MAX_CONNECTIONS:
+            if not self._refusing:
+                log.warning("FastAGI: %d connections open, refusing more", self.connections)
+            self._refusing = True
+            writer.close()
+            return
+        self._refusing = False
+        self.connections += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
             if not self.permitted(peer):
@@ -176,7 +196,8 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             script = headers.get("agi_network_script", "").lstrip("/").split("?", 1)[0]
             endpoint = self._route.get(script)
             if endpoint is None:
-                log.error("FastAGI: no script %r (from %s)", script, peer)
+                # The peer's mistake, not ours: no ERROR for what anyone can send.
+                log.warning("FastAGI: no script %r (from %s)", script, peer)
                 return
             request = Request(app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding)
             await asyncio.wait_for(endpoint(request), REQUEST_TIMEOUT)

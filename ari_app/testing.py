@@ -1,5 +1,6 @@
 """A fake ARI for unit tests: a real websocket server on 127.0.0.1 for events, and an
 `httpx.MockTransport` for REST, so tests exercise `AriClient` end to end without Asterisk.
+And `Snapshot`: everything a call may change, to compare before and after (unit and end-to-end).
 
     fake = FakeAri()
     await fake.start()
@@ -10,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import httpx
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+
+from base.model import Config
+from callstate import CallStateService
+from vmstore import VoicemailStore
 
 RestHandler = Callable[[httpx.Request, re.Match[str]], Awaitable[httpx.Response] | httpx.Response]
 
@@ -142,3 +149,36 @@ def channel(channel_id: str, *, app_data: str = "", number: str = "") -> dict[st
         },
         "channelvars": {},
     }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every mailbox (messages by folder, the greeting's bytes) and every user's call state
+    (routing, presence, voicemail settings, PIN status), as they are now."""
+
+    boxes: dict[tuple[str, str], dict[str, str]]  # (tenant, mailbox) → msg_id → folder
+    greetings: dict[tuple[str, str], str | None]  # (tenant, mailbox) → digest of the greeting
+    users: dict[tuple[str, str], tuple[Any, ...]]  # (tenant, user) → (routing, presence, settings, pin)
+
+    @classmethod
+    def take(cls, config: Config, store: VoicemailStore, state: CallStateService) -> Snapshot:
+        boxes, greetings, users = {}, {}, {}
+        for tenant in config.tenants:
+            for user in tenant.users:
+                key = (tenant.id, user.mailbox)
+                boxes[key] = {m.envelope.msg_id: folder for folder in ("INBOX", "Old")
+                              for m in store.list(tenant.id, user.mailbox, folder)}
+                greeting = store.greeting(tenant.id, user.mailbox)
+                greetings[key] = hashlib.sha256(greeting.read_bytes()).hexdigest() if greeting else None
+                users[(tenant.id, user.id)] = (
+                    state.routing(tenant.id, user.id), state.presence(tenant.id, user.id),
+                    state.voicemail_settings(tenant.id, user.id), state.pin_status(tenant.id, user.id))
+        return cls(boxes, greetings, users)
+
+    def changed_users(self, other: Snapshot) -> set[tuple[str, str]]:
+        """(tenant, user or mailbox) of everything that differs, in any part."""
+        out: set[tuple[str, str]] = set()
+        for part, theirs in ((self.boxes, other.boxes), (self.greetings, other.greetings),
+                             (self.users, other.users)):
+            out |= {key for key in part if part[key] != theirs[key]}
+        return out

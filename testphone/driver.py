@@ -283,13 +283,14 @@ class TestPhone:
     async def call(self, to: str, *, device: str | None = None, caller_number: str | None = None,
                    caller_name: str | None = None, diversion: str | None = None,
                    diversion_reason: str = "no-answer", trunk: str | None = None,
-                   timeout: int = 30) -> Call:
+                   headers: dict[str, str] | None = None, timeout: int = 30) -> Call:
         """Call `to` at the PBX: from a user's `device`, or from outside (`caller_number`)
         through the carrier or the PBX's `trunk` of that name (e.g. a user's mobile through
         the mobile core).
 
         `diversion` (trunk calls) adds a Diversion header naming the number the call was
         diverted from, as a mobile network does for busy/no-answer/unreachable forwards.
+        `headers` adds raw SIP headers to the INVITE as given (e.g. a History-Info, or garbage).
         """
         if (device is None) == (caller_number is None):
             raise ValueError("give exactly one of device= or caller_number=")
@@ -306,6 +307,8 @@ class TestPhone:
             host = self.settings.trunk_ip(trunk)
             variables["PJSIP_HEADER(add,Diversion)"] = (
                 f"<sip:{diversion}@{host}>;reason={diversion_reason};counter=1")
+        for name, value in (headers or {}).items():
+            variables[f"PJSIP_HEADER(add,{name})"] = value
         channel_id = "tp-" + uuid.uuid4().hex
         call = Call(self, channel_id, direction="out", target=to)
         self.calls[channel_id] = call

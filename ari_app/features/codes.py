@@ -11,6 +11,7 @@ from ari_app.origin import Origin
 from ari_app.session import CallSession
 from ari_app.voice import Voice
 from callstate import SettingsError, StorageError, TargetRefused
+from callstate.targets import INVALID_NUMBER
 from prompts import speech
 
 from .services import Caller, FeatureService
@@ -70,6 +71,10 @@ class ForwardCode(FeatureCode):
         if not dialled:
             await self.service.clear_immediate(caller)
             return ["fc-forward-removed"]
+        if not dialled.strip().lstrip("+").isdigit():
+            # The service also takes the words "none" and "voicemail" (and blank for none): a
+            # code only ever sets a number, so anything else is refused, never a silent change.
+            raise TargetRefused(INVALID_NUMBER, f"{dialled!r} is not a phone number")
         routing = await self.service.set_immediate(caller, dialled)
         return speech.forward_set(caller.user.language, routing.immediate)
 

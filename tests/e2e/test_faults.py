@@ -62,7 +62,7 @@ from test_voicemail import (
 
 from ari_app.service import Service
 from ari_app.voicemail import plugin as voicemail_plugin
-from asterisk_conf.render import ARI_USER
+from asterisk_conf.render import AGI_KEY, ARI_USER
 from asterisk_host import AsteriskRuntime
 from base.model import Config
 from callstate import CallStateService
@@ -179,7 +179,8 @@ class InProcess:
         self.service, self.deps = start_service(f.pbx, config)
         if ari_url is not None:  # the same service, its ARI link through `ari_url`
             plugin_handlers, background = self.service.app.handlers, self.service.background
-            self.service = Service(config, ari_url, ARI_USER, f.pbx.secrets.get("ari"), handlers=plugin_handlers,
+            self.service = Service(config, ari_url, ARI_USER, f.pbx.secrets.get("ari"),
+                                   agi_key=f.pbx.secrets.get(AGI_KEY), handlers=plugin_handlers,
                                    background=background, state=self.deps.callstate)
         self.task: asyncio.Task[None] | None = None
 

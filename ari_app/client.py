@@ -216,8 +216,9 @@ class AriClient:
 
     async def _pause(self, delay: float) -> None:
         """Sleep between attempts; `close()` cuts it short."""
-        try:
-            await asyncio.wait_for(self._closed.wait(), delay)
+        try:  # asyncio.timeout: wait_for (3.11) may swallow a cancel as the wait ends
+            async with asyncio.timeout(delay):
+                await self._closed.wait()
         except TimeoutError:
             pass
 

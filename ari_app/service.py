@@ -59,6 +59,10 @@ class Service:
         finally:
             for task in tasks:
                 task.cancel()
+            # Ended before the caller closes what they use (the call-state database); bounded, in
+            # case one will not end.
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
             # Hand live calls back to the dialplan first, then let go of ARI and the listener.
             await self.app.shutdown()
             await self.client.close()

@@ -135,8 +135,9 @@ class Notifier:
             if delay <= 0 and attempted == 0:
                 delay = 0.5  # due rows someone else holds: do not spin
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                try:  # asyncio.timeout: wait_for (3.11) may swallow a cancel as the wait ends
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
 

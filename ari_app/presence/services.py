@@ -94,8 +94,11 @@ class PresenceService:
             pause = TIMER_MAX_SLEEP
             if upcoming is not None:
                 pause = min(pause, max(0.2, (upcoming - datetime.now(UTC)).total_seconds() + 0.05))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a cancel that
+            # arrives as the wait ends, and this loop would then outlive its service.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._changed.wait()
 
     async def greeting_sentence(self, tenant: Tenant, user: User, lang: str, now: datetime) -> list[str] | None:
         """ "… is on vacation until Friday 12 August", or None when the user is Available."""

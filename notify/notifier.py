@@ -9,6 +9,7 @@ a second process on the same outbox, leads at worst to a repeat, never to a loss
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -161,7 +162,15 @@ class Notifier:
     async def _attempt(self, entry: Entry) -> None:
         notice = entry.notice
         attempt = entry.attempts + 1
-        async with self._sem:
+        try:
+            await self._sem.acquire()
+        except asyncio.CancelledError:
+            # Stopped before this row's send began: due again at once, not after the lease (nothing
+            # went out, so sending it later cannot send it twice).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._db(lambda box: box.retry_at(entry.id, self.clock(), "not sent: stopped")))
+            raise
+        try:
             try:
                 async with asyncio.timeout(self.lease * 0.8):  # never outlive the claim
                     if entry.channel == "sms":
@@ -173,6 +182,8 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001  # any gateway failure, typed or not, is retried
                 await self._failed(entry, attempt, exc)
                 return
+        finally:
+            self._sem.release()
         await self._db(lambda box: box.sent(entry.id))
         log.info("sent %s notification of message %s to %s/%s (attempt %d)",
                  entry.channel, notice.msg_id, notice.tenant_id, notice.user_id, attempt)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import Person, Rig, eventually
@@ -168,18 +169,24 @@ GARBAGE = {
 }
 
 
+async def call_press_1_and_end(rig: Rig, since: int, to: str, **how: Any) -> None:
+    """Call `to` as `how` says, press 1 if answered (in case a greeting offers it), hang up, and
+    wait until every PBX channel made since `since` is gone."""
+    call = await rig.phone.call(to, **how)
+    with suppress(CallEnded, TimeoutError):
+        await call.wait_state("Up", 10)
+        await call.send_dtmf("1", duration_ms=80, between_ms=80)
+    await call.hangup()
+    await call.wait_hangup(20)
+    await calls_over(rig, since)
+
+
 @pytest.mark.parametrize("name", sorted(GARBAGE))
 async def test_garbage_diversion_opens_no_mailbox_and_dials_nothing(rig: Rig, name: str) -> None:
     value = GARBAGE[name]
     before = snapshot(rig)
     since, mark = rig.observer.channels.mark(), rig.observer.mark()
-    call = await rig.phone.call(VOICEMAIL, caller_number=OUTSIDE, diversion=value)
-    with suppress(CallEnded, TimeoutError):
-        await call.wait_state("Up", 10)
-        await call.send_dtmf("1", duration_ms=80, between_ms=80)  # press 1, in case a greeting offers it
-    await call.hangup()
-    await call.wait_hangup(20)
-    await calls_over(rig, since)
+    await call_press_1_and_end(rig, since, VOICEMAIL, caller_number=OUTSIDE, diversion=value)
     assert "carrier" not in rig.observer.channels.dialled(since)
     assert not opened(rig, OUTSIDE, mark)
     after = snapshot(rig)
@@ -202,13 +209,7 @@ HEADERS = {
 async def test_garbage_headers_open_no_mailbox_and_dial_nothing(rig: Rig, name: str) -> None:
     before = snapshot(rig)
     since, mark = rig.observer.channels.mark(), rig.observer.mark()
-    call = await rig.phone.call(VOICEMAIL, caller_number=OUTSIDE, headers=HEADERS[name])
-    with suppress(CallEnded, TimeoutError):
-        await call.wait_state("Up", 10)
-        await call.send_dtmf("1", duration_ms=80, between_ms=80)
-    await call.hangup()
-    await call.wait_hangup(20)
-    await calls_over(rig, since)
+    await call_press_1_and_end(rig, since, VOICEMAIL, caller_number=OUTSIDE, headers=HEADERS[name])
     assert "carrier" not in rig.observer.channels.dialled(since)
     assert not [p for p in rig.observer.prompts(OUTSIDE, mark) if p in ("vm-main-menu", "vm-you-have", "vm-no-messages")]
     # A Diversion naming a user may leave a message in that mailbox: nothing else changes.
@@ -224,13 +225,7 @@ async def test_garbage_caller_id_logs_in_nobody(rig: Rig, name: str, to: str) ->
         pytest.skip("a user's number, however written: the trusted-trunk rules decide")
     before = snapshot(rig)
     since, mark = rig.observer.channels.mark(), rig.observer.mark()
-    call = await rig.phone.call(to, caller_number=value)
-    with suppress(CallEnded, TimeoutError):
-        await call.wait_state("Up", 10)
-        await call.send_dtmf("1", duration_ms=80, between_ms=80)
-    await call.hangup()
-    await call.wait_hangup(20)
-    await calls_over(rig, since)
+    await call_press_1_and_end(rig, since, to, caller_number=value)
     assert "carrier" not in rig.observer.channels.dialled(since)
     seen = [s.what for s in rig.observer.seen[mark:] if s.kind == "play"]
     assert not [p for p in seen if p in OPENED], seen

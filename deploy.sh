@@ -51,6 +51,9 @@ install_system_packages() {
         dpkg -s kannel-extras >/dev/null 2>&1 || missing+=(kannel-extras)
         command -v openssl >/dev/null || missing+=(openssl)
         have_postgres_server || missing+=(postgresql)
+        # The home page's browser tests drive Debian's Chromium through its ChromeDriver.
+        command -v chromium >/dev/null || missing+=(chromium)
+        command -v chromedriver >/dev/null || missing+=(chromium-driver)
     fi
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)

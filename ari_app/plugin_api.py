@@ -10,7 +10,7 @@ from typing import Any
 from base.ami import AmiSettings
 from base.model import Config
 from callstate import CallStateService
-from notify import Notifier
+from notify import Messenger, Notifier
 from vmstore import VoicemailStore
 
 from .app import Handler
@@ -31,6 +31,7 @@ class PluginDeps:
     recordings_dir: Path  # <astspooldir>/recording
     sounds_dir: Path  # the prompt catalogue
     fallback_locks: FallbackLocks | None = None  # None: the native fallback is not told of locks
+    messenger: Messenger | None = None  # texts that are not notices (login codes, faxes); None: none
 
 
 @dataclass

@@ -12,6 +12,7 @@ from callstate import AsyncCallState, open_service
 from notify import (
     KannelGateway,
     KannelSettings,
+    Messenger,
     Notifier,
     RetryPolicy,
     SmtpSender,
@@ -33,6 +34,14 @@ SecretGetter = Callable[[str], str]
 
 def build_notifier(config: Config, paths: Paths, secret: SecretGetter) -> Notifier:
     """Always a notifier: with no gateway configured, notices are logged as not sendable."""
+    sms, email = build_gateways(config, secret)
+    n = config.platform.notifications
+    policy = RetryPolicy(backoff=n.retry_backoff, max_attempts=n.retry_max_attempts)
+    return Notifier(paths.outbox_db, sms=sms, email=email, policy=policy, tz=ZoneInfo(n.timezone))
+
+
+def build_gateways(config: Config, secret: SecretGetter) -> tuple[KannelGateway | None, SmtpSender | None]:
+    """The SMS gateway and the SMTP relay of `platform.notifications`; None for one not set."""
     n = config.platform.notifications
     sms = email = None
     if n.sms_url and n.sms_username:
@@ -44,8 +53,7 @@ def build_notifier(config: Config, paths: Paths, secret: SecretGetter) -> Notifi
             username=n.smtp_username, password=secret("smtp") if n.smtp_username else None,
             timeout=n.smtp_timeout, max_attachment_bytes=n.smtp_max_attachment_bytes,
         ))
-    policy = RetryPolicy(backoff=n.retry_backoff, max_attempts=n.retry_max_attempts)
-    return Notifier(paths.outbox_db, sms=sms, email=email, policy=policy, tz=ZoneInfo(n.timezone))
+    return sms, email
 
 
 def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGetter) -> tuple[Plugin, PluginDeps]:
@@ -63,6 +71,7 @@ def load(config: Config, paths: Paths, ami: AmiSettings | None, secret: SecretGe
         recordings_dir=paths.recordings,
         sounds_dir=paths.sounds,
         fallback_locks=locks,
+        messenger=Messenger(*build_gateways(config, secret)),
     )
     plugin = merge([module.load(deps) for module in PLUGINS])
     plugin.background.append(notifier.run)

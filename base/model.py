@@ -125,6 +125,20 @@ class StateDatabase:
     lock_timeout: int = 5  # seconds; ... or that waits longer for a lock
 
 
+@dataclass(frozen=True)
+class Web:
+    """The users' home page and its JSON API (see docs/web.md), served by `vipbx serve`.
+
+    Loopback by default: users reach it through a TLS reverse proxy. `secure_cookies: false` is
+    for plain-HTTP tests only (the browser would not send a `Secure` cookie back over HTTP)."""
+
+    enabled: bool = True
+    listener: Listener = field(default_factory=lambda: Listener("127.0.0.1", 8090))
+    secure_cookies: bool = True
+    session_minutes: int = 30  # idle time after which a session ends
+    session_max_hours: int = 12  # a session ends this long after login, however busy
+
+
 DEFAULT_PIN_DIGITS = 6  # a 4-digit PIN falls to a few days of locked-out guessing; 6 digits to years
 MIN_PIN_DIGITS = 4
 MAX_PIN_DIGITS = 10
@@ -148,6 +162,7 @@ class Platform:
     notifications: Notifications = field(default_factory=Notifications)
     state_database: StateDatabase = field(default_factory=StateDatabase)
     pin_digits: int = DEFAULT_PIN_DIGITS  # the shortest PIN a user may have (a tenant may differ)
+    web: Web = field(default_factory=Web)
 
     @property
     def carrier(self) -> Trunk | None:

@@ -95,4 +95,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE pin_lockout ADD COLUMN lock_level INTEGER NOT NULL DEFAULT 0 CHECK (lock_level >= 0)",
         "ALTER TABLE pin_lockout ADD COLUMN held SMALLINT NOT NULL DEFAULT 0 CHECK (held IN (0, 1))",
     )),
+    Migration(5, "home page accounts and sessions", (
+        # No row: the user has not chosen a password yet (first login goes through a code).
+        """CREATE TABLE web_accounts (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            password_hash VARCHAR(200) NOT NULL,
+            password_set_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        # Server-side sessions: the cookie carries a random token, the table its SHA-256 only, so
+        # a copy of the database opens no session.
+        """CREATE TABLE web_sessions (
+            token_hash VARCHAR(64) PRIMARY KEY,
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            csrf_token VARCHAR(64) NOT NULL,
+            source VARCHAR(64) NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            seen_at VARCHAR(32) NOT NULL,
+            idle_until VARCHAR(32) NOT NULL,
+            ends_at VARCHAR(32) NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
+        "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
+    )),
 )

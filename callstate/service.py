@@ -35,6 +35,7 @@ from .times import Clock, utc_now
 from .users import find_user
 from .voicemail import VoicemailSettings
 from .voicemail_state import VoicemailState
+from .web_accounts import WebAccountState
 
 
 class CallStateService:
@@ -62,6 +63,8 @@ class CallStateService:
         self.voicemail_state = VoicemailState(self.store, policy)
         self.routing_state = RoutingState(self.store)
         self.presence_state = PresenceState(self.store)
+        # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
+        self.web_accounts = WebAccountState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

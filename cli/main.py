@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ari_app import plugins
-from ari_app.service import serve as run_service
+from ari_app.service import Service
 from asterisk_conf import deploy as deploying
 from asterisk_conf.masking import mask_diff
 from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
@@ -21,6 +21,8 @@ from base.ami import CONNECT_TIMEOUT, AmiError, AmiSettings, AmiTimeout, ami_ses
 from base.model import Config
 from base.paths import DEFAULT_HOME
 from base.private import private_dir, write_private
+from web.serve import run_web
+from web.wiring import web_deps
 
 from . import args as cliargs
 from .asterisk import asterisk, running_pid
@@ -210,7 +212,8 @@ def _report(result: deploying.DeployResult, verb: str) -> None:
 @config_files
 @click.pass_obj
 def serve(obj: Context, files: tuple[str, ...]) -> None:
-    """Run the ARI application and the FastAGI server until stopped (reconnects to Asterisk).
+    """Run the ARI application, the FastAGI server and the users' home page (platform.web) until
+    stopped (reconnects to Asterisk).
 
     Files it creates (outbox, call state, logs) are closed to other accounts (umask 027).
     """
@@ -224,10 +227,15 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     # full collection (20-35 ms pauses with 10,000 users, in the middle of calls' routing answers).
     gc.collect()
     gc.freeze()
+    service = Service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
+                      agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
+                      state=deps.callstate, on_connect=plugin.on_connect)
+    if config.platform.web.enabled:
+        # The home page runs in this process, over the same services as the calls.
+        site = web_deps(deps, obj.paths.home, service.client)
+        service.background.append(lambda: run_web(site))
     try:
-        asyncio.run(run_service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
-                                agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
-                                state=deps.callstate, on_connect=plugin.on_connect))
+        asyncio.run(service.run())
     except KeyboardInterrupt:
         pass
 

@@ -3,6 +3,8 @@ from a durable SQLite outbox with retries. See docs/notifications.md."""
 
 from .email import EmailGateway, SmtpSender, SmtpSettings, compose
 from .errors import DeliveryError
+from .messenger import Attachment as MessageAttachment
+from .messenger import Messenger, NoGateway
 from .notice import (
     LANGUAGES,
     Attachment,
@@ -18,7 +20,28 @@ from .outbox import Entry, Outbox
 from .sms import KannelGateway, KannelSettings, SmsGateway, is_gsm7
 
 __all__ = [
-    "LANGUAGES", "Attachment", "DeliveryError", "EmailGateway", "Entry", "KannelGateway", "KannelSettings",
-    "Notifier", "Outbox", "RetryPolicy", "SmsGateway", "SmtpSender", "SmtpSettings", "VoicemailNotice",
-    "attachment_name", "compose", "duration_text", "email_body", "email_subject", "is_gsm7", "sms_text",
+    "LANGUAGES",
+    "Attachment",
+    "DeliveryError",
+    "EmailGateway",
+    "Entry",
+    "KannelGateway",
+    "KannelSettings",
+    "MessageAttachment",
+    "Messenger",
+    "NoGateway",
+    "Notifier",
+    "Outbox",
+    "RetryPolicy",
+    "SmsGateway",
+    "SmtpSender",
+    "SmtpSettings",
+    "VoicemailNotice",
+    "attachment_name",
+    "compose",
+    "duration_text",
+    "email_body",
+    "email_subject",
+    "is_gsm7",
+    "sms_text",
 ]

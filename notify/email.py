@@ -82,9 +82,24 @@ class SmtpSender:
             raise DeliveryError("the user has no e-mail address", permanent=True)
         await asyncio.to_thread(self._send_blocking, notice, wav)
 
+    async def send_message(self, msg: EmailMessage) -> None:
+        """Any other message (a login code, a received fax): From and Date are filled in here."""
+        if not msg["To"]:
+            raise DeliveryError("the message has no recipient", permanent=True)
+        if not msg["From"]:
+            msg["From"] = self.settings.sender
+        if not msg["Date"]:
+            msg["Date"] = formatdate(localtime=True)
+        if not msg["Auto-Submitted"]:
+            msg["Auto-Submitted"] = "auto-generated"
+        await asyncio.to_thread(self._deliver, msg, str(msg["To"]))
+
     def _send_blocking(self, notice: VoicemailNotice, wav: Path | None) -> None:
         s = self.settings
-        msg = compose(notice, s.sender, wav, s.max_attachment_bytes)
+        self._deliver(compose(notice, s.sender, wav, s.max_attachment_bytes), notice.email or "")
+
+    def _deliver(self, msg: EmailMessage, recipient: str) -> None:
+        s = self.settings
         try:
             with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:
                 if s.starttls:
@@ -94,7 +109,7 @@ class SmtpSender:
                 smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            raise DeliveryError(f"SMTP {s.host}:{s.port} refused {notice.email}: {exc.recipients}",
+            raise DeliveryError(f"SMTP {s.host}:{s.port} refused {recipient}: {exc.recipients}",
                                 permanent=all(code >= 500 for code in codes)) from None
         except smtplib.SMTPDataError as exc:
             # 5xx to the message itself (too big, content refused) will be refused again.

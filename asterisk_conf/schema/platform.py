@@ -33,13 +33,14 @@ from base.model import (
 from .notifications import notifications
 from .state_database import state_database
 from .trunks import CODECS, codecs, trunk_source
+from .web import web
 
 __all__ = ["CODECS", "codecs", "platform"]
 
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
-    "state_database", "pin_digits",
+    "state_database", "pin_digits", "web",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 # Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
@@ -65,7 +66,8 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         for name in LISTENERS
     }
     rtp_start, rtp_end = f.get("rtp", rtp, (default.rtp_start, default.rtp_end))
-    _check_listeners(chk, f, ports, rtp_start, rtp_end)
+    web_settings = f.get("web", web, default.web)
+    _check_listeners(chk, f, {**ports, **({"web": web_settings.listener} if web_settings.enabled else {})}, rtp_start, rtp_end)
     return Platform(
         voicemail_number=f.get("voicemail_number", e164, default.voicemail_number),
         activity_number=f.get("activity_number", e164, default.activity_number),
@@ -79,6 +81,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         notifications=f.get("notifications", notifications, default.notifications),
         state_database=f.get("state_database", state_database, default.state_database),
         pin_digits=f.get("pin_digits", pin_digits, default.pin_digits),
+        web=web_settings,
         **ports,
     )
 
@@ -153,10 +156,11 @@ def _check_exposure(
     if f.has("permit") and not allow_remote:
         chk.report(f.loc / "permit", "has no effect without allow_remote: true")
     if bind and not ipaddress.ip_address(bind).is_loopback and not allow_remote:
-        what = {"http": "ARI", "ami": "AMI", "agi": "FastAGI"}[name]
+        what = {"http": "ARI", "ami": "AMI", "agi": "FastAGI", "web": "the home page"}[name]
         chk.report(
             f.loc / "bind",
             f"{bind} exposes {what} to other hosts: bind to 127.0.0.1"
+            + (" behind a TLS reverse proxy" if name == "web" else "")
             + ("" if name == "http" else ", or set allow_remote: true with a permit: list"),
         )
 

@@ -65,6 +65,8 @@ def on_test_addresses(platform: Platform, pbx_ip: str = PBX_IP, carrier_ip: str 
         platform,
         sip=Listener(pbx_ip, 15060), http=Listener(pbx_ip, 15088), ami=Listener(pbx_ip, 15038),
         agi=Listener(pbx_ip, 15073), rtp_start=rtp[0], rtp_end=rtp[1], trunks=trunks,
+        # Plain HTTP in tests: the browser would not send a Secure cookie back.
+        web=replace(platform.web, listener=Listener(pbx_ip, 15090), secure_cookies=False),
     )
 
 

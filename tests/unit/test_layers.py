@@ -23,8 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "agi": {"base", "callstate"},
     "ari_app": {"base", "callstate", "vmstore", "notify", "prompts", "agi"},
     "testphone": {"base", "asterisk_conf", "asterisk_host", "ari_app"},
+    "web": {"base", "callstate", "vmstore", "notify", "prompts", "agi", "ari_app"},
     "cli": {"base", "asterisk_conf", "asterisk_host", "callstate", "vmstore", "notify", "prompts", "agi",
-            "ari_app", "testphone"},
+            "ari_app", "testphone", "web"},
 }
 
 

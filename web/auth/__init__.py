@@ -1,0 +1,1 @@
+"""Logging in: user names, password hashes, sessions and CSRF tokens."""

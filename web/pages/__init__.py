@@ -1,0 +1,1 @@
+"""One module per page of the navigation: its routes (HTML and JSON) over the shared services."""

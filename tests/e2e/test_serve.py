@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import pytest_asyncio
 from clitool import REPO, Vipbx, write_yaml
@@ -24,6 +25,7 @@ from base.model import Config
 from base.secrets import SecretStore
 from callstate import CallStateService
 from testphone import PhoneInstance, TestPhone
+from web.auth.passwords import hash_password
 
 OUTSIDE = "+358451234567"
 ANNA = "+358401110001"
@@ -143,3 +145,19 @@ async def test_calls_survive_the_app_being_killed_and_it_comes_back(stack: Stack
         await asyncio.to_thread(stack.serve.start)
     # Back: it serves calls again.
     await activity_served(stack, phone)
+
+
+async def test_the_home_page_is_served_by_the_same_process(stack: Stack) -> None:
+    """`vipbx serve` also listens on platform.web; a password stored in the call-state database
+    opens a session there, and the session is that user's."""
+    web = stack.config.platform.web.listener
+    with stack.state() as state:
+        state.web_accounts.set_password_hash(*ANNA_USER, hash_password("serve test password"),
+                                             actor="e2e", source="test")
+    async with httpx.AsyncClient(base_url=f"http://{web.bind}:{web.port}", timeout=10) as client:
+        assert (await client.get("/api/v1/me")).status_code == 401
+        opened = await client.post("/api/v1/session", json={"username": "fi0401110001@acme.example",
+                                                             "password": "serve test password"})
+        assert opened.status_code == 200, opened.text
+        me = await client.get("/api/v1/me", headers={"authorization": f"Bearer {opened.json()['token']}"})
+        assert me.json()["number"] == ANNA

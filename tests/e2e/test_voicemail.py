@@ -861,6 +861,7 @@ def write_platform_yaml(folder: Path, config: Config) -> list[Path]:
         "http": {"bind": p.http.bind, "port": p.http.port},
         "ami": {"bind": p.ami.bind, "port": p.ami.port},
         "agi": {"bind": p.agi.bind, "port": p.agi.port},
+        "web": {"bind": p.web.listener.bind, "port": p.web.listener.port, "secure_cookies": p.web.secure_cookies},
         "carrier": {"host": p.carrier.host, "port": p.carrier.port, "match": list(p.carrier.match)},
         "no_answer_seconds": p.no_answer_seconds,
     })

@@ -33,6 +33,9 @@ API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
 ROUTERS = (auth_routes.router, auth_routes.api, home.router)
 
+# API operations that need no session (the login itself); OpenAPI marks them `security: []`.
+PUBLIC_API = {("post", "/api/v1/session")}
+
 SECURITY_HEADERS = {
     # Our own scripts and styles only; no framing (clickjacking), no referrer to other sites.
     "content-security-policy": "default-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -117,6 +120,10 @@ def openapi_document(app: FastAPI) -> dict[str, object]:
                         "description": "The token of POST /api/v1/session (or the page's session cookie "
                                        "with the X-CSRF-Token header on changes)."}}
         schema["security"] = [{"session": []}]
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if (method, path) in PUBLIC_API:
+                    operation["security"] = []
         app.openapi_schema = schema
     return app.openapi_schema
 

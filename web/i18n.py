@@ -15,6 +15,8 @@ import yaml
 LANGUAGES = ("fi", "sv", "en")
 FALLBACK = "en"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+# Tests set this: a missing key then fails the page instead of showing the key.
+STRICT = False
 
 
 @cache
@@ -44,6 +46,8 @@ class Translator:
     def __call__(self, key: str, /, **fields: object) -> str:
         texts = self._texts.get(key)
         if texts is None:
+            if STRICT:
+                raise KeyError(f"no text {key!r} in web/locale")
             return key
         text = texts.get(self.lang) or texts.get(FALLBACK, key)
         return text.format(**fields) if fields else text

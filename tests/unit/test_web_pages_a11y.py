@@ -1,0 +1,96 @@
+"""Every page of the navigation, rendered for users of each language: it renders with every text
+found (no key shown in place of a text), in the user's language, and every control can be
+reached and named by a screen reader or the keyboard: a label for each field, text on each
+button, one main heading. The pages are found by walking the application, so a new page is
+checked the day it is added."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from test_web_routes import all_routes
+from webharness import WebHarness, make_harness
+
+from web import i18n
+
+READERS = [("acme", "anna.virtanen", "fi"), ("acme", "sara.lindqvist", "sv"), ("borealis", "james.taylor", "en")]
+PAGES = sorted({path for method, path, _ in all_routes()
+                if method == "GET" and "{" not in path and not path.startswith("/api/") and path != "/login"})
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lang = ""
+        self.h1 = 0
+        self.labels: set[str] = set()
+        self.controls: list[dict[str, str]] = []
+        self.open_label = 0
+        self.buttons: list[list[str]] = []
+        self.in_button = False
+        self.images_without_alt = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "html":
+            self.lang = a.get("lang", "")
+        elif tag == "h1":
+            self.h1 += 1
+        elif tag == "label":
+            self.open_label += 1
+            if a.get("for"):
+                self.labels.add(a["for"])
+        elif tag in ("input", "select", "textarea"):
+            if a.get("type") not in ("hidden", "submit", "button"):
+                self.controls.append({**a, "_tag": tag, "_wrapped": "1" if self.open_label else ""})
+        elif tag == "button":
+            self.in_button = True
+            self.buttons.append([a.get("aria-label", "")])
+        elif tag == "img" and "alt" not in a:
+            self.images_without_alt += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.open_label -= 1
+        elif tag == "button":
+            self.in_button = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_button and self.buttons:
+            self.buttons[-1].append(data.strip())
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness]:
+    monkeypatch.setattr(i18n, "STRICT", True)
+    harness = make_harness(tmp_path)
+    yield harness
+    harness.state.close()
+
+
+def test_the_navigation_pages_are_found() -> None:
+    assert "/" in PAGES
+
+
+@pytest.mark.parametrize("tenant, uid, lang", READERS)
+async def test_every_page_renders_labelled_in_the_users_language(site: WebHarness, tenant: str, uid: str,
+                                                                   lang: str) -> None:
+    async with site.client() as client:
+        await site.login(client, site.who(tenant, uid))
+        for path in PAGES:
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.status_code, response.text[:500])
+            page = Page()
+            page.feed(response.text)
+            assert page.lang == lang, path
+            assert page.h1 == 1, f"{path}: {page.h1} main headings"
+            for control in page.controls:
+                named = (control.get("id") in page.labels or control["_wrapped"]
+                         or control.get("aria-label") or control.get("aria-labelledby"))
+                assert named, f"{path}: a {control['_tag']} without a label: {control}"
+            for button in page.buttons:
+                assert any(button), f"{path}: a button without text"
+            assert page.images_without_alt == 0, path

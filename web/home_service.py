@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from base.model import Tenant, TenantUser
+from base.model import AVAILABLE, Tenant, TenantUser
 from base.offload import run_blocking
 from base.paths import Paths
 from callstate import SettingsError
@@ -90,7 +90,10 @@ def parse_until(day: str, clock: str, tz: ZoneInfo) -> datetime | None:
 
 async def change_presence(deps: WebDeps, who: TenantUser, actor: str, activity: str,
                           until: datetime | None, note: str | None) -> None:
-    """The same change as the activity number's, with the note; SettingsError when refused."""
+    """The same change as the activity number's, with the note; SettingsError when refused.
+    Available has no end time: one left in the form from the previous activity is dropped."""
+    if activity == AVAILABLE:
+        until = None
     await deps.presence.change(who.tenant, who.user, activity, until, actor=actor, source=SOURCE, note=note)
 
 

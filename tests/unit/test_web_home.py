@@ -93,16 +93,32 @@ async def test_changing_the_activity_goes_through_the_presence_service(site: Web
 
 
 async def test_a_date_alone_ends_at_the_end_of_that_day_and_no_date_means_no_end() -> None:
-    day = datetime(2030, 5, 6).date()
     assert home_service.parse_until("2030-05-06", "", HELSINKI) == datetime(2030, 5, 7, 0, 0, tzinfo=HELSINKI)
+    assert home_service.parse_until("2030-05-06", "08:15", HELSINKI) == datetime(2030, 5, 6, 8, 15,
+                                                                                 tzinfo=HELSINKI)
     assert home_service.parse_until("", "", HELSINKI) is None
-    assert day.isoformat() == "2030-05-06"
+
+
+async def test_available_drops_an_end_time_left_in_the_form(site: WebHarness) -> None:
+    anna = site.who("acme", "anna.virtanen")
+    site.state.set_presence("acme", "anna.virtanen", "lunch", until=datetime.now(UTC) + timedelta(hours=1),
+                            actor="test", source="test")
+    async with site.client() as c:
+        csrf = await site.login(c, anna)
+        html = (await c.get("/")).text
+        day = (datetime.now(UTC) + timedelta(hours=1)).astimezone(HELSINKI).strftime("%Y-%m-%d")
+        assert f'name="until_date" value="{day}"' in html  # the form starts from the current end time
+        response = await site.post_form(c, "/presence", csrf, activity="available", until_date=day,
+                                        until_time="23:59", note="")
+    assert response.status_code == 303
+    presence = site.state.presence("acme", "anna.virtanen")
+    assert (presence.activity, presence.until) == ("available", None)
 
 
 @pytest.mark.parametrize("fields, message", [
     ({"activity": "party"}, "Tuntematon tila."),
     ({"activity": "meeting", "until_date": "2020-01-01", "until_time": "10:00"}, "Päättymisajan on oltava"),
-    ({"activity": "available", "until_date": "2099-01-01"}, "Päättymisajan on oltava"),
+    ({"activity": "meeting", "until_date": "2099-01-01"}, "Päättymisajan on oltava"),
     ({"activity": "meeting", "until_time": "10:00"}, "Päättymispäivä tai -aika ei kelpaa"),
     ({"activity": "meeting", "until_date": "6.5.2030"}, "Päättymispäivä tai -aika ei kelpaa"),
     ({"activity": "meeting", "note": "x" * 101}, "Oma viesti on yksi rivi"),
@@ -133,6 +149,7 @@ async def test_presence_api(site: WebHarness) -> None:
         refused = await c.put("/api/v1/presence", headers={"x-csrf-token": csrf}, json={"activity": "party"})
         assert refused.status_code == 422
         assert refused.json()["message"] == "Unknown activity."
+        assert refused.json()["reason"] == "activity"
         # Without the CSRF header a cookie call changes nothing.
         assert (await c.put("/api/v1/presence", json={"activity": "busy"})).status_code == 403
     presence = site.state.presence("borealis", "james.taylor")
@@ -223,6 +240,7 @@ async def test_without_a_gateway_sms_is_not_available(site: WebHarness) -> None:
         assert (await site.post_form(c, "/sms", csrf, to="0401110002", text="hi")).status_code == 503
         api = await c.post("/api/v1/sms", headers={"x-csrf-token": csrf}, json={"to": "0401110002", "text": "hi"})
         assert api.status_code == 503 and api.json()["message"] == "SMS is not available."
+        assert api.json()["reason"] == "unavailable"
 
 
 async def test_a_gateway_failure_is_shown_and_audited(site: WebHarness) -> None:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from base.model import TenantUser
+from base.offload import run_blocking
 from callstate import Presence, SettingsError
 
 from .. import home_service as svc
@@ -39,7 +40,7 @@ async def _home(request: Request, who: Viewer, deps: WebDeps, *, status_code: in
                 problems=problems or {}, typed=typed or {},
                 sms_available=deps.messenger is not None and deps.messenger.can_sms,
                 sms_limit=svc.SMS_LIMIT, platform=platform, codes=platform.feature_codes,
-                softphones=svc.softphones(deps, me, request.url.hostname or ""))
+                softphones=await run_blocking(svc.softphones, deps, me, request.url.hostname or ""))
 
 
 @router.get("/", include_in_schema=False)
@@ -120,7 +121,7 @@ class Problem(BaseModel):
 
 
 def problem(who: Viewer, key: str, detail: str, status: int) -> JSONResponse:
-    reason = key.split("_", 1)[1] if "_" in key else key
+    reason = key.removeprefix("home_").removeprefix("sms_").removeprefix("refused_")
     return JSONResponse(Problem(detail=detail, reason=reason, message=who.t(key, limit=svc.SMS_LIMIT)).model_dump(),
                         status_code=status)
 

@@ -203,7 +203,7 @@ async def api_forwards(who: CurrentViewer, deps: Services) -> ForwardsModel:
 
 
 @router.put("/api/v1/forwards/{kind}", tags=TAG, response_model=ForwardsModel,
-            responses={404: {"description": "No such forward"}, 422: {"model": Problem}})
+            responses={422: {"model": Problem}})
 async def api_set_forward(kind: Literal["immediate", "busy", "no_answer", "unreachable"], body: ForwardIn,
                           who: CurrentViewer, deps: Services) -> Response | ForwardsModel:
     """Sets one forward, with the rules (and refusal reasons) of the 987 code."""

@@ -263,3 +263,13 @@ async def test_a_user_changes_only_their_own_state(site: WebHarness) -> None:
         await site.login(c, james)
         assert (await c.get("/api/v1/forwards")).json()["immediate"] == "none"
         assert "+358451234567" not in (await c.get("/services/forwards")).text
+
+
+async def test_the_api_is_described(site: WebHarness) -> None:
+    async with site.client() as c:
+        await site.login(c, site.who("acme", "anna.virtanen"))
+        paths = (await c.get("/api/openapi.json")).json()["paths"]
+    assert set(paths) >= {"/api/v1/presence", "/api/v1/sms", "/api/v1/voicemail/settings", "/api/v1/forwards",
+                          "/api/v1/forwards/{kind}", "/api/v1/callwaiting"}
+    assert set(paths["/api/v1/forwards/{kind}"]) == {"put"}
+    assert set(paths["/api/v1/voicemail/settings"]) == {"get", "patch"}

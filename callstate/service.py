@@ -30,6 +30,7 @@ from .presence import Presence
 from .presence_state import PresenceState, presence_at
 from .routing import Routing
 from .routing_state import RoutingState
+from .sms_state import SmsState
 from .store import StateStore
 from .times import Clock, utc_now
 from .users import find_user
@@ -65,6 +66,7 @@ class CallStateService:
         self.presence_state = PresenceState(self.store)
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
+        self.sms = SmsState(self.store)  # the Home page's SMS: hourly limit and audit
 
     # ------------------------------------------------------------------ life cycle
 

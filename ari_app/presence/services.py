@@ -37,10 +37,11 @@ class PresenceService:
         return await self.async_state.presence(tenant.id, user.id)
 
     async def change(self, tenant: Tenant, user: User, activity: str, until: datetime | None, *,
-                     actor: str, source: str) -> Presence:
-        """SettingsError when refused (nothing changed); Asterisk is told after the commit."""
+                     actor: str, source: str, note: str | None = None) -> Presence:
+        """SettingsError when refused (nothing changed); Asterisk is told after the commit.
+        `note` None keeps the user's note (the phone cannot type one; the home page can)."""
         presence = await self.async_state.set_presence(tenant.id, user.id, activity, until=until, actor=actor,
-                                                       source=source)
+                                                       source=source, note=note)
         await self.tell_asterisk([(tenant, user)])
         self._changed.set()
         return presence

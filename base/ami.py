@@ -138,9 +138,7 @@ class AmiEvents:
     def ready(self) -> bool:
         """Connected and logged in now."""
         m = self._manager
-        done = m is not None and m.authenticated_future is not None and m.authenticated_future.done()
-        return bool(done and m is not None and m._connected and not m.authenticated_future.exception()  # type: ignore[union-attr]
-                    and m.authenticated_future.result().get("Response") == "Success")  # type: ignore[union-attr]
+        return bool(m is not None and m._connected and m.authenticated)
 
     async def run(self) -> None:
         s = self._settings

@@ -1,50 +1,27 @@
-"""The call log: classification of call records, the per-user table (merging, pages, filters,
-retention) and the page and API over it, each user seeing only their own calls."""
+"""The call log: classification of call records (callstate/calllog.py) and the page and API over
+the table, each user seeing only their own calls. The table itself: test_callstate_calllog.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from test_callstate_calllog import cdr, config_with_twin, entry
 from webharness import WebHarness, example_config, make_harness
 
-from base.model import Config
 from callstate.calllog import (
     FORWARDED,
     INCOMING,
     MISSED,
     OUTGOING,
+    RANK,
     VOICEMAIL,
-    CallEntry,
     classify,
 )
-
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-def cdr(trail: str, *, linked: str = "1700000000.1", disposition: str = "NO ANSWER", billsec: int = 0,
-        dst_channel: str = "", source: str = "+358451234567", clid: str = '"" <+358451234567>') -> dict[str, str]:
-    """A Cdr event as cdr_manager sends it (only the headers the call log reads vary)."""
-    return {"Event": "Cdr", "Source": source, "CallerID": clid, "Disposition": disposition,
-            "BillableSeconds": str(billsec), "DestinationChannel": dst_channel, "LinkedID": linked,
-            "VipbxLog": trail}
-
-
-def config_with_twin() -> Config:
-    """The examples, with a Borealis user whose id is the same as Acme's Anna."""
-    config = example_config()
-    tenants = []
-    for tenant in config.tenants:
-        if tenant.id == "borealis":
-            users = (replace(tenant.users[0], id="anna.virtanen"), *tenant.users[1:])
-            tenant = replace(tenant, users=users)
-        tenants.append(tenant)
-    return replace(config, tenants=tuple(tenants))
 
 
 @pytest.fixture
@@ -52,12 +29,6 @@ def site(tmp_path: Path) -> Iterator[WebHarness]:
     harness = make_harness(tmp_path, config_with_twin())
     yield harness
     harness.state.close()
-
-
-def entry(user: str, n: int, kind: str = INCOMING, tenant: str = "acme", number: str = "+358451234567",
-          minutes: int = 0) -> CallEntry:
-    return CallEntry(tenant, user, f"{1700000000 + n}.1/in", T0 + timedelta(minutes=minutes or n), kind,
-                     0 if kind == MISSED else 30, number, "")
 
 
 # ------------------------------------------------------------------ classification
@@ -97,50 +68,6 @@ def test_records_without_a_trail_or_of_unknown_users_make_no_rows() -> None:
     assert classify(config, cdr("")) == []
     assert classify(config, cdr("at/1 in/acme+anna.virtanen", linked="")) == []
     assert classify(config, cdr("at/1 in/acme+nobody in/ghost+anna.virtanen garbage /x")) == []
-
-
-def test_the_records_of_one_call_merge_by_rank_in_any_order(site: WebHarness) -> None:
-    log = site.state.call_log
-    ring = cdr("at/1793000000 in/acme+anna.virtanen", linked="9.1")
-    to_vm = cdr("at/1793000000 in/acme+anna.virtanen vm/acme+anna.virtanen", linked="9.1",
-                disposition="ANSWERED", billsec=15)
-    log.record_cdr(to_vm)
-    log.record_cdr(ring)
-    log.record_cdr(to_vm)  # sent twice: no second row
-    calls = log.page("acme", "anna.virtanen").calls
-    assert [(c.kind, c.duration) for c in calls] == [(VOICEMAIL, 15)]
-
-
-# ------------------------------------------------------------------ pages, filters, retention
-
-
-def test_pages_are_newest_first_without_gaps_or_repeats(site: WebHarness) -> None:
-    log = site.state.call_log
-    log.record([entry("anna.virtanen", n, minutes=n // 2 + 1) for n in range(1, 24)])  # equal times too
-    seen: list[str] = []
-    before = None
-    while True:
-        page = log.page("acme", "anna.virtanen", limit=5, before=before)
-        seen += [c.call_id for c in page.calls]
-        if page.next_cursor is None:
-            break
-        before = page.next_cursor
-    assert len(seen) == len(set(seen)) == 23
-    everything = log.page("acme", "anna.virtanen", limit=100).calls
-    assert [c.call_id for c in everything] == seen
-    assert all(a.started_at >= b.started_at for a, b in pairwise(everything))
-
-
-def test_filters_and_retention(site: WebHarness) -> None:
-    log = site.state.call_log
-    log.record([entry("anna.virtanen", 1, MISSED), entry("anna.virtanen", 2, INCOMING),
-                entry("anna.virtanen", 3, MISSED, minutes=60 * 24 * 3)])
-    assert [c.kind for c in log.page("acme", "anna.virtanen", kind=MISSED).calls] == [MISSED, MISSED]
-    day = log.page("acme", "anna.virtanen", since=T0, until=T0 + timedelta(days=1)).calls
-    assert len(day) == 2
-    site.state.store._clock = lambda: T0 + timedelta(days=180, hours=12)
-    assert log.prune(180) == 2
-    assert len(log.page("acme", "anna.virtanen").calls) == 1
 
 
 # ------------------------------------------------------------------ the page and the API
@@ -192,3 +119,30 @@ async def test_anonymous_requests_are_refused(site: WebHarness) -> None:
         page = await client.get("/calls")
         assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/calls")
         assert (await client.get("/api/v1/calls")).status_code == 401
+
+
+# ------------------------------------------------------------------ recorded records
+
+SAMPLES = Path(__file__).with_name("calllog_cdr_samples.json")
+
+
+def test_records_recorded_from_real_calls_classify_as_the_calls_were() -> None:
+    """Cdr events as Asterisk 22's cdr_manager sent them for the calls of
+    tests/e2e/test_web_calllog_live.py: Mikko calls Anna, who answers; an outside caller gives up
+    while she rings; another reaches her voicemail (two records: the ring, then Stasis); a third
+    is forwarded at once to Sara, who answers."""
+    config = example_config()
+    rows = [row for event in json.loads(SAMPLES.read_text()) for row in classify(config, event)]
+    merged: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for row in rows:
+        key = (row.user_id, row.call_id)
+        if key not in merged or RANK[row.kind] > RANK[merged[key][0]]:
+            merged[key] = (row.kind, row.number, row.target)
+    assert sorted(merged.values()) == sorted([
+        (OUTGOING, "+358401110001", ""),  # Mikko's
+        (INCOMING, "+358401110002", ""),  # Anna's, from Mikko
+        (MISSED, "+358451234567", ""),
+        (VOICEMAIL, "+358451234568", ""),
+        (FORWARDED, "+358451234569", "+358401110003"),  # Anna's, to Sara
+        (INCOMING, "+358451234569", ""),  # Sara's
+    ])

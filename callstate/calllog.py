@@ -3,7 +3,7 @@
 The dialplan leaves a trail on the calling channel, copied into the CDR variable `vipbx_log`
 (templates/extensions.conf.j2, `vipbx-calllog`): space-separated entries
 
-    at/EPOCH          when the call began (always the first entry)
+    at/EPOCH.MS       when the call began (always the first entry)
     out/TENANT+USER   a device of this user placed the call (then always the second)
     in/TENANT+USER    the call rang this user (vipbx-call-user)
     fwd/TENANT+USER   this user's forward sent it on (the next entry is where to)
@@ -70,7 +70,7 @@ def _who(value: str) -> tuple[str, str] | None:
 
 def _started(trail: list[tuple[str, str]]) -> datetime:
     try:
-        return datetime.fromtimestamp(int(next(v for k, v in trail if k == "at")), UTC)
+        return datetime.fromtimestamp(float(next(v for k, v in trail if k == "at")), UTC)
     except (StopIteration, ValueError, OverflowError, OSError):
         return datetime.now(UTC)
 

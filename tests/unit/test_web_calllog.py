@@ -146,3 +146,20 @@ def test_records_recorded_from_real_calls_classify_as_the_calls_were() -> None:
         (FORWARDED, "+358451234569", "+358401110003"),  # Anna's, to Sara
         (INCOMING, "+358451234569", ""),  # Sara's
     ])
+
+
+async def test_the_page_goes_to_older_calls_and_back(site: WebHarness) -> None:
+    site.state.call_log.record([entry("anna.virtanen", n, MISSED if n % 2 else INCOMING) for n in range(1, 31)])
+    older = re.compile(r'<a href="([^"]+)" id="calllog-older"')
+    async with site.client() as client:
+        await site.login(client, site.who("acme", "anna.virtanen"))
+        first = await client.get("/calls")
+        assert len(ROW.findall(first.text)) == 25 and 'id="calllog-newest"' not in first.text
+        link = older.search(first.text)
+        assert link
+        second = await client.get(link.group(1).replace("&amp;", "&"))
+        assert len(ROW.findall(second.text)) == 5 and not older.search(second.text)
+        assert 'id="calllog-newest"' in second.text
+        # The filter stays with the pages.
+        missed = await client.get("/calls", params={"kind": "missed"})
+        assert ROW.findall(missed.text) == [MISSED] * 15 and not older.search(missed.text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -47,10 +48,9 @@ async def calls(request: Request, who: CurrentViewer, deps: Services, kind: Kind
         return page(request, "calllog.html", who, rows=[], next_url=None, form=form, kinds=FILTER_KINDS,
                     problem=who.t(refused.key), duration=_duration, status_code=422)
     next_url = None
-    if next_cursor:
-        query = {k: v for k, v in form.items() if v} | {"before": next_cursor}
-        next_url = request.url.replace_query_params(**query)
-    return page(request, "calllog.html", who, rows=rows, next_url=str(next_url) if next_url else None,
+    if next_cursor:  # relative: behind a reverse proxy the request's own host is not the user's
+        next_url = "/calls?" + urlencode({k: v for k, v in form.items() if v} | {"before": next_cursor})
+    return page(request, "calllog.html", who, rows=rows, next_url=next_url,
                 form=form, kinds=FILTER_KINDS, problem=None, duration=_duration, first=not before)
 
 

@@ -41,6 +41,8 @@ RELOAD_TARGETS = {
     "logger.conf": "logger",
     "rtp.conf": "res_rtp_asterisk.so",
     "indications.conf": "indications",
+    "cdr.conf": "cdr",
+    "cdr_manager.conf": "cdr_manager.so",
 }
 # Files whose change needs an Asterisk restart (the set of loaded modules).
 RESTART_FILES = frozenset({"modules.conf"})

@@ -31,6 +31,7 @@ FILES = (
     "rtp.conf",
     "indications.conf",
     "cdr.conf",
+    "cdr_manager.conf",
     "cel.conf",
     "ccss.conf",
 )

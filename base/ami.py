@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +119,38 @@ async def ami_session(settings: AmiSettings, timeout: float = CONNECT_TIMEOUT, *
         yield AmiSession(manager, where, action_timeout)
     finally:
         manager.close()
+
+
+class AmiEvents:
+    """A long-lived AMI session that reads events (those the AMI user's `read` classes allow):
+    `run()` keeps it until cancelled, calling `handlers[name](fields)` for each event of that
+    name. A dropped connection is reconnected every `retry` seconds; events Asterisk sent
+    meanwhile are lost (AMI keeps no backlog)."""
+
+    def __init__(self, settings: AmiSettings, handlers: dict[str, Callable[[dict[str, str]], None]],
+                 retry: float = 2.0) -> None:
+        self._settings = settings
+        self._handlers = handlers
+        self._retry = retry
+        self._manager: Manager | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Connected and logged in now."""
+        m = self._manager
+        return bool(m is not None and m._connected and m.authenticated)
+
+    async def run(self) -> None:
+        s = self._settings
+        manager = Manager(host=s.host, port=s.port, username=s.username, secret=s.secret,
+                          ping_delay=10, reconnect_timeout=self._retry, events="on",
+                          loop=asyncio.get_running_loop(), log=_quiet)
+        for name, handler in self._handlers.items():
+            manager.register_event(name, lambda _m, message, handler=handler: handler(dict(message)))
+        self._manager = manager
+        try:
+            manager.connect()  # panoramisk retries a refused or lost connection every `retry` s
+            await asyncio.Event().wait()
+        finally:
+            self._manager = None
+            manager.close()

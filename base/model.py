@@ -137,6 +137,7 @@ class Web:
     secure_cookies: bool = True
     session_minutes: int = 30  # idle time after which a session ends
     session_max_hours: int = 12  # a session ends this long after login, however busy
+    call_log_days: int = 180  # calls older than this leave the call log
 
 
 DEFAULT_PIN_DIGITS = 6  # a 4-digit PIN falls to a few days of locked-out guessing; 6 digits to years

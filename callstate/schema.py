@@ -120,4 +120,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(11, "call log", (
+        # One row per user and call (Asterisk's linkedid + "/in" or "/out"), merged from the
+        # call's CDRs (callstate/calllog.py). kind_rank orders the outcomes of one call, so a later
+        # or repeated record never lowers it.
+        """CREATE TABLE call_log (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            call_id VARCHAR(72) NOT NULL,
+            started_at VARCHAR(32) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            kind_rank SMALLINT NOT NULL,
+            duration INTEGER NOT NULL CHECK (duration >= 0),
+            party_number VARCHAR(40) NOT NULL,
+            party_name VARCHAR(80) NOT NULL,
+            target VARCHAR(40) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, call_id)
+        )""",
+        # The page: one user's calls newest first, in keyset pages of (started_at, call_id).
+        "CREATE INDEX call_log_user ON call_log (tenant_id, user_id, started_at, call_id)",
+        # Pruning by age.
+        "CREATE INDEX call_log_started ON call_log (started_at)",
+    )),
 )

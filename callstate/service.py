@@ -24,6 +24,7 @@ from base.model import Config
 from . import routing as routing_rules
 from . import rows
 from .audit import AuditEntry
+from .calllog_state import CallLogState
 from .db import Backend, Database, Tx
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
@@ -67,6 +68,7 @@ class CallStateService:
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
         self.sms = SmsState(self.store)  # the Home page's SMS: hourly limit and audit
+        self.call_log = CallLogState(self.store)  # the users' calls, from Asterisk's CDRs
 
     # ------------------------------------------------------------------ life cycle
 

@@ -9,7 +9,7 @@ from asterisk_conf.values import boolean, integer, ip_address, port
 from base.model import Listener, Web
 
 WEB_KEYS = ("enabled", "bind", "port", "allow_remote", "permit", "secure_cookies", "session_minutes",
-            "session_max_hours")
+            "session_max_hours", "call_log_days")
 
 
 def web(chk: Checker, loc: Loc, value: Any) -> Web:
@@ -29,4 +29,5 @@ def web(chk: Checker, loc: Loc, value: Any) -> Web:
         secure_cookies=f.get("secure_cookies", boolean, d.secure_cookies),
         session_minutes=f.get("session_minutes", integer(5, 24 * 60), d.session_minutes),
         session_max_hours=f.get("session_max_hours", integer(1, 24 * 30), d.session_max_hours),
+        call_log_days=f.get("call_log_days", integer(1, 3660), d.call_log_days),
     )

@@ -147,7 +147,8 @@ def test_only_platform_devices_get_the_callers_transfer_option(files: dict[str, 
     # Anything but digits is refused whole, then the policy, then the trunk.
     assert outbound[0] == "_+X.,1,GotoIf($[${LEN(${FILTER(0-9+,${EXTEN})})} != ${LEN(${EXTEN})}]?not-a-number)"
     assert outbound[1] == "n,Gosub(vipbx-outbound-check,s,1(${EXTEN}))"
-    assert outbound[2] == f"n,Dial(PJSIP/${{EXTEN}}@carrier,,{ONLY_DEVICES_T})"
+    assert outbound[2] == "n,Gosub(vipbx-calllog,s,1(dial/${EXTEN}))"  # the call log's trail
+    assert outbound[3] == f"n,Dial(PJSIP/${{EXTEN}}@carrier,,{ONLY_DEVICES_T})"
     call_user = [v for v in lines(dialplan["vipbx-call-user"]) if "Dial(" in v]
     assert call_user == [f"n,Dial(${{ARG3}},${{VIPBX_TIMEOUT}},t{ONLY_DEVICES_T})"]
     # No other Dial() anywhere gives T unconditionally.

@@ -75,10 +75,11 @@ class BadRange(ValueError):
     """A Range header that names no part of the file (answered 416)."""
 
 
-def read_audio(message: Message) -> bytes:
-    """The message's WAV, read whole at once (a few hundred kilobytes a minute): the folder may be
-    renumbered by the phone while the browser reads, and the bytes must stay this message's."""
-    return Path(message.wav).read_bytes()
+def read_audio(wav: Path) -> bytes:
+    """A message's or greeting's WAV, read whole at once (a few hundred kilobytes a minute): the
+    folder may be renumbered by the phone while the browser reads, and the bytes must stay this
+    message's."""
+    return Path(wav).read_bytes()
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -124,8 +124,12 @@ class VoicemailService:
 
     async def greeting_sound(self, mailbox: TenantUser) -> str | None:
         """The user's own greeting as a media URI, or None for the default one."""
-        own = await run_blocking(self._store.greeting, mailbox.context, mailbox.mailbox)
+        own = await self.greeting_file(mailbox)
         return None if own is None else f"sound:{playback_name(own)}"
+
+    async def greeting_file(self, mailbox: TenantUser) -> Path | None:
+        """The user's own greeting (a WAV) to hand out as a file (the home page), or None."""
+        return await run_blocking(self._store.greeting, mailbox.context, mailbox.mailbox)
 
     async def delete_greeting(self, mailbox: TenantUser) -> None:
         await run_blocking(self._store.delete_greeting, mailbox.context, mailbox.mailbox)

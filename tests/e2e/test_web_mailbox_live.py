@@ -40,14 +40,31 @@ def empty_mailbox(store: VoicemailStore) -> None:
             store.delete(message)
 
 
-def audio_state(site: Site, msg_id: str, play: bool = False) -> dict[str, Any]:
-    """The <audio> element of the message as the browser has it (muted play() when asked)."""
+def audio_state(site: Site, css: str, play: bool = False) -> dict[str, Any]:
+    """The <audio> element as the browser has it (muted play() when asked)."""
     state: dict[str, Any] = site.browser.driver.execute_script(
-        "const a = document.querySelector(`tr[data-id='${arguments[0]}'] audio`);"
+        "const a = document.querySelector(arguments[0]);"
         "if (arguments[1]) { a.muted = true; a.play(); }"
         "return {ready: a.readyState, duration: a.duration, error: a.error && a.error.code,"
-        "        paused: a.paused};", msg_id, play)
+        "        paused: a.paused};", css, play)
     return state
+
+
+async def loaded(site: Site, css: str) -> dict[str, Any]:
+    return await eventually(lambda: (s := audio_state(site, css))["ready"] >= 1 and s, 10, f"{css} loaded")
+
+
+async def greeting_heard(site: Site) -> list[str]:
+    """A caller diverted from Anna's number: the first prompt of her greeting; then hangs up."""
+    observer = site.rig.observer
+    since = observer.mark()
+    call = await site.rig.phone.call(VOICEMAIL, caller_number=OUTSIDE, diversion=ANNA.number)
+    await call.wait_state("Up", 15)
+    await eventually(lambda: observer.prompts(OUTSIDE, since), 15, "a greeting")
+    said = observer.prompts(OUTSIDE, since)
+    await call.hangup()
+    await call.wait_hangup(10)
+    return said
 
 
 async def phone_menu_intro(site: Site) -> list[str]:
@@ -98,14 +115,15 @@ async def test_a_message_is_played_and_deleted_on_the_page_and_the_phone_follows
         assert anonymous.status_code == 303 and SESSION_COOKIE in cookies
 
         # In the browser the player loads it: a duration about the caller's two seconds.
-        state = await eventually(lambda: (s := audio_state(site, msg_id))["ready"] >= 1 and s, 10, "audio loaded")
+        player = f"tr[data-id='{msg_id}'] audio"
+        state = await loaded(site, player)
         assert state["error"] is None and 1.0 <= state["duration"] <= 4.5, state
         await asyncio.to_thread(b.screenshot, "mailbox")
         await asyncio.to_thread(b.screenshot, "mailbox-phone", phone=True)
 
         # Playing it on the page makes it old, as listening on the phone does; the light goes out.
         mark = len(sniffer.notifies(ANNA.device))
-        await asyncio.to_thread(audio_state, site, msg_id, True)
+        await asyncio.to_thread(audio_state, site, player, True)
         await asyncio.to_thread(b.wait_for, f"tr.heard[data-id='{msg_id}']")
         assert [m.envelope.msg_id for m in store.list(ANNA.tenant, ANNA.box, "Old")][-1] == msg_id
         assert store.counts(ANNA.tenant, ANNA.box) == (0, 2)
@@ -134,4 +152,26 @@ async def test_a_message_is_played_and_deleted_on_the_page_and_the_phone_follows
         assert await phone_menu_intro(site) == ["vm-no-messages", "vm-main-menu"]
     finally:
         sniffer.close()
+        empty_mailbox(store)
+
+
+async def test_the_own_greeting_is_played_and_deleted_and_callers_hear_the_default(site: Site, tmp_path: Path) -> None:
+    rig, b = site.rig, site.browser
+    store = VoicemailStore(rig.pbx.instance.spool_dir)
+    wav = tmp_path / "greeting.wav"
+    write_tone(wav, 700, 2.0)
+    store.set_greeting(ANNA.tenant, ANNA.box, wav)
+    try:
+        assert (await greeting_heard(site))[0] == "greeting:unavail"
+        await site.log_in(site.who("acme", "anna.virtanen"))
+        await asyncio.to_thread(b.open, "/mailbox")
+        state = await loaded(site, "#greeting audio")
+        assert state["error"] is None and 1.5 <= state["duration"] <= 2.5, state
+        await asyncio.to_thread(b.click, "#delete-greeting")
+        await asyncio.to_thread(b.wait_for, "#default-greeting")
+        assert store.greeting(ANNA.tenant, ANNA.box) is None
+        assert (await greeting_heard(site))[0] == "vm-default-greeting-pre"
+        assert store.counts(ANNA.tenant, ANNA.box) == (0, 0)  # the callers hung up before the beep
+    finally:
+        store.delete_greeting(ANNA.tenant, ANNA.box)
         empty_mailbox(store)

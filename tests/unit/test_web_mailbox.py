@@ -144,7 +144,7 @@ async def test_empty_mailbox_says_no_messages(site: WebHarness, anna: TenantUser
         page = await c.get("/mailbox")
         listed = (await c.get("/api/v1/mailbox")).json()
     assert 'id="no-messages"' in page.text and "Ei viestejä." in page.text
-    assert listed == {"has_mailbox": True, "new": [], "old": []}
+    assert listed == {"has_mailbox": True, "greeting": False, "new": [], "old": []}
 
 
 async def test_a_user_without_voicemail_has_no_mailbox(site: WebHarness, tmp_path: Path) -> None:
@@ -155,8 +155,9 @@ async def test_a_user_without_voicemail_has_no_mailbox(site: WebHarness, tmp_pat
         listed = (await c.get("/api/v1/mailbox")).json()
         refused = await site.post_form(c, "/mailbox/delete", csrf, msg="1-2-3")
     assert 'id="no-mailbox"' in page.text and "Sinulla ei ole vastaajaa." in page.text
-    assert listed == {"has_mailbox": False, "new": [], "old": []}
+    assert listed == {"has_mailbox": False, "greeting": False, "new": [], "old": []}
     assert refused.status_code == 404
+    assert 'id="greeting"' not in page.text
 
 
 async def test_audio_and_download_serve_the_wav(site: WebHarness, anna: TenantUser, tmp_path: Path) -> None:
@@ -354,3 +355,40 @@ async def test_a_message_the_phone_deleted_meanwhile_is_404(site: WebHarness, an
         assert (await c.get(f"/mailbox/{mid(message)}/audio")).status_code == 404
         gone = await c.post("/mailbox/delete", data={"csrf_token": csrf, "msg": mid(message)})
     assert gone.status_code == 404
+
+
+async def test_the_own_greeting_is_played_and_deleted(site: WebHarness, anna: TenantUser, tmp_path: Path) -> None:
+    greeting = write_wav(tmp_path / "greeting.wav", 2.0)
+    site.deps.store.set_greeting(anna.context, anna.mailbox, tmp_path / "greeting.wav")
+    mikko = site.who("acme", "mikko.korhonen")
+    async with site.client() as c:
+        await site.login(c, mikko)  # another user: only their own (none), never Anna's
+        assert (await c.get("/mailbox/greeting/audio")).status_code == 404
+        assert (await c.get("/api/v1/mailbox/greeting/audio")).status_code == 404
+        assert 'id="default-greeting"' in (await c.get("/mailbox")).text
+    async with site.client() as c:
+        assert (await c.get("/mailbox/greeting/audio")).status_code == 303  # anonymous
+        assert (await c.delete("/api/v1/mailbox/greeting")).status_code == 401
+        csrf = await site.login(c, anna)
+        page = await c.get("/mailbox")
+        assert 'src="/mailbox/greeting/audio"' in page.text and 'id="delete-greeting"' in page.text
+        assert (await c.get("/api/v1/mailbox")).json()["greeting"] is True
+        played = await c.get("/mailbox/greeting/audio")
+        assert played.content == greeting and played.headers["content-type"] == "audio/wav"
+        assert (await c.post("/mailbox/greeting/delete")).status_code == 403
+        assert site.deps.store.greeting(anna.context, anna.mailbox) is not None
+        done = await site.post_form(c, "/mailbox/greeting/delete", csrf)
+        assert done.headers["location"] == "/mailbox?done=mailbox_greeting_deleted"
+        assert site.deps.store.greeting(anna.context, anna.mailbox) is None
+        assert 'id="default-greeting"' in (await c.get("/mailbox")).text
+        assert (await c.delete("/api/v1/mailbox/greeting", headers={"x-csrf-token": csrf})).status_code == 404
+
+
+async def test_the_api_deletes_the_greeting(site: WebHarness, anna: TenantUser, tmp_path: Path) -> None:
+    write_wav(tmp_path / "greeting.wav", 2.0)
+    site.deps.store.set_greeting(anna.context, anna.mailbox, tmp_path / "greeting.wav")
+    async with site.client() as c:
+        csrf = await site.login(c, anna)
+        assert (await c.get("/api/v1/mailbox/greeting/audio")).content.startswith(b"RIFF")
+        assert (await c.delete("/api/v1/mailbox/greeting", headers={"x-csrf-token": csrf})).status_code == 204
+    assert site.deps.store.greeting(anna.context, anna.mailbox) is None

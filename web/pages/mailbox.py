@@ -6,6 +6,7 @@ spool msg_id and looked up only in the viewer's own mailbox; any other id is 404
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -63,14 +64,15 @@ async def listing(deps: WebDeps, who: Viewer) -> tuple[list[MailboxRow], list[Ma
     return rows(deps.config, mailbox, new), rows(deps.config, mailbox, old)
 
 
-async def audio_response(request: Request, message: Message, *, download: bool) -> Response:
+async def audio_response(request: Request, wav: Path, *, download: str | None) -> Response:
+    """The WAV, whole or the one range asked for; as an attachment named `download` if given."""
     try:
-        data = await run_blocking(read_audio, message)
+        data = await run_blocking(read_audio, wav)
     except FileNotFoundError:  # deleted by the phone since it was looked up
         raise HTTPException(404, "no such message") from None
     headers = {"accept-ranges": "bytes"}
     if download:
-        headers["content-disposition"] = f'attachment; filename="voicemail-{message.envelope.msg_id}.wav"'
+        headers["content-disposition"] = f'attachment; filename="{download}"'
     try:
         part = byte_range(request.headers.get("range"), len(data))
     except BadRange:
@@ -82,14 +84,27 @@ async def audio_response(request: Request, message: Message, *, download: bool) 
     return Response(data[first:last + 1], status_code=206, media_type="audio/wav", headers=headers)
 
 
+async def message_audio(request: Request, message: Message, *, download: bool) -> Response:
+    name = f"voicemail-{message.envelope.msg_id}.wav" if download else None
+    return await audio_response(request, message.wav, download=name)
+
+
+async def own_greeting(deps: WebDeps, who: Viewer) -> Path:
+    greeting = await deps.voicemail.greeting_file(own_mailbox(who))
+    if greeting is None:
+        raise HTTPException(404, "no greeting of your own")
+    return greeting
+
+
 # --- the page ---------------------------------------------------------------------------------------
 
 async def show(request: Request, who: Viewer, deps: WebDeps, *, problem: str | None = None,
                status_code: int = 200) -> Response:
     has_mailbox = who.who.user.has_voicemail
     new, old = await listing(deps, who) if has_mailbox else ([], [])
+    greeting = has_mailbox and await deps.voicemail.greeting_file(who.who) is not None
     return page(request, "mailbox.html", who, status_code=status_code, has_mailbox=has_mailbox,
-                new=new, old=old, problem=who.t(problem) if problem else None)
+                new=new, old=old, greeting=greeting, problem=who.t(problem) if problem else None)
 
 
 @router.get("/mailbox", include_in_schema=False)
@@ -117,14 +132,28 @@ async def heard_form(request: Request, who: CurrentViewer, deps: Services) -> Re
     return RedirectResponse("/mailbox?done=mailbox_marked_heard", status_code=303)
 
 
+# The greeting's routes come before the messages': "greeting" would read as a message id.
+@router.get("/mailbox/greeting/audio", include_in_schema=False)
+async def page_greeting(request: Request, who: CurrentViewer, deps: Services) -> Response:
+    return await audio_response(request, await own_greeting(deps, who), download=None)
+
+
+@router.post("/mailbox/greeting/delete", include_in_schema=False)
+async def delete_greeting_form(request: Request, who: CurrentViewer, deps: Services) -> Response:
+    await checked_form(request, who)
+    await own_greeting(deps, who)
+    await deps.voicemail.delete_greeting(who.who)
+    return RedirectResponse("/mailbox?done=mailbox_greeting_deleted", status_code=303)
+
+
 @router.get("/mailbox/{msg_id}/audio", include_in_schema=False)
 async def page_audio(request: Request, msg_id: str, who: CurrentViewer, deps: Services) -> Response:
-    return await audio_response(request, await own_message(deps, who, msg_id), download=False)
+    return await message_audio(request, await own_message(deps, who, msg_id), download=False)
 
 
 @router.get("/mailbox/{msg_id}/download", include_in_schema=False)
 async def page_download(request: Request, msg_id: str, who: CurrentViewer, deps: Services) -> Response:
-    return await audio_response(request, await own_message(deps, who, msg_id), download=True)
+    return await message_audio(request, await own_message(deps, who, msg_id), download=True)
 
 
 # --- the JSON API -----------------------------------------------------------------------------------
@@ -141,6 +170,7 @@ class MessageOut(BaseModel):
 
 class MailboxOut(BaseModel):
     has_mailbox: bool = Field(description='false for users without voicemail ("No voicemail" group)')
+    greeting: bool = Field(description="you recorded a greeting of your own (else callers hear the default one)")
     new: list[MessageOut]
     old: list[MessageOut]
 
@@ -167,9 +197,25 @@ async def one_row(deps: WebDeps, who: Viewer, message: Message) -> MessageOut:
 async def api_list(who: CurrentViewer, deps: Services) -> MailboxOut:
     """Your messages: new and old, oldest first in each."""
     if not who.who.user.has_voicemail:
-        return MailboxOut(has_mailbox=False, new=[], old=[])
+        return MailboxOut(has_mailbox=False, greeting=False, new=[], old=[])
     new, old = await listing(deps, who)
-    return MailboxOut(has_mailbox=True, new=[message_out(r) for r in new], old=[message_out(r) for r in old])
+    greeting = await deps.voicemail.greeting_file(who.who) is not None
+    return MailboxOut(has_mailbox=True, greeting=greeting, new=[message_out(r) for r in new], old=[message_out(r) for r in old])
+
+
+@api.get("/greeting/audio", responses={404: {"description": "no greeting of your own (or no mailbox)"},
+                                        200: {"content": {"audio/wav": {}}}}, response_class=Response)
+async def api_greeting(request: Request, who: CurrentViewer, deps: Services) -> Response:
+    """Your own greeting (WAV), as callers hear it."""
+    return await audio_response(request, await own_greeting(deps, who), download=None)
+
+
+@api.delete("/greeting", status_code=204, responses={404: {"description": "no greeting of your own"}})
+async def api_delete_greeting(who: CurrentViewer, deps: Services) -> Response:
+    """Back to the default greeting."""
+    await own_greeting(deps, who)
+    await deps.voicemail.delete_greeting(who.who)
+    return Response(status_code=204)
 
 
 @api.get("/messages/{msg_id}", response_model=MessageOut, responses=NOT_FOUND)
@@ -182,7 +228,7 @@ async def api_message(msg_id: str, who: CurrentViewer, deps: Services) -> Messag
 async def api_audio(request: Request, msg_id: str, who: CurrentViewer, deps: Services,
                     download: Annotated[bool, Query(description="as an attachment")] = False) -> Response:
     """The message's audio (WAV); a single `Range` is honoured. Listening does not mark it heard."""
-    return await audio_response(request, await own_message(deps, who, msg_id), download=download)
+    return await message_audio(request, await own_message(deps, who, msg_id), download=download)
 
 
 @api.post("/messages/{msg_id}/heard", response_model=MessageOut, responses=NOT_FOUND)

@@ -29,6 +29,12 @@ class MailboxRow:
     duration: int  # seconds
 
     @property
+    def addressable(self) -> bool:
+        """Whether the message can be named (played, deleted) here: an envelope without a usable
+        msg_id (written by hand, or by a very old Asterisk) is listed, and handled by phone."""
+        return valid_id(self.id)
+
+    @property
     def when(self) -> str:
         return self.received.strftime("%Y-%m-%d %H:%M")
 

@@ -392,3 +392,40 @@ async def test_the_api_deletes_the_greeting(site: WebHarness, anna: TenantUser, 
         assert (await c.get("/api/v1/mailbox/greeting/audio")).content.startswith(b"RIFF")
         assert (await c.delete("/api/v1/mailbox/greeting", headers={"x-csrf-token": csrf})).status_code == 204
     assert site.deps.store.greeting(anna.context, anna.mailbox) is None
+
+
+async def test_a_message_without_an_id_is_listed_but_not_addressable(site: WebHarness, anna: TenantUser,
+                                                                      tmp_path: Path) -> None:
+    wav = tmp_path / "no-id.wav"
+    write_wav(wav, 1.0)
+    envelope = Envelope(caller_number=OUTSIDE, caller_name=None, called_number=anna.user.number,
+                        orig_time=RECEIVED, duration=1, msg_id="")
+    site.deps.store.add(anna.context, anna.mailbox, wav, envelope)
+    async with site.client() as c:
+        csrf = await site.login(c, anna)
+        page = await c.get("/mailbox")
+        listed = (await c.get("/api/v1/mailbox")).json()
+        refused = await c.post("/mailbox/delete", data={"csrf_token": csrf, "msg": ""})
+    assert OUTSIDE in page.text and "Kuunneltavissa vain puhelimella." in page.text
+    assert 'name="msg"' not in page.text and "/mailbox//" not in page.text
+    assert listed["new"][0]["audio_url"] is None
+    assert refused.status_code == 404  # an empty id names nothing
+    assert site.deps.store.counts(anna.context, anna.mailbox) == (1, 0)
+
+
+async def test_the_phone_in_the_folder_meanwhile_skips_what_the_page_deleted(
+        site: WebHarness, anna: TenantUser, tmp_path: Path) -> None:
+    first, _ = deposit(site, anna, OUTSIDE, tmp_path)
+    second, _ = deposit(site, anna, MIKKO_NUMBER, tmp_path)
+    service = site.deps.voicemail
+    visit = await service.open_folder(anna, "INBOX")  # the caller is in the new messages
+    async with site.client() as c:
+        csrf = await site.login(c, anna)
+        await c.post("/mailbox/delete", data={"csrf_token": csrf, "msg": mid(first)})
+    # The phone is told the first is gone (the menu then plays the next at the same place).
+    assert await service.message_at(visit, 0) is None
+    now = await service.message_at(visit, 0)
+    assert now is not None and mid(now) == mid(second)
+    assert len(visit) == 1
+    await service.close_folder(visit)
+    assert ids(site, anna, "INBOX") == [mid(second)]

@@ -165,7 +165,7 @@ class MessageOut(BaseModel):
     caller_name: str | None = Field(description="set when the caller is a user of your organisation")
     received: str = Field(description="ISO 8601, in the organisation's time zone")
     duration: int = Field(description="seconds")
-    audio_url: str
+    audio_url: str | None = Field(description="null for a message without a usable id (listen to it by phone)")
 
 
 class MailboxOut(BaseModel):
@@ -186,7 +186,8 @@ class DeletedOut(BaseModel):
 def message_out(row: MailboxRow) -> MessageOut:
     return MessageOut(id=row.id, folder="new" if row.new else "old", caller_number=row.caller_number,
                       caller_name=row.caller_name, received=row.received.isoformat(),
-                      duration=row.duration, audio_url=f"/api/v1/mailbox/messages/{row.id}/audio")
+                      duration=row.duration,
+                      audio_url=f"/api/v1/mailbox/messages/{row.id}/audio" if row.addressable else None)
 
 
 async def one_row(deps: WebDeps, who: Viewer, message: Message) -> MessageOut:

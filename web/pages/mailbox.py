@@ -6,6 +6,7 @@ spool msg_id and looked up only in the viewer's own mailbox; any other id is 404
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +30,7 @@ from ..mailbox_service import (
 )
 from ..render import page
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 api = APIRouter(prefix="/api/v1/mailbox", tags=["mailbox"])
 NOT_FOUND = {404: {"description": "no such message in your mailbox (or you have no mailbox)"}}
@@ -56,6 +58,18 @@ async def own_ids(deps: WebDeps, who: Viewer, msg_ids: list[str]) -> list[str]:
     for msg_id in msg_ids:
         await own_message(deps, who, msg_id)
     return list(dict.fromkeys(msg_ids))
+
+
+async def delete(deps: WebDeps, who: Viewer, msg_ids: list[str]) -> int:
+    deleted: int = await deps.voicemail.delete_messages(who.who, msg_ids)
+    log.info("%s deleted %d voicemail message(s) on the home page", who.actor, deleted)
+    return deleted
+
+
+async def delete_greeting(deps: WebDeps, who: Viewer) -> None:
+    await own_greeting(deps, who)
+    await deps.voicemail.delete_greeting(who.who)
+    log.info("%s deleted their own greeting on the home page", who.actor)
 
 
 async def listing(deps: WebDeps, who: Viewer) -> tuple[list[MailboxRow], list[MailboxRow]]:
@@ -116,10 +130,10 @@ async def mailbox_page(request: Request, who: CurrentViewer, deps: Services) -> 
 async def delete_selected(request: Request, who: CurrentViewer, deps: Services) -> Response:
     form = await checked_form(request, who)
     selected = [value for value in form.getlist("msg") if isinstance(value, str)]
-    mailbox = own_mailbox(who)
+    own_mailbox(who)
     if not selected:
         return await show(request, who, deps, problem="mailbox_none_selected", status_code=400)
-    await deps.voicemail.delete_messages(mailbox, await own_ids(deps, who, selected))
+    await delete(deps, who, await own_ids(deps, who, selected))
     return RedirectResponse("/mailbox?done=mailbox_deleted", status_code=303)
 
 
@@ -141,8 +155,7 @@ async def page_greeting(request: Request, who: CurrentViewer, deps: Services) ->
 @router.post("/mailbox/greeting/delete", include_in_schema=False)
 async def delete_greeting_form(request: Request, who: CurrentViewer, deps: Services) -> Response:
     await checked_form(request, who)
-    await own_greeting(deps, who)
-    await deps.voicemail.delete_greeting(who.who)
+    await delete_greeting(deps, who)
     return RedirectResponse("/mailbox?done=mailbox_greeting_deleted", status_code=303)
 
 
@@ -214,8 +227,7 @@ async def api_greeting(request: Request, who: CurrentViewer, deps: Services) -> 
 @api.delete("/greeting", status_code=204, responses={404: {"description": "no greeting of your own"}})
 async def api_delete_greeting(who: CurrentViewer, deps: Services) -> Response:
     """Back to the default greeting."""
-    await own_greeting(deps, who)
-    await deps.voicemail.delete_greeting(who.who)
+    await delete_greeting(deps, who)
     return Response(status_code=204)
 
 
@@ -245,7 +257,7 @@ async def api_heard(msg_id: str, who: CurrentViewer, deps: Services) -> MessageO
 @api.delete("/messages/{msg_id}", status_code=204, responses=NOT_FOUND)
 async def api_delete(msg_id: str, who: CurrentViewer, deps: Services) -> Response:
     message = await own_message(deps, who, msg_id)
-    await deps.voicemail.delete_messages(who.who, [message.envelope.msg_id])
+    await delete(deps, who, [message.envelope.msg_id])
     return Response(status_code=204)
 
 
@@ -253,4 +265,4 @@ async def api_delete(msg_id: str, who: CurrentViewer, deps: Services) -> Respons
 async def api_delete_many(body: DeleteIn, who: CurrentViewer, deps: Services) -> DeletedOut:
     """Delete several messages; if any id is not a message of yours, nothing is deleted (404)."""
     ids = await own_ids(deps, who, body.ids)
-    return DeletedOut(deleted=await deps.voicemail.delete_messages(who.who, ids))
+    return DeletedOut(deleted=await delete(deps, who, ids))

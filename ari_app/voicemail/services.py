@@ -11,7 +11,7 @@ lock only guards a few renames, and they must happen in that same thread under i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -32,6 +32,7 @@ from notify import VoicemailNotice
 from vmstore import (
     FolderVisit,
     Message,
+    MessageNotFound,
     RecordingJournal,
     Recordings,
     VoicemailStore,
@@ -123,8 +124,12 @@ class VoicemailService:
 
     async def greeting_sound(self, mailbox: TenantUser) -> str | None:
         """The user's own greeting as a media URI, or None for the default one."""
-        own = await run_blocking(self._store.greeting, mailbox.context, mailbox.mailbox)
+        own = await self.greeting_file(mailbox)
         return None if own is None else f"sound:{playback_name(own)}"
+
+    async def greeting_file(self, mailbox: TenantUser) -> Path | None:
+        """The user's own greeting (a WAV) to hand out as a file (the home page), or None."""
+        return await run_blocking(self._store.greeting, mailbox.context, mailbox.mailbox)
 
     async def delete_greeting(self, mailbox: TenantUser) -> None:
         await run_blocking(self._store.delete_greeting, mailbox.context, mailbox.mailbox)
@@ -182,6 +187,60 @@ class VoicemailService:
         """The caller left the folder (or hung up): heard messages go to Old, phones are told."""
         if await run_blocking(visit.close):
             await self._refresh_mwi(visit.context, visit.mailbox)
+
+    # --- the home page: messages named by their stable msg_id -----------------------------------
+
+    async def messages(self, mailbox: TenantUser) -> tuple[list[Message], list[Message]]:
+        """(new, old) messages, oldest first in each, as the phone lists them."""
+        return await run_blocking(self._both_folders, mailbox)
+
+    def _both_folders(self, mailbox: TenantUser) -> tuple[list[Message], list[Message]]:
+        new, old = (self._store.list(mailbox.context, mailbox.mailbox, folder) for folder in ("INBOX", "Old"))
+        return new, old
+
+    async def message(self, mailbox: TenantUser, msg_id: str) -> Message | None:
+        """The message with this id in this mailbox (INBOX or Old), else None. An empty id names
+        nothing: envelopes written without one are listed but cannot be picked."""
+        if not msg_id:
+            return None
+        return await run_blocking(self._store.find, mailbox.context, mailbox.mailbox, msg_id)
+
+    async def mark_old(self, mailbox: TenantUser, msg_id: str) -> Message | None:
+        """Heard elsewhere than on the phone (the home page): a new message becomes old, as when
+        the caller leaves it after listening; phones are told. None if it is not in the mailbox."""
+        message = await self.message(mailbox, msg_id)
+        if message is None:
+            return None
+        if message.folder != "INBOX":
+            return message
+        try:
+            moved = await run_blocking(self._store.mark_old, message)
+        except MessageNotFound:  # deleted meanwhile (the phone)
+            return None
+        await self._refresh_mwi(mailbox.context, mailbox.mailbox)
+        return moved
+
+    async def delete_messages(self, mailbox: TenantUser, msg_ids: Collection[str]) -> int:
+        """Delete these messages of the mailbox (one refresh of the phones afterwards); how many
+        were removed now. The caller has checked that every id is in this mailbox; one removed
+        meanwhile (by the phone) is simply gone already."""
+        deleted = await run_blocking(self._delete_all, mailbox, list(msg_ids))
+        if deleted:
+            await self._refresh_mwi(mailbox.context, mailbox.mailbox)
+        return deleted
+
+    def _delete_all(self, mailbox: TenantUser, msg_ids: list[str]) -> int:
+        deleted = 0
+        for msg_id in filter(None, msg_ids):
+            # Twice: the phone may move it from INBOX to Old between the look-up and the lock.
+            for _ in range(2):
+                message = self._store.find(mailbox.context, mailbox.mailbox, msg_id)
+                if message is None:
+                    break
+                if self._store.delete(message) is not None:
+                    deleted += 1
+                    break
+        return deleted
 
     # --- leaving a message -------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ from test_web_routes import all_routes
 from webharness import WebHarness, make_harness
 
 from web import i18n
+from web.render import NAVIGATION
+
+NAVIGATION_PATHS = {path for path, _ in NAVIGATION}
 
 READERS = [("acme", "anna.virtanen", "fi"), ("acme", "sara.lindqvist", "sv"), ("borealis", "james.taylor", "en")]
 PAGES = sorted({path for method, path, _ in all_routes()
@@ -72,7 +75,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness
 
 
 def test_the_navigation_pages_are_found() -> None:
-    assert "/" in PAGES
+    assert NAVIGATION_PATHS - {"/conferences", "/contacts"} <= set(PAGES)
 
 
 @pytest.mark.parametrize("tenant, uid, lang", READERS)
@@ -82,6 +85,9 @@ async def test_every_page_renders_labelled_in_the_users_language(site: WebHarnes
         await site.login(client, site.who(tenant, uid))
         for path in PAGES:
             response = await client.get(path)
+            if path not in NAVIGATION_PATHS and (response.status_code == 404
+                                                 or not response.headers["content-type"].startswith("text/html")):
+                continue  # a file this user has none of (a greeting), or not a page at all (audio)
             assert response.status_code == 200, (path, response.status_code, response.text[:500])
             page = Page()
             page.feed(response.text)

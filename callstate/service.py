@@ -25,6 +25,7 @@ from . import routing as routing_rules
 from . import rows
 from .audit import AuditEntry
 from .db import Backend, Database, Tx
+from .fax_state import FaxState
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
 from .presence_state import PresenceState, presence_at
@@ -65,6 +66,7 @@ class CallStateService:
         self.presence_state = PresenceState(self.store)
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
+        self.fax = FaxState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -85,6 +85,7 @@ async def test_a_fax_to_the_users_number_is_emailed_as_pdf_and_listed(
     settings = state.fax.settings("acme", "anna.virtanen")
     assert (settings.enabled, settings.email) == (True, FAX_TO)
 
+    before = {f.id for f in state.fax.received("acme", "anna.virtanen")}
     tiff = make_fax(site)
     call = await site.rig.phone.call(anna.user.number, caller_number=OUTSIDE)
     await call.wait_state("Up", 15)  # answered by the PBX, which listens for a fax's tone
@@ -107,9 +108,9 @@ async def test_a_fax_to_the_users_number_is_emailed_as_pdf_and_listed(
         assert top / image.height == pytest.approx(BAR_TOP / LINES, abs=0.01), (n, top, image.height)
         assert bottom / image.height == pytest.approx((BAR_BOTTOM + 1) / LINES, abs=0.01), (n, bottom)
 
-    (row,) = state.fax.received("acme", "anna.virtanen")
+    (row,) = [f for f in state.fax.received("acme", "anna.virtanen") if f.id not in before]
     assert (row.caller, row.pages, row.status, row.delivery) == (OUTSIDE, PAGES, "received", "sent")
-    assert state.fax.received("acme", "mikko.korhonen") == []
+    assert all(f.id != row.id for f in state.fax.received("acme", "mikko.korhonen"))
 
     await asyncio.to_thread(b.open, "/services/fax")
     assert b.find(f"#fax-{row.id} .fax-pages").text == str(PAGES)
@@ -121,3 +122,23 @@ async def test_a_fax_to_the_users_number_is_emailed_as_pdf_and_listed(
     async with httpx.AsyncClient(cookies=cookies) as client:
         download = await client.get(href)
     assert download.status_code == 200 and download.content == pdf
+
+
+async def test_a_voice_call_to_a_fax_user_still_rings_and_hears_ringing(site: Site) -> None:
+    """No fax tone: after the listening window the user's device rings as usual, the caller
+    hears ringing meanwhile, and no fax is recorded."""
+    anna = site.who("acme", "anna.virtanen")
+    state = site.rig.state
+    state.fax.set_settings("acme", "anna.virtanen", enabled=True, email=None, actor="e2e", source="test")
+    device = anna.user.devices[0].id
+    before = state.fax.received("acme", "anna.virtanen")
+    call = await site.rig.phone.call(anna.user.number, caller_number=OUTSIDE)
+    await call.wait_state("Up", 15)  # answered at once: listening for a fax
+    leg = await site.rig.phone.incoming(device, 30)
+    heard = call.audio_seconds
+    assert await call.heard_audio(heard + 2, timeout=10), "the caller hears nothing while the device rings"
+    await leg.answer()
+    await leg.wait_state("Up", 10)
+    await call.hangup()
+    await leg.wait_hangup(10)
+    assert state.fax.received("acme", "anna.virtanen") == before

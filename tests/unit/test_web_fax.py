@@ -262,3 +262,19 @@ async def test_forms_need_csrf(tmp_path: Path) -> None:
         r = await c.put("/api/v1/fax/settings", json={"enabled": True})
         assert r.status_code == 403
     assert not site.state.fax.settings(*ANNA).enabled
+
+
+# ---------------------------------------------------------------------------- Asterisk configuration
+
+def test_dialplan_listens_for_fax_only_when_told_and_loads_res_fax(tmp_path: Path) -> None:
+    from asterisk_conf.render import render_config
+    from base.secrets import SecretStore
+
+    files = render_config(make_harness(tmp_path).config, SecretStore(tmp_path / "secrets.json"))
+    modules, dialplan = files["modules.conf"], files["extensions.conf"]
+    assert "load => res_fax.so" in modules and "load => res_fax_spandsp.so" in modules
+    assert 'GotoIf($["${VIPBX_FAX}" = "1"]?fax-listen)' in dialplan
+    assert "Set(FAXOPT(faxdetect)=cng)" in dialplan and "Set(FAXOPT(faxdetect)=no)" in dialplan
+    assert "exten => fax,1,Goto(vipbx-fax,s,1)" in dialplan
+    assert "ReceiveFax(${ASTSPOOLDIR}/fax/${UNIQUEID}.tif)" in dialplan
+    assert "/fax," in dialplan.split("[vipbx-fax]")[1]  # the FastAGI script is told when the call ends

@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -40,6 +41,8 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request: a stuck peer must not hol
 # than this is a flood, and each one would hold a file descriptor of the process that also
 # serves ARI. Beyond it a connection is closed at once (the dialplan's fallback rings).
 MAX_CONNECTIONS = 256
+# An Asterisk unique id (epoch.sequence, or a system name before it): the received TIFF's name.
+FAX_ID = re.compile(r"[A-Za-z0-9_-]{0,32}\.?[0-9]{1,12}\.[0-9]{1,12}")
 
 
 class AgiError(Exception):
@@ -84,6 +87,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.add_route("route", self.route)
         self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
+        self.add_route("fax", self.fax)
         self.connections = 0  # being served now
         self._refusing = False  # logged once per flood, not once per refused connection
 
@@ -101,7 +105,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         if decision.loop:
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
-        await set_variables(request, {"VIPBX_ROUTE": decision.packed()})
+        variables = {"VIPBX_ROUTE": decision.packed()}
+        if await self.receives_fax(tenant_id, user_id):
+            variables["VIPBX_FAX"] = "1"
+        await set_variables(request, variables)
         log.info("route %s/%s (%s): %s %s", tenant_id, user_id, facts.device_state or "-",
                  decision.action, decision.target)
 
@@ -112,6 +119,31 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             # A thread: a database waiting on a lock must not stall every other call.
             routing, presence = await run_blocking(self.state.call_state, tenant_id, user_id)
         return decide(config, tenant_id, user_id, routing, facts, presence)
+
+    async def receives_fax(self, tenant_id: str, user_id: str) -> bool:
+        fax = getattr(self.state, "fax", None)
+        if fax is None:
+            return False
+        try:
+            return bool(await run_blocking(fax.enabled, tenant_id, user_id))
+        except Exception:  # a fax setting must never stop the call being routed
+            log.exception("route %s/%s: fax setting unreadable, not listening for a fax", tenant_id, user_id)
+            return False
+
+    async def fax(self, request: Request) -> None:
+        """`fax,TENANT,USER,UNIQUEID,FAXSTATUS,FAXPAGES,CALLER,REMOTE_ID,FAXERROR`: a fax call
+        ended (run in the `h` extension: nothing is asked of the channel)."""
+        tenant_id, user_id, unique_id, status, pages, caller, remote, error = (agi_args(request) + [""] * 8)[:8]
+        fax = getattr(self.state, "fax", None)
+        if fax is None or self.config.find_user(tenant_id, user_id) is None or not FAX_ID.fullmatch(unique_id):
+            log.warning("fax: refused %r/%r (%r)", tenant_id, user_id, unique_id)
+            return
+        count = int(pages) if pages.isdigit() else 0
+        fax_id = await run_blocking(lambda: fax.record(
+            tenant_id, user_id, caller=caller, remote_id=remote, pages=count, ok=status == "SUCCESS",
+            error=error, tiff=f"{unique_id}.tif"))
+        log.info("fax %s/%s from %s: %s, %d page(s) (#%d)", tenant_id, user_id, caller or "-", status or "-",
+                 count, fax_id)
 
     async def outbound(self, request: Request) -> None:
         """`outbound,TENANT,USER,NUMBER,ACTIVE`: VIPBX_OUTBOUND (see agi/outbound.py)."""

@@ -21,6 +21,7 @@ from notify import (
 from vmstore import VoicemailStore
 
 from .calllog import plugin as calllog_plugin
+from .fax import plugin as fax_plugin
 from .features import plugin as features_plugin
 from .pinlocks import FallbackLocks
 from .plugin_api import Plugin, PluginDeps, merge
@@ -28,7 +29,7 @@ from .presence import plugin as presence_plugin
 from .presence.services import PresenceService
 from .voicemail import plugin as voicemail_plugin
 
-PLUGINS = (voicemail_plugin, features_plugin, presence_plugin, calllog_plugin)
+PLUGINS = (voicemail_plugin, features_plugin, presence_plugin, calllog_plugin, fax_plugin)
 
 SecretGetter = Callable[[str], str]
 

@@ -40,6 +40,7 @@ QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.con
 
 ARI_USER = "vipbx"
 AMI_USER = "vipbx"
+FAX_LISTEN_SECONDS = 5  # a calling fax sends its tone every 3.5 s
 AGI_KEY = "agi"  # the secret every AGI() URL of the dialplan carries (agi.server checks it)
 
 
@@ -122,6 +123,8 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
         "ari_password": secrets.get("ari"),
         "ami_secret": secrets.get("ami"),
         "agi_key": secrets.get(AGI_KEY),
+        # How long a call to a user who receives faxes is listened to for a fax's calling tone.
+        "fax_listen_seconds": FAX_LISTEN_SECONDS,
         # One batch: a first render of a large platform creates many secrets, saved once.
         "device_passwords": {
             name.removeprefix("device:"): value

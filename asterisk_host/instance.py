@@ -118,6 +118,7 @@ class AsteriskInstance:
     def write_conf(self) -> None:
         for folder in (self.run_dir, self.log_dir, self.spool_dir, self.db_dir, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        (self.spool_dir / "fax").mkdir(exist_ok=True)
         self.conf_path.write_text(self.render_asterisk_conf(), encoding="utf-8")
         account = self.runtime.account
         ownership.private_file(self.conf_path, account)
@@ -133,6 +134,11 @@ class AsteriskInstance:
             ownership.own_tree(folder, account, ownership.PRIVATE_DIR)
         ownership.own_tree(self.db_dir, account, ownership.DB_DIR)
         ownership.share_spool(self.spool_dir, account)
+        # ReceiveFax() writes here and makes no folder of its own (see base/paths.py).
+        fax = self.spool_dir / "fax"
+        fax.mkdir(exist_ok=True)
+        os.chown(fax, account.uid, account.gid)
+        os.chmod(fax, ownership.SPOOL_DIR)
         ownership.readable_tree(self._etc_folder(), account, private=True)
         for folder in self.shared:
             folder.mkdir(parents=True, exist_ok=True)

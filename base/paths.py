@@ -67,6 +67,15 @@ class Paths:
         return self.spool / "recording"
 
     @property
+    def fax(self) -> Path:
+        """Received faxes: ReceiveFax writes `<unique id>.tif` here (Asterisk makes no folders, so
+        asterisk_host makes this one); the application keeps each fax's PDF in `<tenant>/<user>/`."""
+        return self.spool / "fax"
+
+    def fax_pdf(self, tenant_id: str, user_id: str, fax_id: int) -> Path:
+        return fax_pdf(self.fax, tenant_id, user_id, fax_id)
+
+    @property
     def sounds(self) -> Path:
         """The prompt catalogue, shared with the PBX."""
         return self.home / "sounds"
@@ -81,3 +90,8 @@ class Paths:
     def outbox_db(self) -> Path:
         """The durable queue of SMS / e-mail notices."""
         return self.home / "outbox.sqlite3"
+
+
+def fax_pdf(fax_dir: Path, tenant_id: str, user_id: str, fax_id: int) -> Path:
+    """A received fax's PDF (ids are the YAML's safe identifiers and a row number)."""
+    return fax_dir / tenant_id / user_id / f"{int(fax_id)}.pdf"

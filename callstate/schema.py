@@ -120,6 +120,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(8, "fax: receiving on or off, where it is e-mailed, the faxes received", (
+        # No row: fax off, sent to the user's YAML e-mail once turned on.
+        """CREATE TABLE fax_settings (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            enabled SMALLINT NOT NULL CHECK (enabled IN (0, 1)),
+            email VARCHAR(254),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        # One row per fax call; `delivery` is the e-mail's state (pending, sent, failed, none).
+        """CREATE TABLE fax_received (
+            id {identity_pk},
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            received_at VARCHAR(32) NOT NULL,
+            caller VARCHAR(64) NOT NULL,
+            remote_id VARCHAR(64) NOT NULL,
+            pages INTEGER NOT NULL CHECK (pages >= 0),
+            status VARCHAR(16) NOT NULL,
+            error VARCHAR(200) NOT NULL,
+            tiff VARCHAR(400) NOT NULL,
+            email VARCHAR(254),
+            delivery VARCHAR(16) NOT NULL,
+            attempts INTEGER NOT NULL CHECK (attempts >= 0),
+            next_at VARCHAR(32) NOT NULL,
+            delivery_error VARCHAR(200) NOT NULL
+        )""",
+        "CREATE INDEX fax_received_user ON fax_received (tenant_id, user_id, received_at)",
+        "CREATE INDEX fax_received_due ON fax_received (delivery, next_at)",
+    )),
     Migration(11, "call log", (
         # One row per user and call (Asterisk's linkedid + "/in" or "/out"), merged from the
         # call's CDRs (callstate/calllog.py). kind_rank orders the outcomes of one call, so a later

@@ -26,6 +26,7 @@ from . import rows
 from .audit import AuditEntry
 from .calllog_state import CallLogState
 from .db import Backend, Database, Tx
+from .fax_state import FaxState
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
 from .presence_state import PresenceState, presence_at
@@ -69,6 +70,7 @@ class CallStateService:
         self.web_accounts = WebAccountState(self.store)
         self.sms = SmsState(self.store)  # the Home page's SMS: hourly limit and audit
         self.call_log = CallLogState(self.store)  # the users' calls, from Asterisk's CDRs
+        self.fax = FaxState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

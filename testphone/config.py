@@ -45,6 +45,7 @@ MODULES = (
     "res_ari_model", "res_ari_applications", "res_ari_asterisk", "res_ari_bridges",
     "res_ari_channels", "res_ari_endpoints", "res_ari_events", "res_ari_playbacks",
     "res_ari_recordings", "app_stasis",
+    "res_fax", "res_fax_spandsp",  # SendFax(): the phone as a fax machine (context tp-fax)
 )
 # Files Asterisk looks for at start whose defaults are fine: present and empty keeps the log clean.
 QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf", "cdr.conf",
@@ -274,4 +275,6 @@ def _extensions(s: PhoneSettings) -> str:
         mark = f"${{PJSIP_HEADER(read,{conf(header)})}}" if header else ""
         stasis = f"Stasis({app},carrier-in,${{EXTEN}},{conf(name)},{mark})"
         lines += [f" same => n(trunk-{conf(name)}),{stasis}\n", " same => n,Hangup()\n"]
+    # A call the driver sends here (`Call.send_fax`) faxes the TIFF named by TP_FAX_FILE.
+    lines += ["\n[tp-fax]\n", "exten => send,1,SendFax(${TP_FAX_FILE})\n", " same => n,Hangup()\n"]
     return "".join(lines)

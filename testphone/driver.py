@@ -132,6 +132,12 @@ class Call:
         answer = await self.phone.client.get(f"/channels/{self.id}/variable", variable=name)
         return str((answer or {}).get("value", ""))
 
+    async def send_fax(self, tiff: Path) -> None:
+        """Leave the app for the phone's `tp-fax` context: SendFax() of `tiff` (a file the phone's
+        Asterisk can read) on this answered call, then hang up."""
+        await self.phone.client.post(f"/channels/{self.id}/variable", variable="TP_FAX_FILE", value=str(tiff))
+        await self.phone.client.post(f"/channels/{self.id}/continue", context="tp-fax", extension="send", priority=1)
+
     async def answer(self) -> None:
         await self.phone._attach_media(self)
         await self.phone.client.post(f"/channels/{self.id}/answer")

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from asterisk_host import AsteriskInstance, AsteriskRuntime
 from base.model import Config
 from base.secrets import SecretStore
-from asterisk_host import AsteriskInstance, AsteriskRuntime
 from testphone.config import ARI_SECRET, PhoneSettings, device_ids, render_phone_config
 from testphone.driver import TestPhone, parse_registrations
 

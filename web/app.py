@@ -23,7 +23,7 @@ from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
 from .deps import WebDeps
 from .network import PeerFilter
-from .pages import calllog, home, mailbox, services
+from .pages import calllog, fax, home, mailbox, services
 from .render import page
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
 ROUTERS = (auth_routes.router, auth_routes.api, home.router, mailbox.router, mailbox.api, services.router,
-           calllog.router, calllog.api)
+           fax.router, fax.api, calllog.router, calllog.api)
 
 # API operations that need no session (the login itself); OpenAPI marks them `security: []`.
 PUBLIC_API = {("post", "/api/v1/session")}

@@ -287,13 +287,14 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
 
 def reset_call_state(pbx: Pbx, config: Config) -> None:
     """Every user back to the defaults: forwards, call waiting, presence, PIN counter, greeting
-    options."""
+    options, fax receiving off."""
     with CallStateService(pbx.home / "state.sqlite3", config) as state:
         for tenant in config.tenants:
             for user in tenant.users:
                 state.reset_routing(tenant.id, user.id, actor="e2e", source="test")
                 state.set_presence(tenant.id, user.id, "available", note="", actor="e2e", source="test")
                 state.reset_pin_lockout(tenant.id, user.id, actor="e2e", source="test")
+                state.fax.set_settings(tenant.id, user.id, enabled=False, email=None, actor="e2e", source="test")
                 if user.has_voicemail:
                     state.update_voicemail_settings(tenant.id, user.id, actor="e2e", source="test",
                                                     play_activity=False, press1_number=None,

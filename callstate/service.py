@@ -36,6 +36,7 @@ from .users import find_user
 from .voicemail import VoicemailSettings
 from .voicemail_state import VoicemailState
 from .web_accounts import WebAccountState
+from .web_logins import WebLoginState
 
 
 class CallStateService:
@@ -65,6 +66,7 @@ class CallStateService:
         self.presence_state = PresenceState(self.store)
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
+        self.web_logins = WebLoginState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -19,11 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callstate import SettingsError, StorageError
 
+from .auth import code_routes
 from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
 from .deps import WebDeps
 from .network import PeerFilter
-from .pages import home
+from .pages import account, home
 from .render import page
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
 ROUTERS = (auth_routes.router, auth_routes.api, home.router)
+ROUTERS += (code_routes.router, code_routes.api, account.router, account.api)
 
 SECURITY_HEADERS = {
     # Our own scripts and styles only; no framing (clickjacking), no referrer to other sites.

@@ -138,9 +138,9 @@ async def deliver(messenger: Messenger | None, who: TenantUser, code: str, minut
 
 
 async def send_code(state: CallStateService, messenger: Messenger | None, who: TenantUser | None, address: str, *,
-                    actor: str | None = None, source: str = "web", limited: bool = True) -> str | None:
-    """Makes a new code for `who` (replacing the old), and sends it: the channel it went by, or
-    None (over the rate limit, no user, not deliverable: each audited)."""
+                    actor: str | None = None, source: str = "web", limited: bool = True) -> tuple[str | None, str]:
+    """Makes a new code for `who` (replacing the old), and sends it: (the channel it went by, "")
+    or (None, why not: over the rate limit, nobody, not deliverable), each audited."""
     logins = state.web_logins
     actor = actor or actor_of(who)
     code = new_code() if who is not None else None
@@ -149,14 +149,14 @@ async def send_code(state: CallStateService, messenger: Messenger | None, who: T
     refused = await run_blocking(logins.issue_code, tenant_id, user_id, code_hash, address, actor=actor,
                                  source=source, limited=limited)
     if refused is not None or who is None or code is None:
-        return None
+        return None, refused or "no such user"
     channel, why = await deliver(messenger, who, code, logins.policy.code_minutes)
     if channel is None:
         log.warning("login code for %s/%s not sent: %s", who.tenant.id, who.user.id, why)
         await run_blocking(logins.code_undelivered, who.tenant.id, who.user.id, why, actor=actor, source=source)
-        return None
+        return None, why
     await run_blocking(logins.code_delivered, who.tenant.id, who.user.id, channel, actor=actor, source=source)
-    return channel
+    return channel, ""
 
 
 def request_code(deps: WebDeps, username: str, address: str) -> None:

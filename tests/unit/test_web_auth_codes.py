@@ -22,6 +22,7 @@ from callstate.web_logins import (
     LOGIN_LOCKED,
     LOGIN_REFUSED,
     NOBODY,
+    Limit,
 )
 from notify import DeliveryError
 from web.auth import logins
@@ -402,3 +403,28 @@ async def test_account_routes_are_the_viewers_own_and_refuse_strangers(site: Web
         await site.post_form(pekka_client, "/account/sessions/end", csrf, user="anna.virtanen")
         assert site.state.web_accounts.password_hash("acme", "anna.virtanen") == anna_hash
         assert (await anna_client.get("/account")).status_code == 200
+
+
+def test_guesses_are_counted_before_their_check(site: WebHarness, clock: Clock) -> None:
+    """Parallel guesses cannot pass the limit: each is claimed before its password is checked."""
+    logins_state = site.state.web_logins
+    claims = [logins_state.claim_login("acme", "anna.virtanen", "127.0.0.1", actor="test") for _ in range(6)]
+    assert [c.allowed for c in claims] == [True] * 5 + [False]
+    assert logins_state.user_lock("acme", "anna.virtanen").locked_until == clock.now + timedelta(minutes=15)
+    assert logins_state.address_lock("127.0.0.1").failures == 5  # the refused one is not counted
+    # A success takes its own claim back from the address, not the others', and ends the user's series.
+    clock.advance(minutes=16)
+    assert logins_state.claim_login("acme", "anna.virtanen", "127.0.0.2", actor="test").allowed
+    assert logins_state.claim_login("acme", "anna.virtanen", "127.0.0.2", actor="test").allowed
+    logins_state.login_ok("acme", "anna.virtanen", "127.0.0.2")
+    assert logins_state.address_lock("127.0.0.2").failures == 1
+    assert logins_state.user_lock("acme", "anna.virtanen") == Limit()
+
+
+async def test_no_way_to_send_is_audited(site: WebHarness) -> None:
+    messenger(site).sms_gateway = False
+    async with site.client() as client:
+        await ask_code(site, client, "workshop@acme.example")  # no e-mail address in the YAML
+    assert not messenger(site).mails
+    unsent = next(e for e in site.state.audit("acme", "workshop") if e.event == "code_unsent")
+    assert unsent.old == "no SMS gateway, and no e-mail relay or address"

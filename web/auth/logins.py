@@ -50,7 +50,7 @@ def user_words(who: TenantUser) -> tuple[str, ...]:
     """What a user's password may not contain: their name, ids and number."""
     tenant, user = who
     return (user.id, *user.id.replace(".", " ").replace("-", " ").split(), *user.name.split(),
-            user.number.lstrip("+"), user.number[-7:], user.extension, tenant.id, login_name(who).partition("@")[0])
+            user.number.lstrip("+"), user.number[-7:], tenant.id, login_name(who).partition("@")[0])
 
 
 def new_password_problem(who: TenantUser, password: str, repeat: str) -> str | None:

@@ -120,6 +120,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(6, "home page login codes and login lockouts", (
+        # One code per user: a new one replaces the old. Only an argon2 hash of the code is kept;
+        # once the code is right, `ticket_hash` (SHA-256 of a random token) lets the user choose
+        # a password until `expires_at`.
+        """CREATE TABLE web_login_codes (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            code_hash VARCHAR(200) NOT NULL,
+            attempts INTEGER NOT NULL CHECK (attempts >= 0),
+            ticket_hash VARCHAR(64),
+            created_at VARCHAR(32) NOT NULL,
+            expires_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        "CREATE INDEX web_login_codes_ticket ON web_login_codes (ticket_hash)",
+        # Counters and locks: scope 'user' (subject 'tenant/user') and 'address' (a client
+        # address) count failed logins; 'send_user' and 'send_address' count codes sent.
+        """CREATE TABLE web_login_limits (
+            scope VARCHAR(16) NOT NULL,
+            subject VARCHAR(200) NOT NULL,
+            failures INTEGER NOT NULL CHECK (failures >= 0),
+            window_start VARCHAR(32) NOT NULL,
+            locked_until VARCHAR(32),
+            lock_level INTEGER NOT NULL CHECK (lock_level >= 0),
+            held SMALLINT NOT NULL CHECK (held IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (scope, subject)
+        )""",
+        "CREATE INDEX web_login_limits_updated ON web_login_limits (updated_at)",
+    )),
     Migration(8, "fax: receiving on or off, where it is e-mailed, the faxes received", (
         # No row: fax off, sent to the user's YAML e-mail once turned on.
         """CREATE TABLE fax_settings (

@@ -39,6 +39,7 @@ from .users import find_user
 from .voicemail import VoicemailSettings
 from .voicemail_state import VoicemailState
 from .web_accounts import WebAccountState
+from .web_logins import WebLoginState
 
 
 class CallStateService:
@@ -71,6 +72,7 @@ class CallStateService:
         self.sms = SmsState(self.store)  # the Home page's SMS: hourly limit and audit
         self.call_log = CallLogState(self.store)  # the users' calls, from Asterisk's CDRs
         self.fax = FaxState(self.store)
+        self.web_logins = WebLoginState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -38,6 +38,18 @@ class WebSession:
 
 
 @dataclass(frozen=True)
+class SessionInfo:
+    """A live session as its user or an operator sees it (never its token)."""
+
+    source: str  # the client address at login
+    created_at: datetime
+    seen_at: datetime
+    idle_until: datetime
+    ends_at: datetime
+    current: bool = False  # the asking session's own
+
+
+@dataclass(frozen=True)
 class OpenedSession:
     token: str  # for the cookie; never stored
     session: WebSession
@@ -172,13 +184,17 @@ class WebAccountState:
             log_changes(who[0], who[1], origin, events)
         return who is not None
 
-    def end_sessions(self, tenant_id: str, user_id: str, *, actor: str, source: str) -> int:
-        """Every session of the user ends (an operator's action, or a forgotten password)."""
+    def end_sessions(self, tenant_id: str, user_id: str, *, actor: str, source: str,
+                     keep_token: str | None = None) -> int:
+        """Every session of the user ends (an operator's action, or a forgotten password), but
+        `keep_token`'s (the user's own "log out my other sessions"); how many ended."""
         store = self._store
         origin = Origin(actor, source)
+        keep = token_hash(keep_token) if keep_token else ""
 
         def work(tx: Tx) -> tuple[int, list[Event]]:
-            ended = tx.run("DELETE FROM web_sessions WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id))
+            ended = tx.run("DELETE FROM web_sessions WHERE tenant_id = ? AND user_id = ? AND token_hash <> ?",
+                           (tenant_id, user_id, keep))
             events = [Event(SESSIONS_ENDED, AUDIT_PREFIX + "session", str(ended), None)] if ended else []
             if events:
                 store.record(tx, store.now(), tenant_id, user_id, origin, events)
@@ -187,3 +203,16 @@ class WebAccountState:
         ended, events = store.write(work)
         log_changes(tenant_id, user_id, origin, events)
         return ended
+
+    def sessions_of(self, tenant_id: str, user_id: str, *, current_token: str | None = None) -> list[SessionInfo]:
+        """The user's live sessions, newest first; `current_token`'s is marked."""
+        store = self._store
+        find_user(store.config, tenant_id, user_id)
+        now = to_text(store.now())
+        mine = token_hash(current_token) if current_token else ""
+        rows = store.read(lambda tx: tx.all(
+            "SELECT source, created_at, seen_at, idle_until, ends_at, token_hash FROM web_sessions "
+            "WHERE tenant_id = ? AND user_id = ? AND idle_until > ? AND ends_at > ? ORDER BY created_at DESC",
+            (tenant_id, user_id, now, now)))
+        return [SessionInfo(str(r[0]), from_text(r[1]), from_text(r[2]), from_text(r[3]), from_text(r[4]),
+                            current=r[5] == mine) for r in rows]

@@ -32,6 +32,7 @@ from .phone import phone
 from .presence import presence_group
 from .prompts import prompts_group
 from .voicemail import voicemail
+from .web import web_group
 
 config_files = cliargs.config_files()
 # Nothing `vipbx serve` writes is for other accounts; Asterisk's group may read what it must.
@@ -240,7 +241,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
         pass
 
 
-for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group):
+for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group, web_group):
     main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover

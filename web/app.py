@@ -19,11 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callstate import SettingsError, StorageError
 
+from .auth import code_routes
 from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
 from .deps import WebDeps
 from .network import PeerFilter
-from .pages import calllog, fax, home, mailbox, services
+from .pages import account, calllog, fax, home, mailbox, services
 from .render import page
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,11 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
-ROUTERS = (auth_routes.router, auth_routes.api, home.router, mailbox.router, mailbox.api, services.router,
-           fax.router, fax.api, calllog.router, calllog.api)
+ROUTERS = (auth_routes.router, auth_routes.api, code_routes.router, code_routes.api, account.router, account.api,
+           home.router, mailbox.router, mailbox.api, services.router, fax.router, fax.api, calllog.router, calllog.api)
 
 # API operations that need no session (the login itself); OpenAPI marks them `security: []`.
-PUBLIC_API = {("post", "/api/v1/session")}
+PUBLIC_API = {("post", "/api/v1/session"), ("post", "/api/v1/login-code"), ("post", "/api/v1/login-code/password")}
 
 SECURITY_HEADERS = {
     # Our own scripts and styles only; no framing (clickjacking), no referrer to other sites.

@@ -20,6 +20,10 @@ from web.deps import WebDeps
 # The only routes an anonymous visitor may use: logging in (and getting there).
 PUBLIC = {
     ("GET", "/login"), ("POST", "/login"), ("POST", "/api/v1/session"),
+    # A first login or a forgotten password: ask for a code, type it, choose the password.
+    ("GET", "/login/code"), ("POST", "/login/code"), ("GET", "/login/code/enter"), ("POST", "/login/code/enter"),
+    ("GET", "/login/password"), ("POST", "/login/password"),
+    ("POST", "/api/v1/login-code"), ("POST", "/api/v1/login-code/password"),
 }
 # Parameters that would let a request choose another user's or tenant's data.
 FORBIDDEN_PARAMETERS = re.compile(r"(tenant|user|owner|account|mailbox)(_?id)?", re.IGNORECASE)

@@ -21,9 +21,9 @@ from base.offload import run_blocking
 from ..deps import WebDeps
 from ..network import client_address
 from ..render import page
-from .passwords import hash_password, needs_rehash, verify_password
+from .logins import authenticate
 from .sessions import SESSION_COOKIE, CurrentViewer, Services, checked_form, same_token
-from .usernames import find_login, login_name
+from .usernames import login_name
 
 router = APIRouter()
 LOGIN_COOKIE = "vipbx_login"
@@ -43,22 +43,6 @@ def set_session_cookie(response: Response, deps: WebDeps, token: str) -> None:
                         secure=settings.secure_cookies, httponly=True, samesite="lax")
 
 
-async def authenticate(deps: WebDeps, username: str, password: str) -> TenantUser | None:
-    """The user whose name and password these are, else None (as slow either way). An old-cost
-    hash is renewed on success."""
-    who = find_login(deps.config, username)
-    accounts = deps.state.web_accounts
-    stored = await run_blocking(accounts.password_hash, who.tenant.id, who.user.id) if who else None
-    ok = await run_blocking(verify_password, stored, password)
-    if not ok or who is None or stored is None:
-        return None
-    if needs_rehash(stored):
-        fresh = await run_blocking(hash_password, password)
-        await run_blocking(accounts.set_password_hash, who.tenant.id, who.user.id, fresh,
-                           actor=f"web:{who.user.id}@{who.tenant.id}", source="web")
-    return who
-
-
 async def open_session(request: Request, deps: WebDeps, who: TenantUser) -> str:
     settings = deps.settings
     opened = await run_blocking(
@@ -68,15 +52,22 @@ async def open_session(request: Request, deps: WebDeps, who: TenantUser) -> str:
     return opened.token
 
 
-def login_page(request: Request, deps: WebDeps, *, problem: str | None = None, username: str = "",
-               next_path: str = "/", status_code: int = 200) -> Response:
+def public_page(request: Request, deps: WebDeps, template: str, *, lang: str | None = None, status_code: int = 200,
+                **context: object) -> Response:
+    """A page before the login (the login, the code pages): its forms carry a fresh double-submit
+    token, set here as the `vipbx_login` cookie too."""
     token = secrets.token_urlsafe(24)
-    lang = request.query_params.get("lang") or deps.config.platform.default_language
-    response = page(request, "login.html", None, lang=lang, problem=problem, username=username,
-                    next_path=safe_next(next_path), login_csrf=token, status_code=status_code)
+    lang = lang or request.query_params.get("lang") or deps.config.platform.default_language
+    response = page(request, template, None, lang=lang, login_csrf=token, status_code=status_code, **context)
     response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path="/", secure=deps.settings.secure_cookies,
                         httponly=True, samesite="strict")
     return response
+
+
+def login_page(request: Request, deps: WebDeps, *, problem: str | None = None, username: str = "",
+               next_path: str = "/", status_code: int = 200) -> Response:
+    return public_page(request, deps, "login.html", problem=problem, username=username,
+                       next_path=safe_next(next_path), status_code=status_code)
 
 
 @router.get("/login", include_in_schema=False)
@@ -95,7 +86,7 @@ async def login_submit(request: Request, deps: Services) -> Response:
     if not same_token(str(form.get("login_csrf") or ""), request.cookies.get(LOGIN_COOKIE, "")):
         return login_page(request, deps, problem="error_csrf", username=username, next_path=next_path,
                           status_code=403)
-    who = await authenticate(deps, username, str(form.get("password") or ""))
+    who = await authenticate(deps.state, username, str(form.get("password") or ""), client_address(request.scope))
     if who is None:
         return login_page(request, deps, problem="login_failed", username=username, next_path=next_path,
                           status_code=401)
@@ -143,9 +134,14 @@ api = APIRouter(prefix="/api/v1", tags=["session"])
 @api.post("/session", response_model=SessionOut, responses={401: {"description": "wrong user name or password"}})
 async def api_login(body: Credentials, request: Request, deps: Services) -> Response | SessionOut:
     """Log in with the home page's user name and password; the token is the session."""
-    who = await authenticate(deps, body.username, body.password)
+    who = await authenticate(deps.state, body.username, body.password, client_address(request.scope))
     if who is None:
         return JSONResponse({"detail": "wrong user name or password"}, status_code=401)
+    return await api_session(request, deps, who)
+
+
+async def api_session(request: Request, deps: WebDeps, who: TenantUser) -> SessionOut:
+    """A new session of `who` for an app: its token and CSRF token."""
     token = await open_session(request, deps, who)
     found = await run_blocking(deps.state.web_accounts.session, token,
                                idle=timedelta(minutes=deps.settings.session_minutes))

@@ -120,4 +120,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(10, "personal contacts of the home page", (
+        # A user's own address book; the id is random (never a counter another user could guess).
+        """CREATE TABLE personal_contacts (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            contact_id VARCHAR(16) NOT NULL,
+            name VARCHAR(80) NOT NULL,
+            number VARCHAR(16) NOT NULL,
+            note VARCHAR(200) NOT NULL,
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, contact_id)
+        )""",
+    )),
 )

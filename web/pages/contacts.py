@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from base.numbers import is_e164
 from base.offload import run_blocking
 from callstate.contacts_state import (
     NAME_MAX,
@@ -48,7 +49,7 @@ async def _render(request: Request, who: Viewer, deps: WebDeps, *, status_code: 
     personal = await run_blocking(deps.state.contacts.contacts, who.tenant_id, who.user_id)
     return page(request, "contacts.html", who, status_code=status_code, directory=directory,
                 personal=personal, problem=problem, form=form or {}, editing=editing,
-                called=request.query_params.get("called", "")[:NUMBER_MAX],
+                called=called if is_e164(called := request.query_params.get("called", "")) else "",
                 name_max=NAME_MAX, note_max=NOTE_MAX, number_max=NUMBER_MAX, query_max=QUERY_MAX)
 
 

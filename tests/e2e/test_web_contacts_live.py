@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+import pytest_asyncio
 from support import Rig
 from webrig import Site
 
+from base.outbound import OutboundPolicy
 from testphone.driver import Call
 
 pytest_plugins = ("support", "webrig")
 
 
 @pytest.fixture(autouse=True)
-def _no_contacts_left(site: Site) -> Iterator[None]:
+def _no_contacts_left(rig: Rig) -> Iterator[None]:
     """Each test starts and ends with no personal contacts (the rig resets the rest of the state)."""
     def clear() -> None:
-        contacts = site.rig.state.contacts
+        contacts = rig.state.contacts
         for contact in contacts.contacts("acme", "anna.virtanen"):
             contacts.delete_contact("acme", "anna.virtanen", contact.id, actor="e2e", source="test")
 
@@ -29,9 +32,22 @@ def _no_contacts_left(site: Site) -> Iterator[None]:
     yield
     clear()
 
+
+@pytest_asyncio.fixture
+async def one_call_out(rig: Rig) -> None:
+    """The service again with acme allowed one call out at a time (the limit lives in the
+    service's configuration); asked for before `site`, so the page runs on this service."""
+    acme = rig.config.tenant("acme")
+    assert acme is not None
+    limited = replace(acme, outbound=OutboundPolicy(allow=("+358",), max_calls=1, max_calls_per_minute=10))
+    await rig.stop_app()
+    rig.config = replace(rig.config, tenants=tuple(limited if t.id == "acme" else t for t in rig.config.tenants))
+    await rig.start_app()
+
 ANNA_DEVICE, ANNA_NUMBER = "acme-anna-soft", "+358401110001"
 MIKKO_DEVICES = ("acme-mikko-soft", "acme-mikko-desk")
 OUTSIDE = ("050 555 0101", "+358505550101")  # as typed, and as the carrier is asked for it
+OUTSIDE_2 = ("0505550102", "+358505550102")
 
 
 async def talk(rig: Rig, a: Call, b: Call) -> None:
@@ -129,3 +145,28 @@ async def test_directory_activity_and_click_to_call_a_colleague(site: Site) -> N
     await mine.hangup()
     await theirs.wait_hangup(10)
     assert desk.ended  # the other device stopped ringing when the soft phone answered
+
+
+async def test_click_to_call_is_the_users_own_call_for_the_fraud_throttle(one_call_out: None, site: Site) -> None:
+    """With the tenant's one call out in use, a click-to-call to an outside number rings the user,
+    and once answered the PBX refuses it as it would the device's own call: the user hears why."""
+    rig, b = site.rig, site.browser
+    busy = await rig.phone.call(OUTSIDE[0].replace(" ", ""), device=MIKKO_DEVICES[0])  # acme's one call out
+    out = await rig.phone.incoming(OUTSIDE[1], 15)
+    await out.answer()
+    await busy.wait_state("Up", 5)
+    contact = rig.state.contacts.add_contact("acme", "anna.virtanen", "Toinen", OUTSIDE_2[0],
+                                             actor="e2e", source="test")
+    await site.log_in(site.who("acme", "anna.virtanen"))
+    await asyncio.to_thread(b.open, "/contacts")
+    since = rig.observer.channels.mark()
+    heard = rig.observer.mark()
+    await asyncio.to_thread(b.click, f"#contact-{contact.id} button.call")
+    mine = await rig.phone.incoming(ANNA_DEVICE, 15)
+    await mine.answer()
+    await rig.observer.wait_prompt(ANNA_NUMBER, "out-refused-limit", since=heard, timeout=20)
+    await mine.wait_hangup(20)
+    await rig.observer.channels.wait_calls_over(since)
+    assert "carrier" not in rig.observer.channels.dialled(since)  # nothing more went out
+    await busy.hangup()
+    await out.wait_hangup(10)

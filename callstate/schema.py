@@ -181,6 +181,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX fax_received_user ON fax_received (tenant_id, user_id, received_at)",
         "CREATE INDEX fax_received_due ON fax_received (delivery, next_at)",
     )),
+    Migration(10, "personal contacts of the home page", (
+        # A user's own address book; the id is random (never a counter another user could guess).
+        """CREATE TABLE personal_contacts (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            contact_id VARCHAR(16) NOT NULL,
+            name VARCHAR(80) NOT NULL,
+            number VARCHAR(16) NOT NULL,
+            note VARCHAR(200) NOT NULL,
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, contact_id)
+        )""",
+    )),
     Migration(11, "call log", (
         # One row per user and call (Asterisk's linkedid + "/in" or "/out"), merged from the
         # call's CDRs (callstate/calllog.py). kind_rank orders the outcomes of one call, so a later

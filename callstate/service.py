@@ -25,6 +25,7 @@ from . import routing as routing_rules
 from . import rows
 from .audit import AuditEntry
 from .calllog_state import CallLogState
+from .contacts_state import ContactsState
 from .db import Backend, Database, Tx
 from .fax_state import FaxState
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
@@ -73,6 +74,7 @@ class CallStateService:
         self.call_log = CallLogState(self.store)  # the users' calls, from Asterisk's CDRs
         self.fax = FaxState(self.store)
         self.web_logins = WebLoginState(self.store)
+        self.contacts = ContactsState(self.store)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -79,7 +79,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness
 
 
 def test_the_navigation_pages_are_found() -> None:
-    assert NAVIGATION_PATHS - {"/conferences", "/contacts"} <= set(PAGES)
+    assert NAVIGATION_PATHS - {"/conferences"} <= set(PAGES)
 
 
 @pytest.mark.parametrize("tenant, uid, lang", READERS)

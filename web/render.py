@@ -45,7 +45,10 @@ def notice_of(request: Request) -> str | None:
 def page(request: Request, template: str, who: Viewer | None, *, status_code: int = 200,
          lang: str | None = None, **context: Any) -> HTMLResponse:
     t = who.t if who is not None else Translator(lang or "en")
-    active = next((path for path, _ in NAVIGATION if path != "/" and request.url.path.startswith(path)), "/")
+    # The navigation entry this page belongs to; none for a page outside it (the account page).
+    here = request.url.path
+    active = "/" if here == "/" else next(
+        (path for path, _ in NAVIGATION if path != "/" and (here == path or here.startswith(path + "/"))), "")
     html = environment.get_template(template).render(
         t=t, lang=t.lang, languages=LANGUAGES, viewer=who, navigation=NAVIGATION, active=active,
         csrf_field=CSRF_FIELD, csrf_token=who.csrf_token if who else "",

@@ -120,3 +120,13 @@ async def test_login_pages_are_labelled(site: WebHarness) -> None:
             for control in page.controls:
                 assert control.get("id") in page.labels or control["_wrapped"] or control.get("aria-label"), \
                     f"{path}: {control}"
+
+
+async def test_the_current_page_is_marked_once_in_the_navigation(site: WebHarness) -> None:
+    async with site.client() as client:
+        await site.login(client, site.who("acme", "anna.virtanen"))
+        for path, current in (("/", 'href="/"'), ("/services/forwards", 'href="/services"'),
+                              ("/account", 'href="/account"')):
+            nav = (await client.get(path)).text.split("</nav>", 1)[0]
+            assert nav.count('aria-current="page"') == 1, path
+            assert f'{current} aria-current="page"' in nav or f'{current} id="nav-user" aria-current="page"' in nav, path

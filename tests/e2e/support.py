@@ -287,8 +287,11 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
 
 def reset_call_state(pbx: Pbx, config: Config) -> None:
     """Every user back to the defaults: forwards, call waiting, presence, PIN counter, greeting
-    options, fax receiving off."""
+    options, fax receiving off; no call log, personal contacts or home-page logins left from an
+    earlier test."""
     with CallStateService(pbx.home / "state.sqlite3", config) as state:
+        for table in ("call_log", "personal_contacts", "web_sessions", "web_login_codes", "web_login_limits"):
+            state.store.db.write(lambda tx, table=table: tx.run(f"DELETE FROM {table}"))  # fixed names
         for tenant in config.tenants:
             for user in tenant.users:
                 state.reset_routing(tenant.id, user.id, actor="e2e", source="test")

@@ -1,4 +1,4 @@
-"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER` what to do with a call to
+"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER,...` what to do with a call to
 a user, and `agi://HOST:PORT/outbound,KEY,TENANT,USER,NUMBER,ACTIVE` whether a call may go out to
 the public network, and gets the answer as channel variables (see docs/architecture.md, "Dialplan
 contract", and docs/routing.md).
@@ -21,15 +21,18 @@ import hmac
 import ipaddress
 import logging
 from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
 from base.model import Config
 from base.offload import run_blocking
+from prompts.media import PromptLibrary
 
 from .outbound import decide_outbound, parse_active
-from .routing import CallFacts, RouteDecision, decide, find
+from .routing import CallFacts, RouteDecision, decide, find, record_mode
 from .throttle import MinuteThrottle
 
 log = logging.getLogger(__name__)
@@ -70,10 +73,12 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy).
 
     `state` is the call-state service (forwards, call waiting); without one, every user has the
-    default routing.
+    default routing. `sounds_dir` is the prompt catalogue, for the announcement of a recorded call.
     """
 
-    def __init__(self, config: Config, state: Any = None, *, key: str) -> None:
+    NOTICE = "record-notice"
+
+    def __init__(self, config: Config, state: Any = None, *, key: str, sounds_dir: Path | None = None) -> None:
         if not key:
             raise ValueError("FastAGI needs a key")
         super().__init__()
@@ -81,6 +86,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.state = state
         self._key = key.encode()
         self.throttle = MinuteThrottle()
+        self.prompts = PromptLibrary(sounds_dir, config.platform.default_language) if sounds_dir else None
         self.add_route("route", self.route)
         self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
@@ -88,9 +94,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self._refusing = False  # logged once per flood, not once per refused connection
 
     async def route(self, request: Request) -> None:
-        """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT`."""
+        """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT,CALLER_TENANT,CALLER_USER` (the
+        last two: the calling device's user, empty for a call from a trunk)."""
         args = agi_args(request)
-        tenant_id, user_id, device_state, chain, redirects = (args + [""] * 5)[:5]
+        tenant_id, user_id, device_state, chain, redirects, caller_tenant, caller_user = (args + [""] * 7)[:7]
         facts = CallFacts.parse(device_state, chain, redirects)
         decision = await self.decide(tenant_id, user_id, facts)
         if not decision.known:
@@ -101,9 +108,37 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         if decision.loop:
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
-        await set_variables(request, {"VIPBX_ROUTE": decision.packed()})
-        log.info("route %s/%s (%s): %s %s", tenant_id, user_id, facts.device_state or "-",
-                 decision.action, decision.target)
+        record = record_mode(await self.records(tenant_id, user_id), await self.records(caller_tenant, caller_user))
+        decision = replace(decision, record=record)
+        await set_variables(request, {"VIPBX_ROUTE": decision.packed(),
+                                      **self.notice(tenant_id if record != "out" else caller_tenant,
+                                                    user_id if record != "out" else caller_user, bool(record))})
+        log.info("route %s/%s (%s): %s %s%s", tenant_id, user_id, facts.device_state or "-",
+                 decision.action, decision.target, f" (recorded: {record})" if record else "")
+
+    async def records(self, tenant_id: str, user_id: str) -> bool:
+        """Whether the user's calls are recorded; False for no user, or when the state cannot be
+        read (a call goes unrecorded rather than unrouted)."""
+        recording = getattr(self.state, "recording_state", None)
+        if recording is None or not tenant_id or find(self.config, tenant_id, user_id) is None:
+            return False
+        try:
+            return bool(await run_blocking(recording.recording, tenant_id, user_id))
+        except Exception:
+            log.exception("recording setting of %s/%s unreadable: the call is not recorded", tenant_id, user_id)
+            return False
+
+    def notice(self, tenant_id: str, user_id: str, recorded: bool) -> dict[str, str]:
+        """VIPBX_RECORD_NOTICE: the announcement of a recorded call in the recording user's
+        language (a file path without extension), when there is one."""
+        found = find(self.config, tenant_id, user_id) if recorded and self.prompts is not None else None
+        if found is None or self.prompts is None:
+            return {}
+        file = self.prompts.path(found[1].language, self.NOTICE)
+        if file is None:
+            log.warning("prompt %s missing: a recorded call is announced by nobody", self.NOTICE)
+            return {}
+        return {"VIPBX_RECORD_NOTICE": str(file.with_suffix(""))}
 
     async def decide(self, tenant_id: str, user_id: str, facts: CallFacts) -> RouteDecision:
         config = self.config
@@ -118,12 +153,15 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         tenant_id, user_id, number, active = (agi_args(request) + [""] * 4)[:4]
         now = asyncio.get_running_loop().time()
         decision = decide_outbound(self.config, self.throttle, tenant_id, number, parse_active(active), now)
+        if decision.allowed and await self.records(tenant_id, user_id):
+            decision = replace(decision, record=True)
         who = f"tenant {tenant_id or '-'}, user {user_id or '-'} ({request.headers.get('agi_channel', '-')})"
         if decision.allowed:
             log.info("outbound %s to %s: allowed", who, number)
         else:
             log.warning("outbound %s to %s refused (%s): %s", who, number, decision.reason, decision.why)
-        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed()})
+        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed(),
+                                      **self.notice(tenant_id, user_id, decision.record)})
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})
@@ -208,9 +246,9 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
 
 async def start_agi_server(config: Config, host: str, port: int, state: Any = None, *,
-                           key: str) -> tuple[asyncio.Server, AgiApplication]:
+                           key: str, sounds_dir: Path | None = None) -> tuple[asyncio.Server, AgiApplication]:
     """Listen for FastAGI requests carrying `key`; the caller owns (and closes) the server."""
-    app = AgiApplication(config, state, key=key)
+    app = AgiApplication(config, state, key=key, sounds_dir=sounds_dir)
     server = await asyncio.start_server(app.handler, host, port)
     log.info("FastAGI listening on %s:%d", host, port)
     return server, app

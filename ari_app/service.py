@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from agi.server import start_agi_server
@@ -35,8 +36,10 @@ class Service:
         background: Sequence[Callable[[], Awaitable[None]]] = (),
         state: Any = None,
         on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
+        sounds_dir: Path | None = None,
     ) -> None:
         self.config = config
+        self.sounds_dir = sounds_dir  # the prompt catalogue: FastAGI names the recording announcement
         self.agi_key = agi_key  # what the dialplan's AGI() URLs carry (secret `agi`)
         self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
@@ -49,7 +52,7 @@ class Service:
         """Until cancelled. FastAGI listens on `config.platform.agi`."""
         platform = self.config.platform
         agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port, self.state,
-                                             key=self.agi_key)
+                                             key=self.agi_key, sounds_dir=self.sounds_dir)
         log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
                  sorted(self.app.handlers) or "none")
         # Plugins' own loops (orphan recovery, notification retries): a crash is logged, not fatal.

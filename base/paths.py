@@ -12,6 +12,8 @@ from pathlib import Path
 
 DEFAULT_HOME = Path("/var/lib/vipbx")
 HOME_ENV = "VIPBX_HOME"
+# Below Asterisk's spool (`${ASTSPOOLDIR}` in the dialplan): the recorded calls.
+CALL_RECORDINGS = "call-recordings"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class Paths:
     def recordings(self) -> Path:
         """ARI recordings (`<astspooldir>/recording`) before they are delivered to a mailbox."""
         return self.spool / "recording"
+
+    @property
+    def call_recordings(self) -> Path:
+        """Recorded calls (MixMonitor): `<tenant>/<user>/<id>.wav`, see web/recording_service.py."""
+        return self.spool / CALL_RECORDINGS
 
     @property
     def sounds(self) -> Path:

@@ -120,4 +120,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(7, "call recording on or off", (
+        # No row: recording off (the default). The recordings are files in the spool.
+        """CREATE TABLE recording_settings (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            enabled SMALLINT NOT NULL CHECK (enabled IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+    )),
 )

@@ -28,6 +28,7 @@ from .db import Backend, Database, Tx
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
 from .presence_state import PresenceState, presence_at
+from .recording_state import RecordingState
 from .routing import Routing
 from .routing_state import RoutingState
 from .store import StateStore
@@ -65,6 +66,7 @@ class CallStateService:
         self.presence_state = PresenceState(self.store)
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
+        self.recording_state = RecordingState(self.store)  # call recording on/off
 
     # ------------------------------------------------------------------ life cycle
 

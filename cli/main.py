@@ -229,7 +229,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     gc.freeze()
     service = Service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
                       agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
-                      state=deps.callstate, on_connect=plugin.on_connect)
+                      state=deps.callstate, on_connect=plugin.on_connect, sounds_dir=obj.paths.sounds)
     if config.platform.web.enabled:
         # The home page runs in this process, over the same services as the calls.
         site = web_deps(deps, obj.paths.home, service.client)

@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ from panoramisk.fast_agi import Application, Request
 
 from base.model import Config
 from base.offload import run_blocking
-from prompts.media import PromptLibrary
 
 from .outbound import decide_outbound, parse_active
 from .routing import CallFacts, RouteDecision, decide, find, record_mode
@@ -43,6 +43,9 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request: a stuck peer must not hol
 # than this is a flood, and each one would hold a file descriptor of the process that also
 # serves ARI. Beyond it a connection is closed at once (the dialplan's fallback rings).
 MAX_CONNECTIONS = 256
+# The announcement of a recorded call in a language: a sound file (its path without extension is
+# what Dial's A() option plays), None when there is none.
+NoticeFile = Callable[[str], Path | None]
 
 
 class AgiError(Exception):
@@ -73,12 +76,12 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy).
 
     `state` is the call-state service (forwards, call waiting); without one, every user has the
-    default routing. `sounds_dir` is the prompt catalogue, for the announcement of a recorded call.
+    default routing. `notice_file(language)` is the announcement of a recorded call (a sound file,
+    None when there is none).
     """
 
-    NOTICE = "record-notice"
-
-    def __init__(self, config: Config, state: Any = None, *, key: str, sounds_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, state: Any = None, *, key: str,
+                 notice_file: NoticeFile | None = None) -> None:
         if not key:
             raise ValueError("FastAGI needs a key")
         super().__init__()
@@ -86,7 +89,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.state = state
         self._key = key.encode()
         self.throttle = MinuteThrottle()
-        self.prompts = PromptLibrary(sounds_dir, config.platform.default_language) if sounds_dir else None
+        self.notice_file = notice_file
         self.add_route("route", self.route)
         self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
@@ -131,12 +134,13 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     def notice(self, tenant_id: str, user_id: str, recorded: bool) -> dict[str, str]:
         """VIPBX_RECORD_NOTICE: the announcement of a recorded call in the recording user's
         language (a file path without extension), when there is one."""
-        found = find(self.config, tenant_id, user_id) if recorded and self.prompts is not None else None
-        if found is None or self.prompts is None:
+        found = find(self.config, tenant_id, user_id) if recorded and self.notice_file is not None else None
+        if found is None or self.notice_file is None:
             return {}
-        file = self.prompts.path(found[1].language, self.NOTICE)
+        file = self.notice_file(found[1].language)
         if file is None:
-            log.warning("prompt %s missing: a recorded call is announced by nobody", self.NOTICE)
+            log.warning("the announcement of recorded calls is missing: %s/%s's call is recorded unannounced",
+                        tenant_id, user_id)
             return {}
         return {"VIPBX_RECORD_NOTICE": str(file.with_suffix(""))}
 
@@ -246,9 +250,9 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
 
 async def start_agi_server(config: Config, host: str, port: int, state: Any = None, *,
-                           key: str, sounds_dir: Path | None = None) -> tuple[asyncio.Server, AgiApplication]:
+                           key: str, notice_file: NoticeFile | None = None) -> tuple[asyncio.Server, AgiApplication]:
     """Listen for FastAGI requests carrying `key`; the caller owns (and closes) the server."""
-    app = AgiApplication(config, state, key=key, sounds_dir=sounds_dir)
+    app = AgiApplication(config, state, key=key, notice_file=notice_file)
     server = await asyncio.start_server(app.handler, host, port)
     log.info("FastAGI listening on %s:%d", host, port)
     return server, app

@@ -13,7 +13,9 @@ from test_agi_routing import CONFIG, KEY, MIKKO, agi_env, as_vars, converse
 from agi.outbound import OutboundDecision
 from agi.routing import record_mode
 from agi.server import start_agi_server
+from ari_app.service import RECORD_NOTICE
 from callstate import CallStateService
+from prompts.media import PromptLibrary
 
 
 @pytest.fixture
@@ -23,7 +25,9 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[CallStateService, int, P
         (sounds / lang).mkdir(parents=True)
         (sounds / lang / "record-notice.wav").write_bytes(b"RIFF")
     with CallStateService(tmp_path / "state.sqlite3", CONFIG) as state:
-        server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, state, key=KEY, sounds_dir=sounds)
+        library = PromptLibrary(sounds)
+        server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, state, key=KEY,
+                                           notice_file=lambda lang: library.path(lang, RECORD_NOTICE))
         yield state, server.sockets[0].getsockname()[1], sounds
         server.close()
         await server.wait_closed()

@@ -106,13 +106,13 @@ async def test_recording_on_in_the_browser_records_the_next_call_and_off_stops_i
 
     # A real call: both parties hear the announcement once Anna answers, then they talk.
     call, leg, since = await call_mikko_to_anna(site)
-    assert await call.heard_audio(1.0, timeout=10), "Mikko heard no announcement"
+    assert await call.heard_audio(1.0, timeout=10), f"Mikko heard no announcement: {dialplan_apps(rig, since)}"
     assert await leg.heard_audio(1.0, timeout=10), "Anna heard no announcement"
     await talk_and_hang_up(site, call, leg)
     apps = dialplan_apps(rig, since)
     notice = str(rig.pbx.home / "sounds" / "fi" / "record-notice")
     assert any(a.startswith("MixMonitor(") and "/call-recordings/acme/anna.virtanen/" in a for a in apps), apps
-    assert any(a.startswith("Dial(") and f"A({notice}:{notice})" in a for a in apps), apps
+    assert any(a.startswith("Dial(") and f"aA({notice}:{notice})" in a for a in apps), apps
 
     # The recording: a WAV in Anna's folder with the call's audio in it.
     new = await eventually(lambda: recordings(rig, ANNA) - old, 10, "a recording in Anna's folder")

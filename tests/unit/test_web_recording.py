@@ -216,7 +216,7 @@ def test_the_dialplan_records_only_behind_the_flag(site: WebHarness) -> None:
         guard = lines[i - 1]
         assert "GotoIf(" in guard and ("VIPBX_RECORD" in guard or "VIPBX_OUT_RECORD" in guard), guard
     # The announcement reaches both parties through Dial's A() option, only when named.
-    assert " same => n,Set(VIPBX_REC_OPT=A(${VIPBX_RECORD_NOTICE}:${VIPBX_RECORD_NOTICE}))" in lines
+    assert " same => n,Set(VIPBX_REC_OPT=aA(${VIPBX_RECORD_NOTICE}:${VIPBX_RECORD_NOTICE}))" in lines
     assert sum("${VIPBX_REC_OPT})" in line and "Dial(" in line for line in lines) == 2
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import wave
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from base.paths import Paths
@@ -24,6 +25,9 @@ RECORDING_ID = re.compile(r"(?P<epoch>\d{9,11})-(?P<call>\d{1,40})-(?P<direction
 SUFFIX = ".wav"
 # What MixMonitor writes for a .wav file: 8 kHz, 16-bit mono after a 44-byte header.
 PCM_HEADER, PCM_BYTES_PER_SECOND = 44, 16000
+# MixMonitor creates its file when the call starts ringing and writes audio only once it is
+# answered: a file still without audio this long after is an unanswered call's, and is removed.
+UNANSWERED_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,22 @@ class RecordingFiles:
     def folder(self, tenant_id: str, user_id: str) -> Path:
         return self.root / tenant_id / user_id
 
-    def recordings(self, tenant_id: str, user_id: str) -> list[Recording]:
-        """The user's recordings with audio in them, newest first."""
+    def recordings(self, tenant_id: str, user_id: str, now: datetime | None = None) -> list[Recording]:
+        """The user's recordings with audio in them, newest first. Unanswered calls' empty files
+        are tidied away here."""
         folder = self.folder(tenant_id, user_id)
         if not folder.is_dir():
             return []
-        found = [self._read(path) for path in folder.glob("*" + SUFFIX)]
-        return sorted((r for r in found if r is not None), key=lambda r: (r.started, r.id), reverse=True)
+        found: list[Recording] = []
+        stale = (now or datetime.now(UTC)) - UNANSWERED_AFTER
+        for path in folder.glob("*" + SUFFIX):
+            recording = self._read(path)
+            if recording is not None:
+                found.append(recording)
+            elif (match := RECORDING_ID.fullmatch(path.stem)) and _started(match) < stale:
+                with suppress(OSError):
+                    path.unlink()
+        return sorted(found, key=lambda r: (r.started, r.id), reverse=True)
 
     def find(self, tenant_id: str, user_id: str, recording_id: str) -> Recording | None:
         """The user's recording of that id, else None (whatever the id holds)."""
@@ -80,8 +93,11 @@ class RecordingFiles:
         seconds = audio_seconds(path)
         if seconds is None:
             return None
-        return Recording(match.group(0), datetime.fromtimestamp(int(match["epoch"]), UTC), match["direction"],
-                         match["other"], round(seconds), path)
+        return Recording(match.group(0), _started(match), match["direction"], match["other"], round(seconds), path)
+
+
+def _started(match: re.Match[str]) -> datetime:
+    return datetime.fromtimestamp(int(match["epoch"]), UTC)
 
 
 def audio_seconds(path: Path) -> float | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import wave
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -76,9 +77,14 @@ def test_files_are_listed_newest_first_and_ids_never_leave_the_folder(site: WebH
     put_recording(site, ANNA, "1764820000-1-in-+358401110002", 2)
     put_recording(site, ANNA, "1764830000-2-out-+358501234567", 5)
     (folder(site, ANNA) / "1764840000-3-in-.wav").write_bytes(b"")  # an empty file: no audio
+    (folder(site, ANNA) / "1764840001-5-in-.wav").write_bytes(b"\0" * 44)  # a header only: unanswered
     (folder(site, ANNA) / "notes.txt").write_text("x")
     listed = files.recordings(*ANNA)
     assert [(r.direction, r.other, r.seconds) for r in listed] == [("out", "+358501234567", 5), ("in", "+358401110002", 2)]
+    # An unanswered call's empty file is kept while it may still be ringing, then removed.
+    assert (folder(site, ANNA) / "1764840001-5-in-.wav").exists()
+    files.recordings(*ANNA, now=datetime.fromtimestamp(1764840001, UTC) + timedelta(hours=2))
+    assert not (folder(site, ANNA) / "1764840001-5-in-.wav").exists()
     assert files.find(*ANNA, "../../borealis/james.taylor/" + REC_ID) is None
     assert files.find(*MIKKO, "1764820000-1-in-+358401110002") is None
     # A recording still being written (no final header) is measured by its size.

@@ -79,7 +79,7 @@ def test_files_are_listed_newest_first_and_ids_never_leave_the_folder(site: WebH
     (folder(site, ANNA) / "1764840000-3-in-.wav").write_bytes(b"")  # an empty file: no audio
     (folder(site, ANNA) / "1764840001-5-in-.wav").write_bytes(b"\0" * 44)  # a header only: unanswered
     (folder(site, ANNA) / "notes.txt").write_text("x")
-    listed = files.recordings(*ANNA)
+    listed = files.recordings(*ANNA, now=datetime.fromtimestamp(1764840001, UTC) + timedelta(minutes=5))
     assert [(r.direction, r.other, r.seconds) for r in listed] == [("out", "+358501234567", 5), ("in", "+358401110002", 2)]
     # An unanswered call's empty file is kept while it may still be ringing, then removed.
     assert (folder(site, ANNA) / "1764840001-5-in-.wav").exists()

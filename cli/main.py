@@ -31,6 +31,7 @@ from .forward import callwaiting_group, forward_group
 from .phone import phone
 from .presence import presence_group
 from .prompts import prompts_group
+from .recording import recording_group
 from .voicemail import voicemail
 
 config_files = cliargs.config_files()
@@ -240,7 +241,8 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
         pass
 
 
-for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group):
+for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group,
+              recording_group):
     main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from webharness import WebHarness, make_harness
+from click.testing import CliRunner
+from webharness import EXAMPLE_FILES, WebHarness, make_harness
 
 from asterisk_conf.render import render_config
+from asterisk_conf.validate import load_config
 from base.paths import Paths
+from callstate import CallStateService, default_db_path
 from callstate.recording_state import RECORDING_DELETED, RECORDING_FIELD
+from cli.recording import recording_group
+from prompts import catalogue
 from web.recording_service import RecordingFiles, audio_seconds
 
 ANNA = ("acme", "anna.virtanen")
@@ -227,8 +232,26 @@ def test_the_dialplan_records_only_behind_the_flag(site: WebHarness) -> None:
 
 
 def test_the_notice_prompt_is_in_every_language() -> None:
-    from prompts import catalogue
     assert "record-notice" in catalogue.names()
     assert all(catalogue.text(lang, "record-notice") for lang in catalogue.LANGUAGES)
 
 
+
+
+# --------------------------------------------------------------------------- the CLI, same switch
+
+def test_the_cli_shows_and_turns_the_same_switch(tmp_path: Path) -> None:
+    files = [str(p) for p in EXAMPLE_FILES]
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(recording_group, [*args, *files], catch_exceptions=False,
+                                    env={"VIPBX_HOME": str(tmp_path), "VIPBX_CONFIG": None})
+        assert result.exit_code == 0, result.output
+        return result.output.strip()
+
+    assert run("show", "anna.virtanen@acme") == "call recording of anna.virtanen@acme (+358401110001): off"
+    assert run("on", "+358401110001") == "call recording of anna.virtanen@acme (+358401110001): on"
+    with CallStateService(default_db_path(tmp_path), load_config(files)) as state:
+        assert state.recording_state.recording(*ANNA) is True
+        assert state.audit(*ANNA, limit=1)[0].source == "cli"
+    assert run("off", "anna.virtanen@acme").endswith(": off")

@@ -8,6 +8,8 @@ FastAGI router, the page and the CLI read and change the same value.
 
 from __future__ import annotations
 
+from base.model import RECORDING_OFF
+
 from .audit import SETTING_CHANGED
 from .db import Tx
 from .errors import SettingsError
@@ -20,15 +22,25 @@ RECORDING_DELETED = "recording_deleted"
 RECORDING_FILE_FIELD = "recording.file"
 
 
+class RecordingForbidden(SettingsError):
+    """The tenant's YAML says `call_recording: off`: nothing was written."""
+
+
 class RecordingState:
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
+    def allowed(self, tenant_id: str, user_id: str) -> bool:
+        """Whether the user's tenant lets its users record calls (`call_recording` in its YAML)."""
+        tenant, _ = find_user(self._store.config, tenant_id, user_id)
+        return tenant.call_recording != RECORDING_OFF
+
     def recording(self, tenant_id: str, user_id: str) -> bool:
-        """True when the user's calls are recorded; no row is off."""
-        find_user(self._store.config, tenant_id, user_id)
-        row = self._store.read(lambda tx: _load(tx, tenant_id, user_id))
-        return bool(row)
+        """True when the user's calls are recorded: their switch is on (no row is off) and their
+        tenant allows recording (a switch left on while it does not records nothing)."""
+        if not self.allowed(tenant_id, user_id):
+            return False
+        return bool(self._store.read(lambda tx: _load(tx, tenant_id, user_id)))
 
     def set_recording(self, tenant_id: str, user_id: str, enabled: bool, *, actor: str, source: str) -> bool:
         """Turns recording on or off (audited when it changes); the new value."""
@@ -36,6 +48,8 @@ class RecordingState:
         find_user(store.config, tenant_id, user_id)
         if not isinstance(enabled, bool):
             raise SettingsError(f"recording is on or off (true or false), not {enabled!r}")
+        if enabled and not self.allowed(tenant_id, user_id):
+            raise RecordingForbidden(f"tenant {tenant_id} does not allow call recording (call_recording: forbidden)")
         origin = Origin(actor, source)
 
         def work(tx: Tx) -> list[Event]:

@@ -7,19 +7,25 @@ from __future__ import annotations
 import struct
 import wave
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from webharness import EXAMPLE_FILES, WebHarness, make_harness
+from webharness import EXAMPLE_FILES, WebHarness, example_config, make_harness
 
 from asterisk_conf.render import render_config
 from asterisk_conf.validate import load_config
+from base.model import RECORDING_OFF
 from base.paths import Paths
 from callstate import CallStateService, default_db_path
-from callstate.recording_state import RECORDING_DELETED, RECORDING_FIELD
+from callstate.recording_state import (
+    RECORDING_DELETED,
+    RECORDING_FIELD,
+    RecordingForbidden,
+)
 from cli.recording import recording_group
 from prompts import catalogue
 from web.recording_service import RecordingFiles, audio_seconds
@@ -255,3 +261,54 @@ def test_the_cli_shows_and_turns_the_same_switch(tmp_path: Path) -> None:
         assert state.recording_state.recording(*ANNA) is True
         assert state.audit(*ANNA, limit=1)[0].source == "cli"
     assert run("off", "anna.virtanen@acme").endswith(": off")
+
+
+# --------------------------------------------------------------------------- the tenant's switch
+
+def forbidding(tmp_path: Path) -> WebHarness:
+    """The example tenants, acme with `call_recording: off`."""
+    config = example_config()
+    tenants = tuple(replace(t, call_recording=RECORDING_OFF) if t.id == "acme" else t for t in config.tenants)
+    return make_harness(tmp_path, replace(config, tenants=tenants))
+
+
+async def test_a_tenant_that_forbids_recording_records_nobody(tmp_path: Path) -> None:
+    site = make_harness(tmp_path / "before")
+    site.state.recording_state.set_recording(*ANNA, True, actor="test", source="test")
+    site.state.close()
+    # The same database under a configuration whose acme says `call_recording: off`.
+    site = forbidding(tmp_path / "before")
+    try:
+        rec = site.state.recording_state
+        assert rec.recording(*ANNA) is False  # the stored "on" records nothing now
+        with pytest.raises(RecordingForbidden):
+            rec.set_recording(*MIKKO, True, actor="test", source="test")
+        assert rec.set_recording(*MIKKO, False, actor="test", source="test") is False
+        assert rec.set_recording(*JAMES, True, actor="test", source="test") is True  # borealis allows it
+        async with site.client() as client:
+            csrf = await login(site, client, ANNA)
+            page = await client.get("/services/recording")
+            assert 'id="recording-forbidden"' in page.text and 'value="on"  disabled' in page.text
+            refused = await site.post_form(client, "/services/recording", csrf, enabled="on")
+            assert refused.status_code == 422 and "Organisaatiosi ei salli" in refused.text
+            api = await client.put("/api/v1/recording", json={"enabled": True}, headers=api_headers(csrf))
+            assert api.status_code == 422
+        assert rec.recording(*ANNA) is False and rec.recording(*MIKKO) is False
+    finally:
+        site.state.close()
+
+
+def test_the_yaml_key_is_checked(tmp_path: Path) -> None:
+    source = (EXAMPLE_FILES[1]).read_text(encoding="utf-8")
+    assert "\n    domain: acme.example\n" in source
+    for value, ok in (("forbidden", True), ("allowed", True), ("off", False), ("sometimes", False)):
+        changed = tmp_path / f"acme-{value}.yaml"
+        changed.write_text(source.replace("\n    domain: acme.example\n",
+                                          f"\n    domain: acme.example\n    call_recording: {value}\n"))
+        files = [str(EXAMPLE_FILES[0]), str(changed), str(EXAMPLE_FILES[2])]
+        if ok:
+            assert load_config(files).tenant("acme").call_recording == value
+        else:
+            with pytest.raises(Exception, match="call_recording") as error:
+                load_config(files)
+            assert f"acme-{value}.yaml" in str(error.value)

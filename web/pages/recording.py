@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from base.offload import run_blocking
+from callstate.recording_state import RecordingForbidden
 
 from ..auth.sessions import CurrentViewer, Services, Viewer, checked_form
 from ..deps import WebDeps
@@ -55,17 +56,28 @@ def _audio(found: Recording, download: bool) -> FileResponse:
 
 # ------------------------------------------------------------------ the page
 
+async def _page(request: Request, who: Viewer, deps: WebDeps, problem: str | None = None,
+                status_code: int = 200) -> Response:
+    state = deps.state.recording_state
+    enabled = await run_blocking(state.recording, who.tenant_id, who.user_id)
+    allowed = await run_blocking(state.allowed, who.tenant_id, who.user_id)
+    recordings = await run_blocking(files(deps).recordings, who.tenant_id, who.user_id, deps.state.store.now())
+    return page(request, "recording.html", who, enabled=enabled, allowed=allowed, recordings=recordings,
+                problem=problem, status_code=status_code)
+
+
 @router.get(PAGE, include_in_schema=False)
 async def recording_page(request: Request, who: CurrentViewer, deps: Services) -> Response:
-    enabled = await run_blocking(deps.state.recording_state.recording, who.tenant_id, who.user_id)
-    recordings = await run_blocking(files(deps).recordings, who.tenant_id, who.user_id)
-    return page(request, "recording.html", who, enabled=enabled, recordings=recordings)
+    return await _page(request, who, deps)
 
 
 @router.post(PAGE, include_in_schema=False)
 async def recording_switch(request: Request, who: CurrentViewer, deps: Services) -> Response:
     form = await checked_form(request, who)
-    await _set(deps, who, form.get("enabled") == "on")
+    try:
+        await _set(deps, who, form.get("enabled") == "on")
+    except RecordingForbidden:
+        return await _page(request, who, deps, problem="recording_forbidden", status_code=422)
     return RedirectResponse(f"{PAGE}?done=recording_saved", status_code=303)
 
 
@@ -111,13 +123,14 @@ def _out(found: Recording) -> RecordingOut:
 async def api_recordings(who: CurrentViewer, deps: Services) -> RecordingsOut:
     """The switch and the user's recordings, newest first."""
     enabled = await run_blocking(deps.state.recording_state.recording, who.tenant_id, who.user_id)
-    found = await run_blocking(files(deps).recordings, who.tenant_id, who.user_id)
+    found = await run_blocking(files(deps).recordings, who.tenant_id, who.user_id, deps.state.store.now())
     return RecordingsOut(enabled=enabled, recordings=[_out(r) for r in found])
 
 
 @api.put("", response_model=RecordingSettings)
 async def api_switch(body: RecordingSettings, who: CurrentViewer, deps: Services) -> RecordingSettings:
-    """Turns recording of the user's calls on or off."""
+    """Turns recording of the user's calls on or off (422 when the user's organisation does not
+    allow recording)."""
     return RecordingSettings(enabled=await _set(deps, who, body.enabled))
 
 

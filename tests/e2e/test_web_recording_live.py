@@ -75,13 +75,14 @@ async def quiet(call: Call) -> None:
     raise AssertionError(f"{call!r} never went quiet")
 
 
-async def talk_and_hang_up(site: Site, call: Call, leg: Call) -> None:
-    await quiet(leg)
-    heard = leg.audio_seconds
-    await call.play_tone(TONE_SECONDS, 600)
-    assert await leg.heard_audio(heard + TONE_SECONDS - 0.4, timeout=10), "Anna did not hear Mikko"
-    await call.hangup()
-    await leg.wait_hangup(10)
+async def talk_and_hang_up(site: Site, speaker: Call, listener: Call) -> None:
+    """Once the announcement is over, `speaker` sends a tone that `listener` hears; both hang up."""
+    await quiet(listener)
+    heard = listener.audio_seconds
+    await speaker.play_tone(TONE_SECONDS, 600)
+    assert await listener.heard_audio(heard + TONE_SECONDS - 0.4, timeout=10), f"{listener!r} heard nothing"
+    await speaker.hangup()
+    await listener.wait_hangup(10)
     await asyncio.to_thread(wait_pbx_idle, site.rig.pbx)
 
 
@@ -156,3 +157,29 @@ async def test_recording_on_in_the_browser_records_the_next_call_and_off_stops_i
     await asyncio.to_thread(b.click, f'#recordings tr[data-id="{path.stem}"] button.danger')
     await asyncio.to_thread(b.wait_for, ".notice")
     assert not path.exists()
+
+
+async def test_a_recording_users_call_out_through_the_carrier_is_announced_and_recorded(site: Site) -> None:
+    """The other direction: Anna's own call out (the outbound check's record flag), listed on her
+    page as outgoing to the number she called."""
+    rig, b = site.rig, site.browser
+    old = recordings(rig, ANNA)
+    rig.state.recording_state.set_recording(ANNA.tenant, ANNA.user, True, actor="e2e", source="test")
+    since = rig.observer.mark()
+    call = await rig.phone.call("0505550101", device=ANNA.device)
+    out = await rig.phone.incoming("+358505550101", 10)
+    await out.answer()
+    await call.wait_state("Up", 10)
+    # Anna hears it (the carrier's leg on the test phone streams no audio back to the test).
+    assert await call.heard_audio(1.0, timeout=10), f"Anna heard no announcement: {dialplan_apps(rig, since)}"
+    await talk_and_hang_up(site, out, call)
+    new = await eventually(lambda: recordings(rig, ANNA) - old, 10, "a recording in Anna's folder")
+    assert len(new) == 1, new
+    path = new.pop()
+    assert path.name.split("-")[2:] == ["out", "+358505550101.wav"], path.name
+    seconds, loudness = await eventually(lambda: finished_wav(path), 10, "the recording's header")
+    assert seconds >= TONE_SECONDS - 0.5 and loudness > 300, (seconds, loudness)
+    await site.log_in(site.who(ANNA.tenant, ANNA.user))
+    await asyncio.to_thread(b.open, "/services/recording")
+    row = b.find(f'#recordings tr[data-id="{path.stem}"]')
+    assert "+358505550101" in row.text and "Lähtevä" in row.text

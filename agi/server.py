@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -46,6 +47,7 @@ MAX_CONNECTIONS = 256
 # The announcement of a recorded call in a language: a sound file (its path without extension is
 # what Dial's A() option plays), None when there is none.
 NoticeFile = Callable[[str], Path | None]
+SAFE_SOUND_PATH = re.compile(r"/[A-Za-z0-9/._+-]+")
 
 
 class AgiError(Exception):
@@ -112,10 +114,11 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
         record = record_mode(await self.records(tenant_id, user_id), await self.records(caller_tenant, caller_user))
-        decision = replace(decision, record=record)
-        await set_variables(request, {"VIPBX_ROUTE": decision.packed(),
-                                      **self.notice(tenant_id if record != "out" else caller_tenant,
-                                                    user_id if record != "out" else caller_user, bool(record))})
+        # The announcement in the language of the user whose recording it is (the called one's
+        # when both record). No announcement, no recording: the law wants both parties told.
+        notice = self.notice(*((caller_tenant, caller_user) if record == "out" else (tenant_id, user_id)), bool(record))
+        decision = replace(decision, record=record if notice else "")
+        await set_variables(request, {"VIPBX_ROUTE": decision.packed(), **notice})
         log.info("route %s/%s (%s): %s %s%s", tenant_id, user_id, facts.device_state or "-",
                  decision.action, decision.target, f" (recorded: {record})" if record else "")
 
@@ -133,16 +136,19 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
     def notice(self, tenant_id: str, user_id: str, recorded: bool) -> dict[str, str]:
         """VIPBX_RECORD_NOTICE: the announcement of a recorded call in the recording user's
-        language (a file path without extension), when there is one."""
+        language (a file path without extension); empty when there is none, and then the call is
+        not recorded."""
         found = find(self.config, tenant_id, user_id) if recorded and self.notice_file is not None else None
         if found is None or self.notice_file is None:
             return {}
         file = self.notice_file(found[1].language)
-        if file is None:
-            log.warning("the announcement of recorded calls is missing: %s/%s's call is recorded unannounced",
-                        tenant_id, user_id)
+        played = str(file.with_suffix("")) if file is not None else ""
+        if not SAFE_SOUND_PATH.fullmatch(played):
+            # Missing, or a path Dial's options could not carry (':' ',' '(' ...).
+            log.warning("the announcement of recorded calls (%s) is missing or unusable: %s/%s's call is "
+                        "not recorded (run `vipbx prompts build`)", played or "no file", tenant_id, user_id)
             return {}
-        return {"VIPBX_RECORD_NOTICE": str(file.with_suffix(""))}
+        return {"VIPBX_RECORD_NOTICE": played}
 
     async def decide(self, tenant_id: str, user_id: str, facts: CallFacts) -> RouteDecision:
         config = self.config
@@ -157,15 +163,14 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         tenant_id, user_id, number, active = (agi_args(request) + [""] * 4)[:4]
         now = asyncio.get_running_loop().time()
         decision = decide_outbound(self.config, self.throttle, tenant_id, number, parse_active(active), now)
-        if decision.allowed and await self.records(tenant_id, user_id):
-            decision = replace(decision, record=True)
+        notice = self.notice(tenant_id, user_id, decision.allowed and await self.records(tenant_id, user_id))
+        decision = replace(decision, record=bool(notice))  # no announcement, no recording
         who = f"tenant {tenant_id or '-'}, user {user_id or '-'} ({request.headers.get('agi_channel', '-')})"
         if decision.allowed:
             log.info("outbound %s to %s: allowed", who, number)
         else:
             log.warning("outbound %s to %s refused (%s): %s", who, number, decision.reason, decision.why)
-        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed(),
-                                      **self.notice(tenant_id, user_id, decision.record)})
+        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed(), **notice})
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})

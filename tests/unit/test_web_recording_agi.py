@@ -75,3 +75,26 @@ async def test_outbound_check_records_the_calling_user(served: tuple[CallStateSe
     state.recording_state.set_recording("acme", "anna", True, actor="op", source="cli")
     got = as_vars(await converse(port, agi_env("outbound", "acme", "anna", "+358501234567", "1")))
     assert got == {"VIPBX_OUTBOUND": "allow,,,1", "VIPBX_RECORD_NOTICE": str(sounds / "fi" / "record-notice")}
+
+
+async def test_no_announcement_no_recording(tmp_path: Path) -> None:
+    """The prompt missing (not built), or in a folder Dial's options could not carry: the call is
+    routed as usual and not recorded."""
+    for sounds in (tmp_path / "empty", tmp_path / "a:b,c"):
+        (sounds / "fi").mkdir(parents=True)
+        if ":" in sounds.name:
+            (sounds / "fi" / "record-notice.wav").write_bytes(b"RIFF")
+        library = PromptLibrary(sounds)
+        with CallStateService(tmp_path / f"{sounds.name}.sqlite3", CONFIG) as state:
+            state.recording_state.set_recording("acme", "anna", True, actor="op", source="cli")
+            server, _ = await start_agi_server(CONFIG, "127.0.0.1", 0, state, key=KEY,
+                                               notice_file=lambda lang, lib=library: lib.path(lang, RECORD_NOTICE))
+            port = server.sockets[0].getsockname()[1]
+            try:
+                got = as_vars(await converse(port, agi_env("route", "acme", "anna", "NOT_INUSE", "", "0")))
+                assert (got["VIPBX_ACTION"], got["VIPBX_RECORD"]) == ("ring", "") and "VIPBX_RECORD_NOTICE" not in got
+                got = as_vars(await converse(port, agi_env("outbound", "acme", "anna", "+358501234567", "1")))
+                assert got == {"VIPBX_OUTBOUND": "allow"}
+            finally:
+                server.close()
+                await server.wait_closed()

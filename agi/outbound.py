@@ -2,8 +2,9 @@
 `agi://HOST:PORT/outbound,TENANT,USER,NUMBER,ACTIVE` for every call that would leave the
 platform (a device's call, a forward, a transfer, "press 1", an activity's substitute).
 
-The answer, in VIPBX_OUTBOUND: `allow`, or `refuse,REASON,CAUSE` with REASON one of REASONS (the
-prompt the caller hears: `out-refused-REASON`) and CAUSE the Q.850 cause the call ends with.
+The answer, in VIPBX_OUTBOUND: `allow` (`allow,,,1` when the calling user's calls are recorded),
+or `refuse,REASON,CAUSE` with REASON one of REASONS (the prompt the caller hears:
+`out-refused-REASON`) and CAUSE the Q.850 cause the call ends with.
 ACTIVE is how many calls of the tenant are out at this moment, this one included (Asterisk
 counts them: GROUP_COUNT); the per-minute count is kept here (`MinuteThrottle`).
 """
@@ -31,6 +32,7 @@ CAUSES = {BARRED: 21, LIMIT: 34, ERROR: 21}
 class OutboundDecision:
     reason: str = ""  # "" when allowed, else one of REASONS
     why: str = ""  # for the log line
+    record: bool = False  # the calling user's recording is on (see docs/routing.md)
 
     @property
     def allowed(self) -> bool:
@@ -39,7 +41,7 @@ class OutboundDecision:
     def packed(self) -> str:
         """VIPBX_OUTBOUND for the dialplan's ARRAY(VERDICT,REASON,CAUSE)."""
         if self.allowed:
-            return ALLOW
+            return f"{ALLOW},,,1" if self.record else ALLOW
         return f"refuse,{self.reason},{CAUSES[self.reason]}"
 
 

@@ -12,6 +12,10 @@ in one variable, VIPBX_ROUTE, which the dialplan splits with ARRAY():
 | VIPBX_ON_BUSY, VIPBX_ON_NOANSWER, VIPBX_ON_UNAVAIL | `voicemail`, `none` or an E.164 number |
 | VIPBX_FROM | the user's number: the Diversion a forwarded call carries |
 | VIPBX_CHAIN | the users this call has been forwarded through, for loop detection |
+| VIPBX_RECORD | whose recording is on: `in` (the called user's), `out` (the calling device's user), `both` or empty |
+
+When VIPBX_RECORD is not empty, the server also sets VIPBX_RECORD_NOTICE: the announcement
+("this call is being recorded") both parties hear before the call connects.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ IN_CALL_STATES = frozenset({"INUSE", "BUSY", "RINGINUSE", "HOLDINUSE", "ONHOLD"}
 CHAIN_SEPARATOR = "/"
 # The order of the fields in VIPBX_ROUTE (see RouteDecision.packed and the dialplan's ARRAY()).
 ROUTE_FIELDS = ("VIPBX_ACTION", "VIPBX_TIMEOUT", "VIPBX_TARGET", "VIPBX_ON_BUSY", "VIPBX_ON_NOANSWER",
-                "VIPBX_ON_UNAVAIL", "VIPBX_FROM", "VIPBX_CHAIN")
+                "VIPBX_ON_UNAVAIL", "VIPBX_FROM", "VIPBX_CHAIN", "VIPBX_RECORD")
+# VIPBX_RECORD: which party's recording is on.
+RECORD_IN, RECORD_OUT, RECORD_BOTH = "in", "out", "both"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class RouteDecision:
     chain: tuple[str, ...] = ()
     known: bool = True  # False: tenant/user not in the configuration (the dialplan rings anyway)
     loop: bool = False  # a forward was not followed because it would loop (or hop too often)
+    record: str = ""  # VIPBX_RECORD (see record_mode)
 
     def packed(self) -> str:
         """All the variables in one value, in ROUTE_FIELDS order, for `Set(ARRAY(...)=...)`:
@@ -102,7 +109,16 @@ class RouteDecision:
             "VIPBX_ON_UNAVAIL": self.on_unavailable,
             "VIPBX_FROM": self.from_number,
             "VIPBX_CHAIN": CHAIN_SEPARATOR.join(self.chain),
+            "VIPBX_RECORD": self.record,
         }
+
+
+def record_mode(called: bool, calling: bool) -> str:
+    """VIPBX_RECORD for a call whose called user records (`called`) and/or whose calling device's
+    user records (`calling`)."""
+    if called and calling:
+        return RECORD_BOTH
+    return RECORD_IN if called else RECORD_OUT if calling else ""
 
 
 def find(config: Config, tenant_id: str, user_id: str) -> tuple[Tenant, User] | None:

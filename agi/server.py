@@ -1,4 +1,4 @@
-"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER` what to do with a call to
+"""FastAGI server: Asterisk asks `agi://HOST:PORT/route,KEY,TENANT,USER,...` what to do with a call to
 a user, and `agi://HOST:PORT/outbound,KEY,TENANT,USER,NUMBER,ACTIVE` whether a call may go out to
 the public network, and gets the answer as channel variables (see docs/architecture.md, "Dialplan
 contract", and docs/routing.md).
@@ -22,6 +22,9 @@ import ipaddress
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from panoramisk.fast_agi import Application, Request
@@ -30,7 +33,7 @@ from base.model import Config
 from base.offload import run_blocking
 
 from .outbound import decide_outbound, parse_active
-from .routing import CallFacts, RouteDecision, decide, find
+from .routing import CallFacts, RouteDecision, decide, find, record_mode
 from .throttle import MinuteThrottle
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request: a stuck peer must not hol
 MAX_CONNECTIONS = 256
 # An Asterisk unique id (epoch.sequence, or a system name before it): the received TIFF's name.
 FAX_ID = re.compile(r"[A-Za-z0-9_-]{0,32}\.?[0-9]{1,12}\.[0-9]{1,12}")
+# The announcement of a recorded call in a language: a sound file (its path without extension is
+# what Dial's A() option plays), None when there is none.
+NoticeFile = Callable[[str], Path | None]
+SAFE_SOUND_PATH = re.compile(r"/[A-Za-z0-9/._+-]+")
 
 
 class AgiError(Exception):
@@ -73,10 +80,12 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
     """Our FastAGI scripts. `config` may be replaced at run time (e.g. after a deploy).
 
     `state` is the call-state service (forwards, call waiting); without one, every user has the
-    default routing.
+    default routing. `notice_file(language)` is the announcement of a recorded call (a sound file,
+    None when there is none).
     """
 
-    def __init__(self, config: Config, state: Any = None, *, key: str) -> None:
+    def __init__(self, config: Config, state: Any = None, *, key: str,
+                 notice_file: NoticeFile | None = None) -> None:
         if not key:
             raise ValueError("FastAGI needs a key")
         super().__init__()
@@ -84,6 +93,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.state = state
         self._key = key.encode()
         self.throttle = MinuteThrottle()
+        self.notice_file = notice_file
         self.add_route("route", self.route)
         self.add_route("outbound", self.outbound)
         self.add_route("ping", self.ping)
@@ -92,9 +102,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self._refusing = False  # logged once per flood, not once per refused connection
 
     async def route(self, request: Request) -> None:
-        """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT`."""
+        """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT,CALLER_TENANT,CALLER_USER` (the
+        last two: the calling device's user, empty for a call from a trunk)."""
         args = agi_args(request)
-        tenant_id, user_id, device_state, chain, redirects = (args + [""] * 5)[:5]
+        tenant_id, user_id, device_state, chain, redirects, caller_tenant, caller_user = (args + [""] * 7)[:7]
         facts = CallFacts.parse(device_state, chain, redirects)
         decision = await self.decide(tenant_id, user_id, facts)
         if not decision.known:
@@ -105,12 +116,45 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         if decision.loop:
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
-        variables = {"VIPBX_ROUTE": decision.packed()}
+        record = record_mode(await self.records(tenant_id, user_id), await self.records(caller_tenant, caller_user))
+        # The announcement in the language of the user whose recording it is (the called one's
+        # when both record). No announcement, no recording: the law wants both parties told.
+        notice = self.notice(*((caller_tenant, caller_user) if record == "out" else (tenant_id, user_id)), bool(record))
+        decision = replace(decision, record=record if notice else "")
+        variables = {"VIPBX_ROUTE": decision.packed(), **notice}
         if await self.receives_fax(tenant_id, user_id):
             variables["VIPBX_FAX"] = "1"
         await set_variables(request, variables)
-        log.info("route %s/%s (%s): %s %s", tenant_id, user_id, facts.device_state or "-",
-                 decision.action, decision.target)
+        log.info("route %s/%s (%s): %s %s%s", tenant_id, user_id, facts.device_state or "-",
+                 decision.action, decision.target, f" (recorded: {record})" if record else "")
+
+    async def records(self, tenant_id: str, user_id: str) -> bool:
+        """Whether the user's calls are recorded; False for no user, or when the state cannot be
+        read (a call goes unrecorded rather than unrouted)."""
+        recording = getattr(self.state, "recording_state", None)
+        if recording is None or not tenant_id or find(self.config, tenant_id, user_id) is None:
+            return False
+        try:
+            return bool(await run_blocking(recording.recording, tenant_id, user_id))
+        except Exception:
+            log.exception("recording setting of %s/%s unreadable: the call is not recorded", tenant_id, user_id)
+            return False
+
+    def notice(self, tenant_id: str, user_id: str, recorded: bool) -> dict[str, str]:
+        """VIPBX_RECORD_NOTICE: the announcement of a recorded call in the recording user's
+        language (a file path without extension); empty when there is none, and then the call is
+        not recorded."""
+        found = find(self.config, tenant_id, user_id) if recorded and self.notice_file is not None else None
+        if found is None or self.notice_file is None:
+            return {}
+        file = self.notice_file(found[1].language)
+        played = str(file.with_suffix("")) if file is not None else ""
+        if not SAFE_SOUND_PATH.fullmatch(played):
+            # Missing, or a path Dial's options could not carry (':' ',' '(' ...).
+            log.warning("the announcement of recorded calls (%s) is missing or unusable: %s/%s's call is "
+                        "not recorded (run `vipbx prompts build`)", played or "no file", tenant_id, user_id)
+            return {}
+        return {"VIPBX_RECORD_NOTICE": played}
 
     async def decide(self, tenant_id: str, user_id: str, facts: CallFacts) -> RouteDecision:
         config = self.config
@@ -150,12 +194,14 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         tenant_id, user_id, number, active = (agi_args(request) + [""] * 4)[:4]
         now = asyncio.get_running_loop().time()
         decision = decide_outbound(self.config, self.throttle, tenant_id, number, parse_active(active), now)
+        notice = self.notice(tenant_id, user_id, decision.allowed and await self.records(tenant_id, user_id))
+        decision = replace(decision, record=bool(notice))  # no announcement, no recording
         who = f"tenant {tenant_id or '-'}, user {user_id or '-'} ({request.headers.get('agi_channel', '-')})"
         if decision.allowed:
             log.info("outbound %s to %s: allowed", who, number)
         else:
             log.warning("outbound %s to %s refused (%s): %s", who, number, decision.reason, decision.why)
-        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed()})
+        await set_variables(request, {"VIPBX_OUTBOUND": decision.packed(), **notice})
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})
@@ -240,9 +286,9 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
 
 async def start_agi_server(config: Config, host: str, port: int, state: Any = None, *,
-                           key: str) -> tuple[asyncio.Server, AgiApplication]:
+                           key: str, notice_file: NoticeFile | None = None) -> tuple[asyncio.Server, AgiApplication]:
     """Listen for FastAGI requests carrying `key`; the caller owns (and closes) the server."""
-    app = AgiApplication(config, state, key=key)
+    app = AgiApplication(config, state, key=key, notice_file=notice_file)
     server = await asyncio.start_server(app.handler, host, port)
     log.info("FastAGI listening on %s:%d", host, port)
     return server, app

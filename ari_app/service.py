@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from agi.server import start_agi_server
 from base.model import Config
+from prompts.media import PromptLibrary
 
 from .app import Handler, StasisApp
 from .client import AriClient
 
 log = logging.getLogger(__name__)
+RECORD_NOTICE = "record-notice"  # the prompt both parties of a recorded call hear
 
 
 class Service:
@@ -35,8 +38,12 @@ class Service:
         background: Sequence[Callable[[], Awaitable[None]]] = (),
         state: Any = None,
         on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
+        sounds_dir: Path | None = None,
     ) -> None:
         self.config = config
+        # The prompt catalogue: FastAGI names the announcement of a recorded call from it.
+        library = PromptLibrary(sounds_dir, config.platform.default_language) if sounds_dir else None
+        self.notice_file = (lambda lang: library.path(lang, RECORD_NOTICE)) if library else None
         self.agi_key = agi_key  # what the dialplan's AGI() URLs carry (secret `agi`)
         self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
@@ -49,7 +56,7 @@ class Service:
         """Until cancelled. FastAGI listens on `config.platform.agi`."""
         platform = self.config.platform
         agi_server, _ = await start_agi_server(self.config, platform.agi.bind, platform.agi.port, self.state,
-                                             key=self.agi_key)
+                                             key=self.agi_key, notice_file=self.notice_file)
         log.info("serving ARI app %s at %s; entries: %s", platform.ari_app, self.client.base_url,
                  sorted(self.app.handlers) or "none")
         # Plugins' own loops (orphan recovery, notification retries): a crash is logged, not fatal.

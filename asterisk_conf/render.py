@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from base.model import Config, Tenant, Trunk, User
+from base.paths import CALL_RECORDINGS
 from base.secrets import SecretStore
 
 from . import conffilters, dialplan_order
@@ -118,6 +119,7 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
             codecs: ",".join([conffilters.conf(codec) for codec in codecs])
             for codecs in {device.codecs for view in views for device in view.user.devices}
         },
+        "call_recordings": CALL_RECORDINGS,
         "ari_user": ARI_USER,
         "ami_user": AMI_USER,
         "ari_password": secrets.get("ari"),

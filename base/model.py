@@ -17,6 +17,10 @@ from base.outbound import OutboundPolicy
 
 NO_VOICEMAIL_GROUP = "No voicemail"
 LANGUAGES = ("fi", "sv", "en")
+# A tenant's `call_recording`: whether its users may have their calls recorded.
+RECORDING_ALLOWED = "allowed"
+RECORDING_OFF = "forbidden"
+RECORDING_CHOICES = (RECORDING_ALLOWED, RECORDING_OFF)
 # A user's `mobile`: whether calls to the user also ring their handset through the mobile core.
 MOBILE_OFF = "off"
 MOBILE_WITH_DEVICES = "ring_with_devices"
@@ -267,6 +271,7 @@ class Tenant:
     outbound: OutboundPolicy | None = None  # None: OutboundPolicy.default (national, built-in deny)
     activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES
     pin_digits: int | None = None  # None: the platform's
+    call_recording: str = RECORDING_ALLOWED  # RECORDING_OFF: no user's calls are recorded
 
     def activity(self, key: str) -> Activity | None:
         for activity in self.activities:

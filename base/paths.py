@@ -12,6 +12,8 @@ from pathlib import Path
 
 DEFAULT_HOME = Path("/var/lib/vipbx")
 HOME_ENV = "VIPBX_HOME"
+# Below Asterisk's spool (`${ASTSPOOLDIR}` in the dialplan): the recorded calls.
+CALL_RECORDINGS = "call-recordings"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class Paths:
 
     def fax_pdf(self, tenant_id: str, user_id: str, fax_id: int) -> Path:
         return fax_pdf(self.fax, tenant_id, user_id, fax_id)
+
+    @property
+    def call_recordings(self) -> Path:
+        """Recorded calls (MixMonitor): `<tenant>/<user>/<id>.wav`, see web/recording_service.py."""
+        return self.spool / CALL_RECORDINGS
 
     @property
     def sounds(self) -> Path:

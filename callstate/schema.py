@@ -150,6 +150,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX web_login_limits_updated ON web_login_limits (updated_at)",
     )),
+    Migration(7, "call recording on or off", (
+        # No row: recording off (the default). The recordings are files in the spool.
+        """CREATE TABLE recording_settings (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            enabled SMALLINT NOT NULL CHECK (enabled IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+    )),
     Migration(8, "fax: receiving on or off, where it is e-mailed, the faxes received", (
         # No row: fax off, sent to the user's YAML e-mail once turned on.
         """CREATE TABLE fax_settings (

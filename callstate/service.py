@@ -31,6 +31,7 @@ from .fax_state import FaxState
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
 from .presence_state import PresenceState, presence_at
+from .recording_state import RecordingState
 from .routing import Routing
 from .routing_state import RoutingState
 from .sms_state import SmsState
@@ -75,6 +76,7 @@ class CallStateService:
         self.fax = FaxState(self.store)
         self.web_logins = WebLoginState(self.store)
         self.contacts = ContactsState(self.store)
+        self.recording_state = RecordingState(self.store)  # call recording on/off
 
     # ------------------------------------------------------------------ life cycle
 

@@ -31,6 +31,7 @@ from .forward import callwaiting_group, forward_group
 from .phone import phone
 from .presence import presence_group
 from .prompts import prompts_group
+from .recording import recording_group
 from .voicemail import voicemail
 from .web import web_group
 
@@ -230,7 +231,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     gc.freeze()
     service = Service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
                       agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
-                      state=deps.callstate, on_connect=plugin.on_connect)
+                      state=deps.callstate, on_connect=plugin.on_connect, sounds_dir=obj.paths.sounds)
     if config.platform.web.enabled:
         # The home page runs in this process, over the same services as the calls.
         site = web_deps(deps, obj.paths.home, service.client)
@@ -241,7 +242,8 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
         pass
 
 
-for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group, web_group):
+for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group,
+              recording_group, web_group):
     main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -218,6 +218,12 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
         "På grund av ett tekniskt fel kunde samtalet inte kopplas. Försök igen senare.",
         "Because of a technical problem the call could not be connected. Please try again later.",
     ),
+    # --- call recording: what both parties hear before a recorded call connects ------------
+    "record-notice": (
+        "Tämä puhelu nauhoitetaan.",
+        "Det här samtalet spelas in.",
+        "This call is being recorded.",
+    ),
     "fc-refused-error": (
         "Teknisen häiriön vuoksi toimintoa ei voitu suorittaa. Yritä myöhemmin uudelleen.",
         "På grund av ett tekniskt fel gick det inte att utföra. Försök igen senare.",

@@ -32,6 +32,8 @@ from base.model import (
     MOBILE_CHOICES,
     MOBILE_OFF,
     NO_VOICEMAIL_GROUP,
+    RECORDING_ALLOWED,
+    RECORDING_CHOICES,
     Device,
     FeatureCodes,
     Platform,
@@ -59,7 +61,7 @@ RESERVED_DEVICE_PREFIX = "vipbx"
 RESERVED_TENANT_IDS = ("general", "zonemessages", "default")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
-    "outbound", "forwarding", "activities", "pin_digits",
+    "outbound", "forwarding", "activities", "pin_digits", "call_recording",
 )  # fmt: skip
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
@@ -78,6 +80,7 @@ device_id = pattern(
 extension = pattern(EXTENSION, "2 to 6 digits, not starting with 0", '"101"')
 _language = choice(LANGUAGES)  # made once: the user checker uses it for every user
 _mobile_choice = choice(MOBILE_CHOICES)
+_recording_choice = choice(RECORDING_CHOICES)
 
 
 @dataclass
@@ -136,6 +139,7 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         numbers=tuple(numbers),
         users=tuple(users),
         pin_digits=own_pin_digits if own_pin_digits and own_pin_digits > 0 else None,
+        call_recording=f.get("call_recording", _recording_choice, RECORDING_ALLOWED) or RECORDING_ALLOWED,
     )
 
 

@@ -279,7 +279,7 @@ def start_service(pbx: Pbx, config: Config) -> tuple[Service, PluginDeps]:
     http = config.platform.http
     service = Service(config, f"http://{http.bind}:{http.port}/ari", ARI_USER, pbx.secrets.get("ari"),
                       agi_key=pbx.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background, state=deps.callstate,
-                      on_connect=plugin.on_connect)
+                      on_connect=plugin.on_connect, sounds_dir=Paths(pbx.home).sounds)
     return service, deps
 
 

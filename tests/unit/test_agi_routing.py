@@ -62,7 +62,7 @@ def test_known_user_rings_with_the_defaults() -> None:
     assert decision.variables() == {
         "VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "25", "VIPBX_TARGET": "", "VIPBX_ON_BUSY": "voicemail",
         "VIPBX_ON_NOANSWER": "voicemail", "VIPBX_ON_UNAVAIL": "voicemail", "VIPBX_FROM": ANNA,
-        "VIPBX_CHAIN": "acme:anna",
+        "VIPBX_CHAIN": "acme:anna", "VIPBX_RECORD": "",
     }
     # Stored defaults give the same answer as no stored state.
     assert decide(CONFIG, "acme", "anna", VM) == decision
@@ -458,7 +458,7 @@ async def test_route_reads_call_waiting_delay_and_conditional_forwards(
     idle = as_vars(await converse(port, agi_env("route", "acme", "mikko", "NOT_INUSE", "", "0")))
     assert idle == {"VIPBX_ACTION": "ring", "VIPBX_TIMEOUT": "9", "VIPBX_TARGET": "", "VIPBX_ON_BUSY": ANNA,
                     "VIPBX_ON_NOANSWER": OUTSIDE, "VIPBX_ON_UNAVAIL": "none", "VIPBX_FROM": MIKKO,
-                    "VIPBX_CHAIN": "acme:mikko"}
+                    "VIPBX_CHAIN": "acme:mikko", "VIPBX_RECORD": ""}
     # In a call, call waiting off, and the call came forwarded from anna: busy now, and the busy
     # forward back to anna is replaced by mikko's default (voicemail).
     busy = as_vars(await converse(port, agi_env("route", "acme", "mikko", "INUSE", "acme:anna", "1")))

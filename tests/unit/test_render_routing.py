@@ -101,10 +101,10 @@ def test_the_router_gets_state_chain_and_redirect_count(files: dict[str, str], c
     agi_at = f"agi://{config.platform.agi.bind}:{config.platform.agi.port}"
     key = agi[0].split(",")[2]  # the FastAGI key comes first (tests/unit/test_exposure.py)
     assert agi == [f"n,AGI({agi_at}/route,{key},${{ARG1}},${{ARG2}},${{VIPBX_STATE}},${{VIPBX_CHAIN}},"
-                   "${REDIRECTING(count)})"]
+                   "${REDIRECTING(count)},${VIPBX_TENANT},${VIPBX_USER})"]
     unpack = [v for v in lines(call_user) if "ARRAY(" in v]
     assert unpack == ["n,Set(ARRAY(VIPBX_ACTION,VIPBX_TIMEOUT,VIPBX_TARGET,VIPBX_ON_BUSY,VIPBX_ON_NOANSWER,"
-                      "VIPBX_ON_UNAVAIL,VIPBX_FROM,VIPBX_CHAIN)=${VIPBX_ROUTE})"]
+                      "VIPBX_ON_UNAVAIL,VIPBX_FROM,VIPBX_CHAIN,VIPBX_RECORD)=${VIPBX_ROUTE})"]
     state = [v for v in lines(call_user) if "EXTENSION_STATE" in v]
     assert state == ["n,Set(VIPBX_STATE=${EXTENSION_STATE(${ARG6}@vipbx-t-${ARG1})})"]
     # The fallback when the router does not answer: ring, voicemail (or nothing) otherwise.
@@ -147,15 +147,17 @@ def test_only_platform_devices_get_the_callers_transfer_option(files: dict[str, 
     # Anything but digits is refused whole, then the policy, then the trunk.
     assert outbound[0] == "_+X.,1,GotoIf($[${LEN(${FILTER(0-9+,${EXTEN})})} != ${LEN(${EXTEN})}]?not-a-number)"
     assert outbound[1] == "n,Gosub(vipbx-outbound-check,s,1(${EXTEN}))"
-    assert outbound[2] == "n,Gosub(vipbx-calllog,s,1(dial/${EXTEN}))"  # the call log's trail
-    assert outbound[3] == f"n,Dial(PJSIP/${{EXTEN}}@carrier,,{ONLY_DEVICES_T})"
+    assert "n,Gosub(vipbx-calllog,s,1(dial/${EXTEN}))" in outbound  # the call log's trail
+    # The recording's announcement (Dial's A() in VIPBX_REC_OPT) is the only other option.
+    assert [v for v in outbound if "Dial(" in v] == [
+        f"n(dial),Dial(PJSIP/${{EXTEN}}@carrier,,{ONLY_DEVICES_T}${{VIPBX_REC_OPT}})"]
     call_user = [v for v in lines(dialplan["vipbx-call-user"]) if "Dial(" in v]
-    assert call_user == [f"n,Dial(${{ARG3}},${{VIPBX_TIMEOUT}},t{ONLY_DEVICES_T})"]
+    assert call_user == [f"n(ring),Dial(${{ARG3}},${{VIPBX_TIMEOUT}},t{ONLY_DEVICES_T}${{VIPBX_REC_OPT}})"]
     # No other Dial() anywhere gives T unconditionally.
     for name, section in dialplan.items():
         for value in lines(section):
             for options in re.findall(r"Dial\([^,]*,[^,]*,(.*)\)$", value):
-                assert options.replace(ONLY_DEVICES_T, "") in ("", "t"), (name, value)
+                assert options.replace(ONLY_DEVICES_T, "").replace("${VIPBX_REC_OPT}", "") in ("", "t"), (name, value)
 
 
 def test_blind_transfer_code(config: Config, files: dict[str, str]) -> None:

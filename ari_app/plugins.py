@@ -20,6 +20,7 @@ from notify import (
 )
 from vmstore import VoicemailStore
 
+from .conference import plugin as conference_plugin
 from .features import plugin as features_plugin
 from .pinlocks import FallbackLocks
 from .plugin_api import Plugin, PluginDeps, merge
@@ -27,7 +28,7 @@ from .presence import plugin as presence_plugin
 from .presence.services import PresenceService
 from .voicemail import plugin as voicemail_plugin
 
-PLUGINS = (voicemail_plugin, features_plugin, presence_plugin)
+PLUGINS = (voicemail_plugin, features_plugin, presence_plugin, conference_plugin)
 
 SecretGetter = Callable[[str], str]
 

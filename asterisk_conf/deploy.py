@@ -41,6 +41,7 @@ RELOAD_TARGETS = {
     "logger.conf": "logger",
     "rtp.conf": "res_rtp_asterisk.so",
     "indications.conf": "indications",
+    "confbridge.conf": "app_confbridge.so",
 }
 # Files whose change needs an Asterisk restart (the set of loaded modules).
 RESTART_FILES = frozenset({"modules.conf"})

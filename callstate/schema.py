@@ -120,4 +120,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX web_sessions_user ON web_sessions (tenant_id, user_id)",
         "CREATE INDEX web_sessions_idle ON web_sessions (idle_until)",
     )),
+    Migration(9, "conference room PINs and their lockout", (
+        # No row: the owner has not set a PIN yet and the room is closed. The lockout columns are
+        # those of pin_lockout, for the room's own counter.
+        """CREATE TABLE conference_rooms (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            pin VARCHAR(16) NOT NULL,
+            failures INTEGER NOT NULL CHECK (failures >= 0),
+            locked_until VARCHAR(32),
+            lock_level INTEGER NOT NULL CHECK (lock_level >= 0),
+            held SMALLINT NOT NULL CHECK (held IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+    )),
 )

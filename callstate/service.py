@@ -24,6 +24,7 @@ from base.model import Config
 from . import routing as routing_rules
 from . import rows
 from .audit import AuditEntry
+from .conference_state import ConferenceState
 from .db import Backend, Database, Tx
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
 from .presence import Presence
@@ -65,6 +66,7 @@ class CallStateService:
         self.presence_state = PresenceState(self.store)
         # Only the home page (and operators) use these: reached as `service.web_accounts.…`.
         self.web_accounts = WebAccountState(self.store)
+        self.conferences = ConferenceState(self.store, policy)  # conference room PINs
 
     # ------------------------------------------------------------------ life cycle
 

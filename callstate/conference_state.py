@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 from base.model import MAX_PIN_DIGITS, Tenant, User
 
@@ -59,7 +60,7 @@ def check_room_pin(pin: object, tenant: Tenant, user: User, platform_digits: int
     shortest = shortest_pin(tenant, platform_digits)
     if not isinstance(pin, str) or not DIGITS.fullmatch(pin) or not shortest <= len(pin) <= MAX_PIN_DIGITS:
         raise SettingsError(f"a conference PIN is {shortest} to {MAX_PIN_DIGITS} digits")
-    steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:], strict=False)}
+    steps = {(int(b) - int(a)) % 10 for a, b in pairwise(pin)}
     if len(steps) == 1 and steps <= {0, 1, 9}:
         raise SettingsError("a conference PIN may not be one digit repeated or a run such as 123456")
     if pin in (user.extension, user.mailbox) or user.mailbox.endswith(pin):

@@ -23,7 +23,7 @@ from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
 from .deps import WebDeps
 from .network import PeerFilter
-from .pages import home
+from .pages import conferences, home
 from .render import page
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
-ROUTERS = (auth_routes.router, auth_routes.api, home.router)
+ROUTERS = (auth_routes.router, auth_routes.api, home.router,
+           conferences.router)
 
 SECURITY_HEADERS = {
     # Our own scripts and styles only; no framing (clickjacking), no referrer to other sites.

@@ -9,9 +9,9 @@ so an id from another room (or a made-up one) is "not found" and changes nothing
 from __future__ import annotations
 
 import contextlib
-from contextlib import AbstractAsyncContextManager
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 

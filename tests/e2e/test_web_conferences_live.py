@@ -1,0 +1,118 @@
+"""Conferences in a real browser, then real calls: the PIN changed on the page opens the room (the
+old one no longer does), the caller appears on the page live, is muted (Asterisk says so) and
+removed (their call ends)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from support import Rig, ami_settings
+from webrig import Site
+
+from ari_app.conference.services import bridge_name
+from base.ami import ami_session
+from testphone.driver import Call
+from web.conference_service import participant_id
+
+pytestmark = pytest.mark.asterisk
+pytest_plugins = ("support", "webrig")
+
+CONFERENCE = "+358201243300"
+OUTSIDE = "+358451234567"
+ROOM = "358401110001"  # Anna's number without the '+'
+OLD_PIN = "580372"
+NEW_PIN = "735194"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_pbx_errors(no_pbx_errors: None) -> None:
+    """Every test of this module runs under the check."""
+
+
+async def press_after(rig: Rig, call: Call, prompt: str, keys: str, since: int) -> int:
+    """Once `prompt` starts playing to the caller, press `keys`; the observer mark after it."""
+    await rig.observer.wait_prompt(OUTSIDE, prompt, since=since, timeout=30)
+    await asyncio.sleep(0.3)
+    mark = rig.observer.mark()
+    await call.send_dtmf(keys)
+    return mark
+
+
+async def confbridge_list(rig: Rig, bridge: str) -> list[dict[str, str]]:
+    async with ami_session(ami_settings(rig.pbx)) as ami:
+        try:
+            rows = await ami.listing("ConfbridgeList", Conference=bridge)
+        except Exception:  # noqa: BLE001 - an empty room answers with an error
+            return []
+    return [row for row in rows if row.get("Event") == "ConfbridgeList"]
+
+
+async def test_the_new_pin_opens_the_room_and_the_page_mutes_and_removes(site: Site) -> None:
+    rig, b = site.rig, site.browser
+    anna = site.who("acme", "anna.virtanen")
+    bridge = bridge_name(anna)
+    rooms = rig.state.conferences
+    rooms.set_pin("acme", "anna.virtanen", OLD_PIN, actor="e2e", source="test")
+    try:
+        # The PIN changed in the browser.
+        await site.log_in(anna)
+        await asyncio.to_thread(b.open, "/conferences")
+        assert b.find("#conference-number").text == CONFERENCE
+        assert b.find("#conference-room").text == ROOM
+        assert b.find("#conference-pin").text == OLD_PIN
+        await asyncio.to_thread(b.type_into, "#conference-new-pin", NEW_PIN)
+        await asyncio.to_thread(b.click, "#conference-pin-submit")
+        await asyncio.to_thread(b.wait_text, "#conference-pin", NEW_PIN)
+        assert rooms.room("acme", "anna.virtanen").pin == NEW_PIN
+
+        # A real call: the old PIN is refused, the new one enters the room.
+        since = rig.observer.mark()
+        call = await rig.phone.call(CONFERENCE, caller_number=OUTSIDE)
+        await call.wait_state("Up", 10)
+        at = await press_after(rig, call, "conf-enter-room", ROOM + "#", since)
+        at = await press_after(rig, call, "conf-enter-pin", OLD_PIN + "#", at)
+        await rig.observer.wait_prompt(OUTSIDE, "conf-refused", since=at)
+        at = await press_after(rig, call, "conf-enter-room", ROOM + "#", at)
+        at = await press_after(rig, call, "conf-enter-pin", NEW_PIN + "#", at)
+        await rig.observer.wait_prompt(OUTSIDE, "conf-joining", since=at)
+        await rig.observer.wait(OUTSIDE, "app", f"ConfBridge({bridge},vipbx-room,vipbx-caller)", since=at)
+        rows = await eventually_rows(rig, bridge, 1)
+        assert rows[0]["CallerIDNum"] == OUTSIDE and rows[0]["Muted"] == "No"
+        pid = participant_id(bridge, rows[0]["Channel"])
+        audit = [(e.event, e.actor) for e in rig.state.audit("acme", "anna.virtanen", limit=2)]
+        assert audit == [("pin_ok", OUTSIDE), ("pin_failed", OUTSIDE)]
+
+        # The page lists the caller live (the refresh script, no reload).
+        row = f"#participant-{pid}"
+        await asyncio.to_thread(b.wait_for, row, 15)
+        assert OUTSIDE in b.find(row).text
+        await asyncio.to_thread(b.screenshot, "conferences")
+        await asyncio.to_thread(b.screenshot, "conferences-phone", phone=True)
+
+        # Mute: Asterisk holds the caller muted.
+        await asyncio.to_thread(b.click, f"{row} button.mute")
+        await asyncio.to_thread(b.wait_for, f'{row}[data-muted="yes"]')
+        assert (await confbridge_list(rig, bridge))[0]["Muted"] == "Yes"
+
+        # Remove: the caller's call ends.
+        await asyncio.to_thread(b.click, f"{row} button.remove")
+        await call.wait_hangup(15)
+        await asyncio.to_thread(b.wait_for, "#conference-empty")
+        assert await confbridge_list(rig, bridge) == []
+    finally:
+        rig.state.store.db.write(lambda tx: tx.run("DELETE FROM conference_rooms"))
+
+
+async def eventually_rows(rig: Rig, bridge: str, count: int) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+
+    async def check() -> bool:
+        found[:] = await confbridge_list(rig, bridge)
+        return len(found) == count
+
+    for _ in range(50):
+        if await check():
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{count} in {bridge} wanted, AMI lists {found}")

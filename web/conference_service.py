@@ -1,5 +1,11 @@
 """The Conferences page's logic: the viewer's room (dial-in details, PIN) and its participants,
-live from Asterisk over AMI (ConfbridgeList, ConfbridgeMute / ConfbridgeUnmute, ConfbridgeKick).
+live from Asterisk over AMI.
+
+The AMI user has the write classes `system,call,user` only (docs/security.md): `reporting`, which
+ConfbridgeList needs, would also open ShowDialPlan. So the room is read with Getvar (`call`):
+`CONFBRIDGE_CHANNELS(parties,ROOM)` names the channels, `CALLERID()` of each says who; ConfbridgeMute /
+ConfbridgeUnmute / ConfbridgeKick are `call` too. Mute is the page's only way to mute (the rooms have
+no key menu), and each mute also sets `VIPBX_CONF_MUTED` on the channel, which the list reads back.
 
 A participant is named on the page by a short id derived from the room's bridge and the channel,
 never by the channel itself; an id is acted on only if it is in the viewer's own room right now,
@@ -13,7 +19,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ari_app.conference.services import bridge_name, room_number
 from base.ami import AmiError, AmiSettings, ami_session
@@ -22,8 +28,7 @@ from base.offload import run_blocking
 from callstate import CallStateService
 from callstate.conference_state import ConferenceRoom, shortest_pin
 
-# ConfbridgeList's answers for a room with nobody in it (app_confbridge's own words).
-EMPTY_ROOM = ("no active conferences", "no conference by that name")
+MUTED_VARIABLE = "VIPBX_CONF_MUTED"
 
 
 class Ami(Protocol):
@@ -49,7 +54,6 @@ class Participant:
     number: str
     name: str
     muted: bool
-    talking: bool
     channel: str  # for the AMI actions only; never shown or sent to the browser
 
 
@@ -89,15 +93,17 @@ class ConferenceControl:
 
     async def participants(self, who: TenantUser) -> list[Participant]:
         bridge = bridge_name(who)
+        found: list[Participant] = []
         async with self._session() as ami:
-            try:
-                rows = await ami.listing("ConfbridgeList", Conference=bridge)
-            except AmiError as exc:
-                if any(words in str(exc).lower() for words in EMPTY_ROOM):
-                    return []
-                raise
-        return [_participant(who, bridge, row) for row in rows
-                if row.get("Event") == "ConfbridgeList" and row.get("Conference") == bridge and row.get("Channel")]
+            listed = await ami.action("Getvar", Variable=f"CONFBRIDGE_CHANNELS(parties,{bridge})")
+            for channel in filter(None, str(listed.get("Value") or "").split(",")):
+                try:
+                    number, name, muted = [str((await ami.action("Getvar", Channel=channel, Variable=v)).get("Value") or "")
+                                           for v in ("CALLERID(num)", "CALLERID(name)", MUTED_VARIABLE)]
+                except AmiError:
+                    continue  # left the room meanwhile
+                found.append(_participant(who, bridge, channel, number, name, muted == "1"))
+        return found
 
     async def _find(self, who: TenantUser, pid: str) -> Participant:
         found = next((p for p in await self.participants(who) if p.id == pid), None)
@@ -110,6 +116,7 @@ class ConferenceControl:
         async with self._session() as ami:
             await ami.action("ConfbridgeMute" if muted else "ConfbridgeUnmute", Conference=bridge_name(who),
                              Channel=found.channel)
+            await ami.action("Setvar", Channel=found.channel, Variable=MUTED_VARIABLE, Value="1" if muted else "")
         return found
 
     async def remove(self, who: TenantUser, pid: str) -> Participant:
@@ -119,13 +126,11 @@ class ConferenceControl:
         return found
 
 
-def _participant(who: TenantUser, bridge: str, row: dict[str, Any]) -> Participant:
-    number = str(row.get("CallerIDNum") or "")
-    shown = str(row.get("CallerIDName") or "")
+def _participant(who: TenantUser, bridge: str, channel: str, number: str, shown: str, muted: bool) -> Participant:
+    number = "" if number == "<unknown>" else number
     # A caller known as a user of the viewer's own tenant is shown by that user's name.
     name = _tenant_user(who, number) or ("" if shown in ("<unknown>", number) else shown)
-    return Participant(participant_id(bridge, str(row["Channel"])), "" if number == "<unknown>" else number,
-                       name, _yes(row.get("Muted")), _yes(row.get("Talking")), str(row["Channel"]))
+    return Participant(participant_id(bridge, channel), number, name, muted, channel)
 
 
 def _tenant_user(who: TenantUser, number: str) -> str:
@@ -133,10 +138,6 @@ def _tenant_user(who: TenantUser, number: str) -> str:
         if number in (user.number, user.number.removeprefix("+"), user.extension):
             return user.name
     return ""
-
-
-def _yes(value: object) -> bool:
-    return str(value or "").strip().lower() == "yes"
 
 
 async def room_view(state: CallStateService, who: TenantUser) -> RoomView:

@@ -122,7 +122,6 @@ class ParticipantOut(BaseModel):
     number: str
     name: str
     muted: bool
-    talking: bool
 
 
 class MuteIn(BaseModel):
@@ -135,7 +134,7 @@ def _room_out(room: RoomView) -> RoomOut:
 
 
 def _out(p: Participant) -> ParticipantOut:
-    return ParticipantOut(id=p.id, number=p.number, name=p.name, muted=p.muted, talking=p.talking)
+    return ParticipantOut(id=p.id, number=p.number, name=p.name, muted=p.muted)
 
 
 api = "/api/v1/conference"

@@ -20,14 +20,12 @@ from .audit import SETTING_CHANGED
 from .db import Tx
 from .errors import SettingsError
 from .pin import (
-    PIN_FAILED,
-    PIN_LOCKED,
     PIN_OK,
     PIN_REFUSED,
     LockoutPolicy,
     PinCheck,
     PinStatus,
-    after_failure,
+    attempt,
     effective,
     pin_matches,
 )
@@ -115,10 +113,8 @@ class ConferenceState:
                 store.record(tx, now, tenant_id, user_id, origin, events)
                 return PinCheck(False, status), events
             ok = pin_matches(expected, pin)
-            new = PinStatus() if ok else after_failure(status, now, self._policy)
-            events = [Event(PIN_OK if ok else PIN_FAILED, PIN_FIELD, str(status.failures), str(new.failures))]
-            if new.locked:
-                events.append(Event(PIN_LOCKED, PIN_FIELD, str(new.level), new.describe()))
+            new, found = attempt(status, ok, now, self._policy)
+            events = [Event(event, PIN_FIELD, old, value) for event, old, value in found]
             if new != stored:
                 _store(tx, tenant_id, user_id, expected, new, now)
             store.record(tx, now, tenant_id, user_id, origin, events)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webharness import WebHarness, make_harness
+from clicase import shown
+from click.testing import CliRunner, Result
+from webharness import WebHarness, example_config, make_harness
 from yamlcase import find, problems, tenant_yaml
 
 from ari_app.conference.ivr import BRIDGE_VARIABLE, ROOM_CONTEXT, ConferenceIvr
@@ -23,8 +25,9 @@ from asterisk_conf.render import render_config
 from base.ami import AmiError
 from base.model import TenantUser
 from base.secrets import SecretStore
-from callstate import SettingsError
+from callstate import CallStateService, SettingsError, default_db_path
 from callstate.pin import PIN_FAILED, PIN_LOCKED, PIN_OK, PIN_REFUSED
+from cli.main import main
 from web.conference_service import ConferenceControl, participant_id
 from web.pages.conferences import CONTROL
 
@@ -418,3 +421,26 @@ def test_a_room_lock_ends_with_time(site: WebHarness) -> None:
         rooms.check_pin("acme", "anna.virtanen", "000001", actor="x", source="ivr")
     until = rooms.room("acme", "anna.virtanen").status.locked_until
     assert until is not None and timedelta(minutes=14) < until - site.state.store.now() <= timedelta(minutes=15)
+
+
+# ---------------------------------------------------------------- operators: vipbx conference
+
+def cli(home: Path, *args: str) -> Result:
+    files = [str(Path(__file__).resolve().parents[2] / "examples" / name)
+             for name in ("platform.yaml", "acme.yaml", "borealis.yaml")]
+    return CliRunner().invoke(main, ["conference", *args, *files],
+                              env={"VIPBX_HOME": str(home), "VIPBX_CONFIG": None}, catch_exceptions=False)
+
+
+def test_operators_show_a_room_and_set_its_pin(tmp_path: Path) -> None:
+    before = shown(cli(tmp_path, "show", "anna.virtanen@acme"))
+    assert before == {"call": "+358201243300", "room": "358401110001", "PIN": "not set (the room is closed)",
+                      "locked": "no", "bridge": "acme-358401110001"}
+    refused = cli(tmp_path, "pin", "+358401110001", "123456")
+    assert refused.exit_code == 1 and "run such as 123456" in refused.output
+    assert shown(cli(tmp_path, "pin", "+358401110001", GOOD_PIN))["PIN"] == "set"
+    assert GOOD_PIN not in cli(tmp_path, "show", "anna.virtanen@acme").output
+    with CallStateService(default_db_path(tmp_path), example_config()) as state:
+        assert state.conferences.room("acme", "anna.virtanen").pin == GOOD_PIN
+        entry = state.audit("acme", "anna.virtanen", limit=1)[0]
+        assert (entry.field, entry.source, entry.new) == ("conference.pin", "cli", "set")

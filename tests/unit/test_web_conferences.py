@@ -4,6 +4,7 @@ AMI, including isolation on every route."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from clicase import shown
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from webharness import WebHarness, example_config, make_harness
 from yamlcase import find, problems, tenant_yaml
 
@@ -444,3 +447,20 @@ def test_operators_show_a_room_and_set_its_pin(tmp_path: Path) -> None:
         assert state.conferences.room("acme", "anna.virtanen").pin == GOOD_PIN
         entry = state.audit("acme", "anna.virtanen", limit=1)[0]
         assert (entry.field, entry.source, entry.new) == ("conference.pin", "cli", "set")
+
+
+KEYS = st.text(alphabet="0123456789*", max_size=14)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(st.one_of(KEYS, st.sampled_from(["358401110001", GOOD_PIN, "358401110002"])), max_size=8))
+def test_random_answers_enter_only_with_the_room_and_its_pin(site: WebHarness, answers: list[str]) -> None:
+    site.state.conferences.set_pin("acme", "anna.virtanen", GOOD_PIN, actor="t", source="test")  # also unlocks
+    call = FakeCall(list(answers))
+    asyncio.run(ivr_of(site)(call))  # type: ignore[arg-type]
+    tries = [tuple(answers[i:i + 2]) for i in range(0, min(len(answers), 6), 2)]
+    opened = ("358401110001", GOOD_PIN) in tries
+    assert (call.continued is not None) == opened == (call.vars == {BRIDGE_VARIABLE: "acme-358401110001"})
+    assert call.hung_up != opened
+    assert site.state.conferences.room("acme", "anna.virtanen").pin == GOOD_PIN
+    assert not site.state.conferences.room("acme", "mikko.korhonen").open

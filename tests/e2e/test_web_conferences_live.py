@@ -19,6 +19,7 @@ pytest_plugins = ("support", "webrig")
 
 CONFERENCE = "+358201243300"
 OUTSIDE = "+358451234567"
+MIKKO, MIKKO_DEVICE = "+358401110002", "acme-mikko-soft"  # a colleague, from his own device
 ROOM = "358401110001"  # Anna's number without the '+'
 OLD_PIN = "580372"
 NEW_PIN = "735194"
@@ -29,9 +30,9 @@ def _no_pbx_errors(no_pbx_errors: None) -> None:
     """Every test of this module runs under the check."""
 
 
-async def press_after(rig: Rig, call: Call, prompt: str, keys: str, since: int) -> int:
-    """Once `prompt` starts playing to the caller, press `keys`; the observer mark after it."""
-    await rig.observer.wait_prompt(OUTSIDE, prompt, since=since, timeout=30)
+async def press_after(rig: Rig, call: Call, prompt: str, keys: str, since: int, caller: str = OUTSIDE) -> int:
+    """Once `prompt` starts playing to `caller`, press `keys`; the observer mark after it."""
+    await rig.observer.wait_prompt(caller, prompt, since=since, timeout=30)
     await asyncio.sleep(0.3)
     mark = rig.observer.mark()
     await call.send_dtmf(keys)
@@ -90,19 +91,37 @@ async def test_the_new_pin_opens_the_room_and_the_page_mutes_and_removes(site: S
         row = f"#participant-{pid}"
         await asyncio.to_thread(b.wait_for, row, 15)
         assert OUTSIDE in b.find(row).text
+
+        # A colleague joins from his device (the number is public to devices too): named on the page.
+        at = rig.observer.mark()
+        colleague = await rig.phone.call(CONFERENCE, device=MIKKO_DEVICE)
+        await colleague.wait_state("Up", 10)
+        at = await press_after(rig, colleague, "conf-enter-room", ROOM + "#", at, MIKKO)
+        at = await press_after(rig, colleague, "conf-enter-pin", NEW_PIN + "#", at, MIKKO)
+        await rig.observer.wait(MIKKO, "app", f"ConfBridge({bridge},vipbx-room,vipbx-caller)", since=at)
+        [mikko_channel] = set(await in_room(rig, bridge, 2)) - {channel}
+        mikko_row = f"#participant-{participant_id(bridge, mikko_channel)}"
+        await asyncio.to_thread(b.wait_for, mikko_row, 15)
+        assert "Mikko Korhonen" in b.find(mikko_row).text
         await asyncio.to_thread(b.screenshot, "conferences")
         await asyncio.to_thread(b.screenshot, "conferences-phone", phone=True)
 
-        # Mute: Asterisk holds the caller muted.
+        # Mute: Asterisk holds the caller muted, and only that caller.
         await asyncio.to_thread(b.click, f"{row} button.mute")
         await asyncio.to_thread(b.wait_for, f'{row}[data-muted="yes"]')
-        assert "m" in (await in_room(rig, bridge, 1))[channel]
+        flags = await in_room(rig, bridge, 2)
+        assert "m" in flags[channel] and "m" not in flags[mikko_channel], flags
 
-        # Remove: the caller's call ends.
+        # Remove: the caller's call ends; the colleague stays.
         await asyncio.to_thread(b.click, f"{row} button.remove")
         await call.wait_hangup(15)
-        await asyncio.to_thread(b.wait_for, "#conference-empty")
+        assert set(await in_room(rig, bridge, 1)) == {mikko_channel}
+        await asyncio.to_thread(b.wait_for, mikko_row)
+        assert not b.find_all(row)
+        await colleague.hangup()
         assert await in_room(rig, bridge, 0) == {}
+        await asyncio.to_thread(b.open, "/conferences")
+        assert b.find("#conference-empty")
     finally:
         rig.state.store.db.write(lambda tx: tx.run("DELETE FROM conference_rooms"))
 

@@ -8,7 +8,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ from asterisk_conf.render import render_config
 from base.ami import AmiError
 from base.model import TenantUser
 from base.secrets import SecretStore
-from callstate import CallStateService, SettingsError, default_db_path
-from callstate.pin import PIN_FAILED, PIN_LOCKED, PIN_OK, PIN_REFUSED
+from callstate import CallStateService, default_db_path
+from callstate.pin import PIN_FAILED, PIN_OK
 from cli.main import main
 from web.conference_service import ConferenceControl, participant_id
 from web.pages.conferences import CONTROL
@@ -71,53 +70,7 @@ def test_the_example_platform_has_a_conference_number(site: WebHarness) -> None:
     assert site.config.platform.conference_number == "+358201243300"
 
 
-# ---------------------------------------------------------------- the call state
-
-
-def test_a_room_is_closed_until_its_owner_sets_a_pin(site: WebHarness) -> None:
-    rooms = site.state.conferences
-    assert not rooms.room("acme", "anna.virtanen").open
-    check = rooms.check_pin("acme", "anna.virtanen", "", actor="+358451234567", source="ivr")
-    assert not check.ok
-    rooms.set_pin("acme", "anna.virtanen", GOOD_PIN, actor="web:anna", source="web")
-    assert rooms.room("acme", "anna.virtanen").pin == GOOD_PIN
-    assert rooms.check_pin("acme", "anna.virtanen", GOOD_PIN, actor="+358451234567", source="ivr").ok
-    # Someone else's room is untouched.
-    assert not rooms.room("acme", "mikko.korhonen").open
-    audit = site.state.audit("acme", "anna.virtanen")
-    assert [(e.event, e.field, e.old, e.new) for e in reversed(audit)] == [
-        (PIN_REFUSED, "conference.pin", None, "no PIN"),
-        ("set", "conference.pin", None, "set"),
-        (PIN_OK, "conference.pin", "0", "0"),
-    ]
-    assert all(GOOD_PIN not in f"{e.old}{e.new}{e.actor}" for e in audit)
-
-
-@pytest.mark.parametrize("pin", ["12345", "12345678901", "111111", "123456", "987654", "73519a", " 735194",
-                                 "401110001", "101"])
-def test_pin_rules(site: WebHarness, pin: str) -> None:
-    with pytest.raises(SettingsError):
-        site.state.conferences.set_pin("acme", "anna.virtanen", pin, actor="web:anna", source="web")
-    assert not site.state.conferences.room("acme", "anna.virtanen").open
-    assert site.state.audit("acme", "anna.virtanen") == []
-
-
-def test_wrong_pins_lock_the_room_and_a_new_pin_opens_it(site: WebHarness) -> None:
-    rooms = site.state.conferences
-    rooms.set_pin("acme", "anna.virtanen", GOOD_PIN, actor="web:anna", source="web")
-    for _ in range(5):
-        assert not rooms.check_pin("acme", "anna.virtanen", "000001", actor="x", source="ivr").ok
-    assert rooms.room("acme", "anna.virtanen").status.locked
-    # Locked: even the right PIN is refused without being compared.
-    assert not rooms.check_pin("acme", "anna.virtanen", GOOD_PIN, actor="x", source="ivr").ok
-    events = [e.event for e in site.state.audit("acme", "anna.virtanen")]
-    assert events[:3] == [PIN_REFUSED, PIN_LOCKED, PIN_FAILED]
-    # The voicemail PIN's counter is another one.
-    assert not site.state.pin_status("acme", "anna.virtanen").locked
-    rooms.set_pin("acme", "anna.virtanen", "580372", actor="web:anna", source="web")
-    room = rooms.room("acme", "anna.virtanen")
-    assert not room.status.locked and room.status.failures == 0
-    assert rooms.check_pin("acme", "anna.virtanen", "580372", actor="x", source="ivr").ok
+# ---------------------------------------------------------------- the call state: test_callstate_conference.py
 
 
 def test_the_schema_has_the_conference_migration(site: WebHarness) -> None:
@@ -415,15 +368,6 @@ async def test_other_users_reach_nothing_of_annas_room(site: WebHarness, ami: Fa
     assert site.state.conferences.room("acme", "anna.virtanen").pin == GOOD_PIN
     assert site.state.conferences.room(*intruder).pin == "580376"
     assert not ami.muted(anna, "PJSIP/carrier-00000002")
-
-
-def test_a_room_lock_ends_with_time(site: WebHarness) -> None:
-    rooms = site.state.conferences
-    rooms.set_pin("acme", "anna.virtanen", GOOD_PIN, actor="t", source="test")
-    for _ in range(5):
-        rooms.check_pin("acme", "anna.virtanen", "000001", actor="x", source="ivr")
-    until = rooms.room("acme", "anna.virtanen").status.locked_until
-    assert until is not None and timedelta(minutes=14) < until - site.state.store.now() <= timedelta(minutes=15)
 
 
 # ---------------------------------------------------------------- operators: vipbx conference

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ari_app.conference.services import bridge_name, room_number
-from base.ami import AmiError, AmiSettings, ami_session
+from base.ami import AmiError, AmiSettings, AmiTimeout, ami_session
 from base.model import TenantUser
 from base.offload import run_blocking
 from callstate import CallStateService
@@ -33,8 +33,6 @@ MUTED_VARIABLE = "VIPBX_CONF_MUTED"
 
 class Ami(Protocol):
     async def action(self, action: str, **fields: str) -> dict[str, str]: ...
-
-    async def listing(self, action: str, **fields: str) -> list[dict[str, str]]: ...
 
 
 AmiOpener = Callable[[], AbstractAsyncContextManager[Ami]]
@@ -61,7 +59,6 @@ class Participant:
 class RoomView:
     number: str  # the platform's conference number
     room: str
-    room_open: bool
     pin: str | None  # shown to the owner only: the page is theirs
     locked: bool
     pin_digits: int
@@ -98,8 +95,8 @@ class ConferenceControl:
             listed = await ami.action("Getvar", Variable=f"CONFBRIDGE_CHANNELS(parties,{bridge})")
             for channel in filter(None, str(listed.get("Value") or "").split(",")):
                 try:
-                    number, name, muted = [str((await ami.action("Getvar", Channel=channel, Variable=v)).get("Value") or "")
-                                           for v in ("CALLERID(num)", "CALLERID(name)", MUTED_VARIABLE)]
+                    number, name, muted = [await _channel_var(ami, channel, variable)
+                                           for variable in ("CALLERID(num)", "CALLERID(name)", MUTED_VARIABLE)]
                 except AmiError:
                     continue  # left the room meanwhile
                 found.append(_participant(who, bridge, channel, number, name, muted == "1"))
@@ -113,7 +110,7 @@ class ConferenceControl:
 
     async def set_muted(self, who: TenantUser, pid: str, muted: bool) -> Participant:
         found = await self._find(who, pid)
-        async with self._session() as ami:
+        async with self._session() as ami, _still_there(pid):
             await ami.action("ConfbridgeMute" if muted else "ConfbridgeUnmute", Conference=bridge_name(who),
                              Channel=found.channel)
             await ami.action("Setvar", Channel=found.channel, Variable=MUTED_VARIABLE, Value="1" if muted else "")
@@ -121,9 +118,24 @@ class ConferenceControl:
 
     async def remove(self, who: TenantUser, pid: str) -> Participant:
         found = await self._find(who, pid)
-        async with self._session() as ami:
+        async with self._session() as ami, _still_there(pid):
             await ami.action("ConfbridgeKick", Conference=bridge_name(who), Channel=found.channel)
         return found
+
+
+@contextlib.asynccontextmanager
+async def _still_there(pid: str) -> AsyncIterator[None]:
+    """Asterisk refusing an action on a participant found a moment ago: they have left."""
+    try:
+        yield
+    except AmiTimeout:
+        raise
+    except AmiError as exc:
+        raise NotInRoom(pid) from exc
+
+
+async def _channel_var(ami: Ami, channel: str, variable: str) -> str:
+    return str((await ami.action("Getvar", Channel=channel, Variable=variable)).get("Value") or "")
 
 
 def _participant(who: TenantUser, bridge: str, channel: str, number: str, shown: str, muted: bool) -> Participant:
@@ -143,7 +155,7 @@ def _tenant_user(who: TenantUser, number: str) -> str:
 async def room_view(state: CallStateService, who: TenantUser) -> RoomView:
     room: ConferenceRoom = await run_blocking(state.conferences.room, who.tenant.id, who.user.id)
     config = state.config
-    return RoomView(config.platform.conference_number, room_number(who), room.open, room.pin,
+    return RoomView(config.platform.conference_number, room_number(who), room.pin,
                     room.status.locked, shortest_pin(who.tenant, config.platform.pin_digits))
 
 

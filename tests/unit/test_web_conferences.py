@@ -187,6 +187,7 @@ class FakeAmi:
         self.rooms: dict[str, dict[str, dict[str, str]]] = {}
         self.actions: list[tuple[str, dict[str, str]]] = []
         self.down = False
+        self.gone_after_listing = ""  # a channel that hangs up right after the room is listed
 
     def join(self, who: TenantUser, channel: str, number: str, name: str = "") -> str:
         bridge = bridge_name(who)
@@ -208,9 +209,6 @@ class FakeAmi:
                 return room[name]
         raise AmiError(f"Getvar: No such channel {name}")
 
-    async def listing(self, action: str, **fields: str) -> list[dict[str, str]]:
-        raise AmiError(f"{action}: Permission denied")  # ConfbridgeList is class "reporting"
-
     async def action(self, action: str, **fields: str) -> dict[str, str]:
         if action == "Getvar":
             variable = fields["Variable"]
@@ -218,6 +216,8 @@ class FakeAmi:
                 return {"Value": ",".join(self.rooms.get(variable.removeprefix("CONFBRIDGE_CHANNELS(parties,")[:-1], {}))}
             return {"Value": self._channel(fields["Channel"]).get(variable, "")}
         self.actions.append((action, fields))
+        if fields.get("Channel") == self.gone_after_listing:
+            raise AmiError(f"{action}: No Channel by that name found in conference.")
         if action == "Setvar":
             self._channel(fields["Channel"])[fields["Variable"]] = fields["Value"]
             return {"Response": "Success"}
@@ -262,12 +262,12 @@ async def test_the_page_shows_the_dial_in_details_and_changes_the_pin(site: WebH
 
 async def test_participants_are_listed_muted_and_removed(site: WebHarness, ami: FakeAmi) -> None:
     anna = site.who("acme", "anna.virtanen")
-    matti = ami.join(anna, "PJSIP/acme-mikko-soft-00000001", "+358401110002")
+    mikko = ami.join(anna, "PJSIP/acme-mikko-soft-00000001", "+358401110002")
     guest = ami.join(anna, "PJSIP/carrier-00000002", "+358451234567", "Guest")
     async with site.client() as c:
         csrf = await site.login(c, anna)
         page = (await c.get("/conferences")).text
-        assert f'id="participant-{matti}"' in page and "Mikko Korhonen" in page
+        assert f'id="participant-{mikko}"' in page and "Mikko Korhonen" in page
         assert f'id="participant-{guest}"' in page and "Guest" in page and "+358451234567" in page
         assert "PJSIP/" not in page  # channels never reach the browser
         live = await c.get("/conferences/live")
@@ -286,12 +286,16 @@ async def test_participants_are_listed_muted_and_removed(site: WebHarness, ami: 
         assert ami.actions[-1] == ("ConfbridgeKick", {"Conference": "acme-358401110001",
                                                       "Channel": "PJSIP/carrier-00000002"})
         assert f"participant-{guest}" not in (await c.get("/conferences")).text
+        # Leaving between the list and the action: "not found" too.
+        ami.gone_after_listing = "PJSIP/acme-mikko-soft-00000001"
+        assert (await site.post_form(c, f"/conferences/participants/{mikko}/mute", csrf, muted="1")).status_code == 404
+        ami.gone_after_listing = ""
         # Gone: acting on it again is "not found".
         assert (await site.post_form(c, f"/conferences/participants/{guest}/remove", csrf)).status_code == 404
         ami.down = True
         page = await c.get("/conferences")
         assert page.status_code == 200 and 'id="conference-unavailable"' in page.text
-        assert (await site.post_form(c, f"/conferences/participants/{matti}/remove", csrf)).status_code == 503
+        assert (await site.post_form(c, f"/conferences/participants/{mikko}/remove", csrf)).status_code == 503
 
 
 async def test_the_json_api(site: WebHarness, ami: FakeAmi) -> None:

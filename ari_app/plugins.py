@@ -22,6 +22,7 @@ from vmstore import VoicemailStore
 
 from .calllog import plugin as calllog_plugin
 from .fax import plugin as fax_plugin
+from .conference import plugin as conference_plugin
 from .features import plugin as features_plugin
 from .pinlocks import FallbackLocks
 from .plugin_api import Plugin, PluginDeps, merge
@@ -29,7 +30,7 @@ from .presence import plugin as presence_plugin
 from .presence.services import PresenceService
 from .voicemail import plugin as voicemail_plugin
 
-PLUGINS = (voicemail_plugin, features_plugin, presence_plugin, calllog_plugin, fax_plugin)
+PLUGINS = (voicemail_plugin, features_plugin, presence_plugin, conference_plugin, calllog_plugin, fax_plugin)
 
 SecretGetter = Callable[[str], str]
 

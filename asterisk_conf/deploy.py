@@ -43,6 +43,7 @@ RELOAD_TARGETS = {
     "indications.conf": "indications",
     "cdr.conf": "cdr",
     "cdr_manager.conf": "cdr_manager.so",
+    "confbridge.conf": "app_confbridge.so",
 }
 # Files whose change needs an Asterisk restart (the set of loaded modules).
 RESTART_FILES = frozenset({"modules.conf"})

@@ -35,6 +35,7 @@ FILES = (
     "cdr_manager.conf",
     "cel.conf",
     "ccss.conf",
+    "confbridge.conf",
 )
 # Files Asterisk looks for at start whose defaults are right for us: rendered empty.
 QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf")

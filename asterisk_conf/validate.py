@@ -84,7 +84,7 @@ def _check_all(paths: Sequence[str | Path]) -> tuple[Config | None, list[Problem
     plat_value = platform_loc.doc.data["platform"] if platform_loc is not None else None
     plat = platform(chk, platform_loc, plat_value)
     scope = Scope(plat, Uniques())
-    for label in ("voicemail_number", "activity_number"):
+    for label in ("voicemail_number", "activity_number", "conference_number"):
         given = isinstance(plat_value, dict) and plat_value.get(label) is not None
         loc = platform_loc / label if platform_loc is not None and given else None
         place = Place(loc, f"the platform's default {label}")

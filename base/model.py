@@ -153,6 +153,7 @@ MAX_PIN_DIGITS = 10
 class Platform:
     voicemail_number: str = "+358201243100"
     activity_number: str = "+358201243200"
+    conference_number: str = "+358201243300"  # every user's conference room: room number + PIN
     default_language: str = "fi"
     feature_codes: FeatureCodes = field(default_factory=FeatureCodes)
     sip: Listener = field(default_factory=lambda: Listener("127.0.0.1", 5060))

@@ -89,3 +89,14 @@ def after_failure(status: PinStatus, now: datetime, policy: LockoutPolicy) -> Pi
     if minutes is None:
         return PinStatus(failures, None, level, held=True)
     return PinStatus(failures, now + timedelta(minutes=minutes), level)
+
+
+def attempt(status: PinStatus, ok: bool, now: datetime,
+            policy: LockoutPolicy) -> tuple[PinStatus, list[tuple[str, str, str]]]:
+    """The status after one compared PIN, and its audit events as (event, old, new): the failure
+    count before and after, and the lock when this attempt made one."""
+    new = PinStatus() if ok else after_failure(status, now, policy)
+    events = [(PIN_OK if ok else PIN_FAILED, str(status.failures), str(new.failures))]
+    if new.locked:
+        events.append((PIN_LOCKED, str(new.level), new.describe()))
+    return new, events

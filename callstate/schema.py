@@ -191,6 +191,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX fax_received_user ON fax_received (tenant_id, user_id, received_at)",
         "CREATE INDEX fax_received_due ON fax_received (delivery, next_at)",
     )),
+    Migration(9, "conference room PINs and their lockout", (
+        # No row: the owner has not set a PIN yet and the room is closed. The lockout columns are
+        # those of pin_lockout, for the room's own counter.
+        """CREATE TABLE conference_rooms (
+            tenant_id VARCHAR(64) NOT NULL,
+            user_id VARCHAR(64) NOT NULL,
+            pin VARCHAR(16) NOT NULL,
+            failures INTEGER NOT NULL CHECK (failures >= 0),
+            locked_until VARCHAR(32),
+            lock_level INTEGER NOT NULL CHECK (lock_level >= 0),
+            held SMALLINT NOT NULL CHECK (held IN (0, 1)),
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+    )),
     Migration(10, "personal contacts of the home page", (
         # A user's own address book; the id is random (never a counter another user could guess).
         """CREATE TABLE personal_contacts (

@@ -26,6 +26,7 @@ from . import rows
 from .audit import AuditEntry
 from .calllog_state import CallLogState
 from .contacts_state import ContactsState
+from .conference_state import ConferenceState
 from .db import Backend, Database, Tx
 from .fax_state import FaxState
 from .pin import DEFAULT_STEPS, LockoutPolicy, PinCheck, PinStatus
@@ -77,6 +78,7 @@ class CallStateService:
         self.web_logins = WebLoginState(self.store)
         self.contacts = ContactsState(self.store)
         self.recording_state = RecordingState(self.store)  # call recording on/off
+        self.conferences = ConferenceState(self.store, policy)  # conference room PINs
 
     # ------------------------------------------------------------------ life cycle
 

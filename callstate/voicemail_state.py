@@ -23,7 +23,7 @@ from .pin import (
     LockoutPolicy,
     PinCheck,
     PinStatus,
-    after_failure,
+    attempt,
     effective,
     pin_matches,
 )
@@ -129,12 +129,8 @@ class VoicemailState:
                     events.append(Event(PIN_REFUSED, "pin", None, status.describe()))
                     continue
                 ok = matches()
-                new = PinStatus() if ok else after_failure(status, now, self._policy)
-                events.append(Event(PIN_OK if ok else PIN_FAILED, "pin", str(status.failures),
-                                     str(new.failures)))
-                if new.locked:
-                    events.append(Event(PIN_LOCKED, "pin", str(new.level), new.describe()))
-                status = new
+                status, found = attempt(status, ok, now, self._policy)
+                events += [Event(event, "pin", old, new) for event, old, new in found]
             if status != stored:
                 rows.store_pin(tx, tenant_id, user_id, status, now)
             store.record(tx, now, tenant_id, user_id, origin, events)

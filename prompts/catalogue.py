@@ -453,6 +453,24 @@ PROMPTS: dict[str, tuple[str, str, str]] = {
     "day-until-29": ("kahdenteenkymmenenteenyhdeksänteen", "den tjugonionde", "twenty-ninth"),
     "day-until-30": ("kolmanteenkymmenenteen", "den trettionde", "thirtieth"),
     "day-until-31": ("kolmanteenkymmenenteenensimmäiseen", "den trettioförsta", "thirty-first"),
+    # --- conference rooms ---------------------------------------------------------------------
+    "conf-welcome": ("Tervetuloa neuvotteluun.", "Välkommen till konferensen.", "Welcome to the conference service."),
+    "conf-enter-room": (
+        "Näppäile neuvotteluhuoneen numero ja paina risuaita.",
+        "Slå konferensrummets nummer och avsluta med fyrkant.",
+        "Please enter the conference room number, followed by the hash key.",
+    ),
+    "conf-enter-pin": (
+        "Näppäile huoneen tunnusluku ja paina risuaita.",
+        "Slå rummets PIN-kod och avsluta med fyrkant.",
+        "Please enter the room's PIN, followed by the hash key.",
+    ),
+    "conf-refused": (
+        "Huoneen numero tai tunnusluku on väärä.",
+        "Fel rumsnummer eller PIN-kod.",
+        "The room number or PIN is incorrect.",
+    ),
+    "conf-joining": ("Liityt neuvotteluun.", "Du ansluts till konferensen.", "You are joining the conference."),
     # --- whole hours after "until" (Finnish illative: "kello kuuteentoista asti") ----------
     "hour-until-0": ("nollaan", "noll", "zero"),
     "hour-until-1": ("yhteen", "ett", "one"),

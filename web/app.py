@@ -24,7 +24,7 @@ from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
 from .deps import WebDeps
 from .network import PeerFilter
-from .pages import account, calllog, contacts, fax, home, mailbox, recording, services
+from .pages import account, calllog, conferences, contacts, fax, home, mailbox, recording, services
 from .render import page
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ API_PREFIX = "/api/"
 # Pages and API routers, in the navigation's order after the login.
 ROUTERS = (auth_routes.router, auth_routes.api, code_routes.router, code_routes.api, account.router, account.api,
            home.router, mailbox.router, mailbox.api, services.router, recording.router, recording.api, fax.router, fax.api,
-           contacts.router, contacts.api, calllog.router, calllog.api)
+           conferences.router, contacts.router, contacts.api, calllog.router, calllog.api)
 
 # API operations that need no session (the login itself); OpenAPI marks them `security: []`.
 PUBLIC_API = {("post", "/api/v1/session"), ("post", "/api/v1/login-code"), ("post", "/api/v1/login-code/password")}

@@ -38,7 +38,7 @@ from .web import web
 __all__ = ["CODECS", "codecs", "platform"]
 
 PLATFORM_KEYS = (
-    "voicemail_number", "activity_number", "default_language", "feature_codes", "no_answer_seconds",
+    "voicemail_number", "activity_number", "conference_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
     "state_database", "pin_digits", "web",
 )  # fmt: skip
@@ -71,6 +71,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
     return Platform(
         voicemail_number=f.get("voicemail_number", e164, default.voicemail_number),
         activity_number=f.get("activity_number", e164, default.activity_number),
+        conference_number=f.get("conference_number", e164, default.conference_number),
         default_language=f.get("default_language", choice(LANGUAGES), default.default_language),
         feature_codes=f.get("feature_codes", feature_codes, default.feature_codes),
         rtp_start=rtp_start,

@@ -114,8 +114,9 @@ def test_the_shared_contexts_hold_only_public_numbers(rendered: dict[str, list[c
                                                      config: Config) -> None:
     """What every tenant's devices (and outside callers) share: E.164 numbers, never an
     extension, so no device reaches another tenant's extension space through them."""
-    public = {u.number for t in config.tenants for u in t.users} | {config.platform.voicemail_number,
-                                                                    config.platform.activity_number}
+    service = config.platform
+    public = {u.number for t in config.tenants for u in t.users} | {
+        service.voicemail_number, service.activity_number, service.conference_number}
     assert set(extens(rendered, "vipbx-public")) == public
     for context in ("vipbx-connect", "vipbx-outbound"):
         for exten in extens(rendered, context):

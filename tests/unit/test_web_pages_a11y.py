@@ -79,7 +79,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness
 
 
 def test_the_navigation_pages_are_found() -> None:
-    assert NAVIGATION_PATHS - {"/conferences"} <= set(PAGES)
+    assert NAVIGATION_PATHS <= set(PAGES)
 
 
 @pytest.mark.parametrize("tenant, uid, lang", READERS)
@@ -94,6 +94,8 @@ async def test_every_page_renders_labelled_in_the_users_language(site: WebHarnes
                 # A file this user has none of (a greeting), not a page at all (audio), or a step
                 # of the code login that sends a logged-in user on.
                 continue
+            if "<html" not in response.text:
+                continue  # a fragment a page's script fetches (the live participant list)
             assert response.status_code == 200, (path, response.status_code, response.text[:500])
             page = Page()
             page.feed(response.text)

@@ -1,0 +1,1 @@
+"""Conference rooms: the conference number's IVR (room number, PIN) in front of ConfBridge."""

@@ -103,6 +103,7 @@ async def test_a_premium_number_is_refused_on_the_page_and_nothing_reaches_kanne
     # The page keeps what was typed, to correct it.
     assert b.find("#sms-to").get_attribute("value") == "0600123456"
     assert b.find("#sms-text").get_attribute("value") == "Äänestän numeroa 3"
+    await asyncio.to_thread(b.driver.execute_script, "document.getElementById('sms-heading').scrollIntoView()")
     await asyncio.to_thread(b.screenshot, "home-sms")
     await nothing_more(site, since)
     assert sms_audit(site) == []

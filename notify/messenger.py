@@ -42,11 +42,15 @@ class Messenger:
     def can_email(self) -> bool:
         return self._email is not None
 
-    async def sms(self, to: str, text: str) -> None:
-        """`to` in E.164. Raises `NoGateway` or `DeliveryError`."""
+    async def sms(self, to: str, text: str, *, sender: str | None = None) -> None:
+        """`to` in E.164; `sender` a user's own number, else the platform's sender (a login code).
+        Raises `NoGateway` or `DeliveryError`."""
         if self._sms is None:
             raise NoGateway("SMS gateway")
-        await self._sms.send(to, text)
+        if sender:
+            await self._sms.send(to, text, sender=sender)
+        else:
+            await self._sms.send(to, text)
 
     async def email(self, to: str, subject: str, body: str, attachments: tuple[Attachment, ...] = ()) -> None:
         """Raises `NoGateway` or `DeliveryError`."""

@@ -24,8 +24,9 @@ def is_gsm7(text: str) -> bool:
 
 
 class SmsGateway(Protocol):
-    async def send(self, to: str, text: str) -> None:
-        """Hand one SMS to the gateway; raise (ideally `DeliveryError`) if it was not accepted."""
+    async def send(self, to: str, text: str, *, sender: str | None = None) -> None:
+        """Hand one SMS to the gateway (from `sender`, else the configured one); raise (ideally
+        `DeliveryError`) if it was not accepted."""
         ...
 
 
@@ -48,11 +49,11 @@ class KannelGateway:
         # Errors name the host only: the full URL carries the password.
         self._where = urlsplit(settings.url).netloc
 
-    async def send(self, to: str, text: str) -> None:
+    async def send(self, to: str, text: str, *, sender: str | None = None) -> None:
         s = self.settings
         params = {"username": s.username, "password": s.password, "to": to, "text": text, "charset": "UTF-8"}
-        if s.sender:
-            params["from"] = s.sender
+        if sender or s.sender:
+            params["from"] = sender or s.sender
         if not is_gsm7(text):
             params["coding"] = "2"
         try:

@@ -136,7 +136,9 @@ async def send_sms(deps: WebDeps, who: TenantUser, actor: str, to: str, text: st
     except SettingsError as exc:
         raise SmsRefused("home_sms_limit", str(exc), 429) from exc
     try:
-        await messenger.sms(number, text)
+        # From the user's own number: the recipient sees who wrote and can answer (an operator
+        # may still force a sender in Kannel's sendsms-user).
+        await messenger.sms(number, text, sender=who.user.number)
     except DeliveryError as exc:  # NoGateway is one too
         log.warning("SMS from %s/%s to %s not sent: %s", tenant_id, user_id, number, exc)
         await run_blocking(deps.state.sms.failed, tenant_id, user_id, number, str(exc), actor=actor,

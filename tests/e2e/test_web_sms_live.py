@@ -24,7 +24,8 @@ ANNA = Person("acme", "anna.virtanen", "+358401110001", "acme-anna-soft", "48026
 SARA_NUMBER = "+358401110003"  # extension 103
 OUTSIDE = "+358451234567"
 MARKER_TO = "+358505550199"
-SENDER = "VIP"  # platform.notifications.sms_sender of the rig's Kannel
+SENDER = "VIP"  # platform.notifications.sms_sender of the rig's Kannel: the marker's sender
+ANNA_NUMBER = "+358401110001"  # the page's SMS come from the user's own number
 
 
 async def send_on_page(site: Site, to: str, text: str) -> None:
@@ -83,13 +84,13 @@ async def test_an_sms_sent_on_the_home_page_reaches_the_smsc(sms_site: Site) -> 
     text = "Pääsen paikalle klo 14.30, soitan kun olen perillä. T. Anna"
     await send_on_page(site, "045 123 4567", text)  # national form, spaces as people type them
     await sent(site)
-    assert await at_smsc(site, since, 1) == [(SENDER, OUTSIDE, text)]
+    assert await at_smsc(site, since, 1) == [(ANNA_NUMBER, OUTSIDE, text)]
 
     # To a colleague's extension, in characters outside GSM-7 (sent as UCS-2).
     since = mark(site)
     await send_on_page(site, "103", "Kokous siirtyy → huomiseen ✓")
     await sent(site)
-    assert await at_smsc(site, since, 1) == [(SENDER, SARA_NUMBER, "Kokous siirtyy → huomiseen ✓")]
+    assert await at_smsc(site, since, 1) == [(ANNA_NUMBER, SARA_NUMBER, "Kokous siirtyy → huomiseen ✓")]
     assert sms_audit(site) == [(SARA_NUMBER, "web"), (OUTSIDE, "web")]
 
 
@@ -116,7 +117,7 @@ async def test_the_hourly_limit_stops_the_next_sms_before_kannel(sms_site: Site)
     for n in range(1, SMS_LIMIT + 1):
         await send_on_page(site, OUTSIDE, f"Viesti {n}")
         await sent(site)
-    assert await at_smsc(site, since, SMS_LIMIT) == [(SENDER, OUTSIDE, f"Viesti {n}")
+    assert await at_smsc(site, since, SMS_LIMIT) == [(ANNA_NUMBER, OUTSIDE, f"Viesti {n}")
                                                     for n in range(1, SMS_LIMIT + 1)]
 
     since = mark(site)

@@ -218,6 +218,15 @@ async def test_kannel_request_parameters() -> None:
     assert second["coding"] == ["2"] and second["text"] == ["Новое сообщение"]  # not GSM-7: UCS-2
 
 
+async def test_kannel_sends_from_a_given_sender() -> None:
+    """The home page's SMS: from the user's own number instead of the platform's sender."""
+    seen: list[httpx.Request] = []
+    gateway = kannel(202, "0: Accepted for delivery", seen)
+    await gateway.send("+358401110002", "Soitan kohta", sender="+358401110001")
+    await gateway.aclose()
+    assert parse_qs(urlsplit(str(seen[0].url)).query)["from"] == ["+358401110001"]
+
+
 @pytest.mark.parametrize("body", ["0: Accepted for delivery", "3: Queued for later delivery"])
 async def test_kannel_accepts(body: str) -> None:
     gateway = kannel(202, body)

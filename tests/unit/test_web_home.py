@@ -24,12 +24,14 @@ HELSINKI = ZoneInfo("Europe/Helsinki")
 class Gateway:
     def __init__(self, fail: bool = False) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.senders: list[str | None] = []
         self.fail = fail
 
-    async def send(self, to: str, text: str) -> None:
+    async def send(self, to: str, text: str, *, sender: str | None = None) -> None:
         if self.fail:
             raise DeliveryError("the gateway is down")
         self.sent.append((to, text))
+        self.senders.append(sender)
 
 
 @pytest.fixture
@@ -192,6 +194,7 @@ async def test_sms_is_sent_audited_and_limited(site: WebHarness) -> None:
         response = await site.post_form(c, "/sms", csrf, to="040 1110002", text="Soitan kohta")
         assert response.status_code == 303 and response.headers["location"] == "/?done=home_sms_sent"
         assert gateway.sent == [("+358401110002", "Soitan kohta")]
+        assert gateway.senders == ["+358401110001"]  # from Anna's own number
         entry = site.state.audit("acme", "anna.virtanen", limit=1)[0]
         assert (entry.event, entry.field, entry.new, entry.source) == (SMS_SENT, "sms", "+358401110002", "web")
         for n in range(home_service.SMS_LIMIT - 1):

@@ -16,6 +16,7 @@ the old; sending is limited per user and per address (`issue_code`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -77,6 +78,20 @@ class Limit(PinStatus):
 class Admission:
     allowed: bool
     reason: str | None = None  # for the audit and the operator, never for the client
+
+
+def address_subject(address: str) -> str:
+    """What an address's limits count: the address, or for IPv6 its /64 (one subscriber's
+    network, from which any of 2^64 addresses can be used)."""
+    try:
+        parsed = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return address[:ADDRESS_MAX]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def user_subject(tenant_id: str, user_id: str) -> str:
@@ -166,7 +181,7 @@ class WebLoginState:
         this attempt is one too many, which locks); otherwise counted as a failure until
         `login_ok` takes it back. `tenant_id`/`user_id` None: the user name named nobody."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
         p = self.policy
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> Admission:
@@ -204,7 +219,7 @@ class WebLoginState:
         """The password was right: the user's series ends (lock level too), the address's claim
         is taken back. The login itself is audited by the session it opens."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
 
         def work(tx: Tx) -> None:
             now = self._store.now()
@@ -219,7 +234,7 @@ class WebLoginState:
                      actor: str, source: str = "web") -> None:
         """Audits a failed login (already counted by its claim)."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> None:
             events.append(Event(LOGIN_FAILED, FIELD_LOGIN, reason, where))
@@ -234,7 +249,7 @@ class WebLoginState:
 
     def address_lock(self, address: str) -> Limit:
         store = self._store
-        return effective(store.read(lambda tx: _load(tx, ADDRESS, address[:ADDRESS_MAX])), store.now(),
+        return effective(store.read(lambda tx: _load(tx, ADDRESS, address_subject(address))), store.now(),
                          self._address_window())
 
     def locks(self) -> list[tuple[str, str, Limit]]:
@@ -265,7 +280,7 @@ class WebLoginState:
         return self._write(who, Origin(actor, source), work)
 
     def unlock_address(self, address: str, *, actor: str, source: str) -> bool:
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> bool:
             if _load(tx, ADDRESS, where) == Limit():
@@ -284,7 +299,7 @@ class WebLoginState:
         the user or the address; None when issued, else why not (audited). A request naming nobody
         (`tenant_id` None) only counts against the address. `limited` False: an operator's code."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
         p = self.policy
         window = timedelta(minutes=p.send_window_minutes)
 
@@ -312,6 +327,24 @@ class WebLoginState:
 
         return self._write(who, Origin(actor, source), work)
 
+    def may_send_code(self, tenant_id: str | None, user_id: str | None, address: str) -> bool:
+        """Whether a code request would be within the sending limits now (nothing changes):
+        checked before a code is hashed, so that a flood over the limit costs no hashing.
+        `issue_code` decides for good."""
+        who = self._who(tenant_id, user_id)
+        where = address_subject(address)
+        p = self.policy
+        window = timedelta(minutes=p.send_window_minutes)
+
+        def read(tx: Tx) -> bool:
+            now = self._store.now()
+            if effective(_load(tx, SEND_ADDRESS, where), now, window).failures >= p.sends_per_address:
+                return False
+            return who == NOBODY or (effective(_load(tx, SEND_USER, user_subject(*who)), now, window).failures
+                                     < p.sends_per_user)
+
+        return self._store.read(read)
+
     def code_delivered(self, tenant_id: str, user_id: str, channel: str, *, actor: str, source: str = "web") -> None:
         """Audits a code handed to the gateway (`channel`: sms or email)."""
         who = self._who(tenant_id, user_id)
@@ -337,7 +370,7 @@ class WebLoginState:
         (on the code and on the address); None (audited) when there is no live code to try, its
         attempts are used up, or the address is locked."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
         p = self.policy
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> str | None:
@@ -370,7 +403,7 @@ class WebLoginState:
         who = self._who(tenant_id, user_id)
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> None:
-            events.append(Event(CODE_FAILED, FIELD_CODE, "wrong code", address[:ADDRESS_MAX]))
+            events.append(Event(CODE_FAILED, FIELD_CODE, "wrong code", address_subject(address)))
 
         self._write(who, Origin(actor, source), work)
 
@@ -379,7 +412,7 @@ class WebLoginState:
         """The code was right: it is used up, and `ticket_hash` (of a random ticket) lets the user
         choose a password for `ticket_minutes`. False when the code was replaced meanwhile."""
         who = self._who(tenant_id, user_id)
-        where = address[:ADDRESS_MAX]
+        where = address_subject(address)
 
         def work(tx: Tx, now: datetime, events: list[Event]) -> bool:
             changed = tx.run("UPDATE web_login_codes SET ticket_hash = ?, expires_at = ? WHERE tenant_id = ? AND "

@@ -22,6 +22,7 @@ from callstate import SettingsError, StorageError
 from .auth import code_routes
 from .auth import routes as auth_routes
 from .auth.sessions import CsrfRefused, NotLoggedIn, find_viewer, viewer
+from .bodylimit import BodyLimit
 from .deps import WebDeps
 from .network import PeerFilter
 from .pages import account, calllog, conferences, contacts, fax, home, mailbox, recording, services
@@ -136,5 +137,5 @@ def _quote(path: str) -> str:
 
 
 def asgi_app(deps: WebDeps) -> PeerFilter:
-    """The application behind the address filter, as the listener serves it."""
-    return PeerFilter(create_app(deps), lambda: deps.settings.listener)
+    """The application behind the address filter and the body cap, as the listener serves it."""
+    return PeerFilter(BodyLimit(create_app(deps)), lambda: deps.settings.listener)

@@ -14,6 +14,7 @@ so an id from another room (or a made-up one) is "not found" and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -69,10 +70,17 @@ def participant_id(bridge: str, channel: str) -> str:
 
 
 class ConferenceControl:
-    """Over `opener`, a fresh AMI session per request (None: Asterisk is not told)."""
+    """Over `opener`, an AMI session per question (None: Asterisk is not told), shared by every
+    request: at most `MAX_SESSIONS` open at once, and a room's participants asked at most once per
+    `FRESH_SECONDS` however many pages poll it (each poll would otherwise be an AMI login)."""
+
+    MAX_SESSIONS = 4
+    FRESH_SECONDS = 1.0
 
     def __init__(self, opener: AmiOpener | None) -> None:
         self._opener = opener
+        self._sessions = asyncio.Semaphore(self.MAX_SESSIONS)
+        self._answers: dict[str, tuple[float, asyncio.Future[list[Participant]]]] = {}
 
     @classmethod
     def over(cls, settings: AmiSettings | None) -> ConferenceControl:
@@ -83,13 +91,36 @@ class ConferenceControl:
         if self._opener is None:
             raise LiveUnavailable("no AMI settings")
         try:
-            async with self._opener() as session:
+            async with self._sessions, self._opener() as session:
                 yield session
         except AmiError as exc:
             raise LiveUnavailable(str(exc)) from exc
 
-    async def participants(self, who: TenantUser) -> list[Participant]:
+    async def participants(self, who: TenantUser, *, fresh: bool = False) -> list[Participant]:
+        """Who is in the viewer's room: the answer being fetched or fetched within
+        `FRESH_SECONDS` is shared, unless `fresh` asks Asterisk now (and shares that answer)."""
         bridge = bridge_name(who)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        asked = self._answers.get(bridge)
+        if fresh or asked is None or not self._usable(*asked, now):
+            for stale in [b for b, answer in self._answers.items() if not self._usable(*answer, now)]:
+                del self._answers[stale]
+            asked = (now, asyncio.ensure_future(self._ask(who, bridge)))
+            self._answers[bridge] = asked
+        return list(await asyncio.shield(asked[1]))
+
+    def _usable(self, asked_at: float, answer: asyncio.Future[list[Participant]], now: float) -> bool:
+        """Still being fetched, or fetched well and fresh (a failure is asked again at once)."""
+        if not answer.done():
+            return True
+        return now - asked_at <= self.FRESH_SECONDS and not answer.cancelled() and answer.exception() is None
+
+    def _forget(self, bridge: str) -> None:
+        """After a change to the room: the next question goes to Asterisk."""
+        self._answers.pop(bridge, None)
+
+    async def _ask(self, who: TenantUser, bridge: str) -> list[Participant]:
         found: list[Participant] = []
         async with self._session() as ami:
             listed = await ami.action("Getvar", Variable=f"CONFBRIDGE_CHANNELS(parties,{bridge})")
@@ -110,16 +141,22 @@ class ConferenceControl:
 
     async def set_muted(self, who: TenantUser, pid: str, muted: bool) -> Participant:
         found = await self._find(who, pid)
-        async with self._session() as ami, _still_there(pid):
-            await ami.action("ConfbridgeMute" if muted else "ConfbridgeUnmute", Conference=bridge_name(who),
-                             Channel=found.channel)
-            await ami.action("Setvar", Channel=found.channel, Variable=MUTED_VARIABLE, Value="1" if muted else "")
+        try:
+            async with self._session() as ami, _still_there(pid):
+                await ami.action("ConfbridgeMute" if muted else "ConfbridgeUnmute", Conference=bridge_name(who),
+                                 Channel=found.channel)
+                await ami.action("Setvar", Channel=found.channel, Variable=MUTED_VARIABLE, Value="1" if muted else "")
+        finally:
+            self._forget(bridge_name(who))
         return found
 
     async def remove(self, who: TenantUser, pid: str) -> Participant:
         found = await self._find(who, pid)
-        async with self._session() as ami, _still_there(pid):
-            await ami.action("ConfbridgeKick", Conference=bridge_name(who), Channel=found.channel)
+        try:
+            async with self._session() as ami, _still_there(pid):
+                await ami.action("ConfbridgeKick", Conference=bridge_name(who), Channel=found.channel)
+        finally:
+            self._forget(bridge_name(who))
         return found
 
 

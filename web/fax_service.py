@@ -53,7 +53,14 @@ async def change(deps: WebDeps, who: Viewer, *, enabled: bool, email: str) -> Fa
         who.tenant_id, who.user_id, enabled=enabled, email=email.strip() or None, actor=who.actor, source="web"))
 
 
+# Row ids are 64-bit integers in SQLite and PostgreSQL: a larger number in a URL is nobody's fax
+# (and must not reach the driver, which would fail on it).
+MAX_ID = 2 ** 63 - 1
+
+
 async def own_fax(deps: WebDeps, who: Viewer, fax_id: int) -> ReceivedFax | None:
+    if not 0 < fax_id <= MAX_ID:
+        return None
     return await run_blocking(deps.state.fax.find, who.tenant_id, who.user_id, fax_id)
 
 
@@ -62,6 +69,8 @@ def pdf_path(deps: WebDeps, fax: ReceivedFax) -> Path:
 
 
 async def delete(deps: WebDeps, who: Viewer, fax_id: int) -> bool:
+    if not 0 < fax_id <= MAX_ID:
+        return False
     gone = await run_blocking(lambda: deps.state.fax.delete(who.tenant_id, who.user_id, fax_id,
                                                             actor=who.actor, source="web"))
     if gone is None:

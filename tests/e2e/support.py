@@ -118,6 +118,20 @@ class ChannelLog:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
 
+    async def wait_dialled(self, endpoint: str, since: int = 0, timeout: float = 10) -> None:
+        """Until a Dial() of `endpoint` since the mark is logged: a call already answered on the
+        phone may still have its events in flight here, and a mark taken before they arrive
+        would count that earlier call's Dial() as a later one's."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while endpoint not in self.dialled(since):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no Dial() of {endpoint} logged within {timeout} s")
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
     def _created(self, since: int) -> bool:
         return any(e.kind == "created" for e in self.events[since:])
 

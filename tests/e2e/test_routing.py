@@ -158,10 +158,12 @@ async def test_call_waiting_codes_and_their_effect(rig: Rig) -> None:
     assert rig.state.routing(ANNA.tenant, ANNA.user).call_waiting is False
 
     # Off: the second caller gets Anna's busy treatment at once — her voicemail by default ...
+    calls = rig.observer.channels.mark()
     first = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     leg = await rig.phone.incoming(ANNA.device, 10)
     await leg.answer()
     await first.wait_state("Up", 5)
+    await rig.observer.channels.wait_dialled(ANNA.device, calls)
     # "Did not ring" while she is in a call: no second call to her device (her first call's
     # channels were made before the mark, and stay).
     since, calls = rig.observer.mark(), rig.observer.channels.mark()

@@ -34,11 +34,14 @@ async def saved(site: Site) -> None:
 
 
 async def anna_in_a_call(rig: Rig) -> tuple[Call, Call]:
-    """A caller talking with Anna: (the caller's call, Anna's answered leg)."""
+    """A caller talking with Anna: (the caller's call, Anna's answered leg), once the PBX's own
+    log has her Dial(), so a mark taken next counts only later calls."""
+    since = rig.observer.channels.mark()
     first = await rig.phone.call(ANNA.number, caller_number=OUTSIDE)
     leg = await rig.phone.incoming(ANNA.device, 10)
     await leg.answer()
     await first.wait_state("Up", 5)
+    await rig.observer.channels.wait_dialled(ANNA.device, since)
     return first, leg
 
 

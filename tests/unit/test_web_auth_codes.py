@@ -23,6 +23,7 @@ from callstate.web_logins import (
     LOGIN_REFUSED,
     NOBODY,
     Limit,
+    address_subject,
 )
 from notify import DeliveryError
 from web.auth import logins
@@ -355,14 +356,23 @@ async def test_the_api_twins(site: WebHarness) -> None:
         code = messenger(site).last_code()
         short = await client.post("/api/v1/login-code/password", json={"username": name, "code": code,
                                                                         "password": "short"})
-        assert short.status_code == 422 and short.json()["detail"] == "password_too_short"
-        opened = await client.post("/api/v1/login-code/password", json={"username": name, "code": code,
+        assert short.status_code == 422 and short.json() == {"detail": "password_too_short", "ticket": None}
+        # Her name in it: told only once the code proved who asks, with a ticket for the next try.
+        named = await client.post("/api/v1/login-code/password", json={"username": name, "code": code,
+                                                                        "password": "Anna Virtanen 2027"})
+        assert named.status_code == 422 and named.json()["detail"] == "password_has_name"
+        ticket = named.json()["ticket"]
+        assert ticket and CODE_USED in events(site)
+        opened = await client.post("/api/v1/login-code/password", json={"username": name, "ticket": ticket,
                                                                          "password": NEW_PASSWORD})
         assert opened.status_code == 200, opened.text
         bearer = {"authorization": f"Bearer {opened.json()['token']}"}
         again = await client.post("/api/v1/login-code/password", json={"username": name, "code": code,
                                                                         "password": NEW_PASSWORD})
         assert again.status_code == 401
+        reused = await client.post("/api/v1/login-code/password", json={"username": name, "ticket": ticket,
+                                                                         "password": NEW_PASSWORD})
+        assert reused.status_code == 401  # a ticket is used up with the password it chose
         sessions = (await client.get("/api/v1/sessions", headers=bearer)).json()
         assert len(sessions) == 1 and sessions[0]["current"]
         wrong = await client.put("/api/v1/password", headers=bearer,
@@ -428,3 +438,69 @@ async def test_no_way_to_send_is_audited(site: WebHarness) -> None:
     assert not messenger(site).mails
     unsent = next(e for e in site.state.audit("acme", "workshop") if e.event == "code_unsent")
     assert unsent.old == "no SMS gateway, and no e-mail relay or address"
+
+
+async def test_the_api_tells_nobody_whether_a_user_name_exists(site: WebHarness) -> None:
+    """Without the right code, a password naming the user is answered like any wrong code: the
+    user-specific rules are not run for a guesser (they would tell a real name from a made-up one)."""
+    answers = []
+    async with site.client() as client:
+        for username in ("fi0401110001@acme.example", "fi0409999999@acme.example"):
+            for password in ("Anna Virtanen 2027", "0401110001 salasana", NEW_PASSWORD):
+                answer = await client.post("/api/v1/login-code/password",
+                                           json={"username": username, "code": "12345678", "password": password})
+                answers.append((answer.status_code, answer.json()))
+    assert set(map(str, answers)) == {str((401, {"detail": "wrong or expired code"}))}
+
+
+async def test_requests_over_the_limit_cost_no_hashing(site: WebHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[str] = []
+    real = logins.hash_in_pool
+
+    async def counting(password: str) -> str:
+        hashed.append(password)
+        return await real(password)
+
+    monkeypatch.setattr(logins, "hash_in_pool", counting)
+    async with site.client() as client:
+        for _ in range(8):
+            await ask_code(site, client, "fi0401110001@acme.example")
+    assert len(messenger(site).texts) == 3 and len(hashed) == 3  # the 5 refused were never hashed
+    assert [e for e in site.state.audit("acme", "anna.virtanen") if e.event == CODE_REFUSED]
+
+
+async def test_a_flood_of_code_requests_is_capped_while_they_are_under_way(
+        site: WebHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def slow_send(state: object, messenger: object, who: object, address: str) -> tuple[None, str]:
+        started.append(address)
+        await release.wait()
+        return None, "held"
+
+    monkeypatch.setattr(logins, "send_code", slow_send)
+    for n in range(logins.MAX_PENDING_CODES + 20):
+        logins.request_code(site.deps, f"nobody{n}@acme.example", "192.0.2.7")
+    await asyncio.sleep(0)
+    assert len(started) == logins.MAX_PENDING_CODES
+    release.set()
+    await logins.settle(site.deps)
+    logins.request_code(site.deps, "nobody@acme.example", "192.0.2.7")  # room again once they finish
+    await logins.settle(site.deps)
+    assert len(started) == logins.MAX_PENDING_CODES + 1
+
+
+def test_an_ipv6_network_counts_as_one_address(site: WebHarness) -> None:
+    """One subscriber holds a whole /64: each of its addresses would otherwise get its own 20 tries."""
+    p, logins_state = site.state.web_logins.policy, site.state.web_logins
+    for n in range(p.address_attempts):
+        assert logins_state.claim_login(None, None, f"2001:db8:1:2::{n + 1:x}", actor="t").allowed
+    assert not logins_state.claim_login(None, None, "2001:db8:1:2:ffff::1", actor="t").allowed
+    assert logins_state.claim_login(None, None, "2001:db8:1:3::1", actor="t").allowed  # the next /64
+    assert logins_state.address_lock("2001:db8:1:2::abcd").locked
+    assert address_subject("::ffff:192.0.2.1") == "192.0.2.1" == address_subject("192.0.2.1")
+    assert address_subject("[2001:db8::1]") == "2001:db8::/64"
+    assert address_subject("not an address") == "not an address"

@@ -30,7 +30,7 @@ from base.secrets import SecretStore
 from callstate import CallStateService, default_db_path
 from callstate.pin import PIN_FAILED, PIN_OK
 from cli.main import main
-from web.conference_service import ConferenceControl, participant_id
+from web.conference_service import ConferenceControl, LiveUnavailable, participant_id
 from web.pages.conferences import CONTROL
 
 GOOD_PIN = "735194"
@@ -186,6 +186,8 @@ class FakeAmi:
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, dict[str, str]]] = {}
         self.actions: list[tuple[str, dict[str, str]]] = []
+        self.sessions = 0  # AMI logins
+        self.open_now = self.most_open = 0
         self.down = False
         self.gone_after_listing = ""  # a channel that hangs up right after the room is listed
 
@@ -201,7 +203,14 @@ class FakeAmi:
     async def open(self) -> AsyncIterator[FakeAmi]:
         if self.down:
             raise AmiError("cannot reach AMI")
-        yield self
+        self.sessions += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            await asyncio.sleep(0.01)  # a login's round trip: lets concurrent requests overlap
+            yield self
+        finally:
+            self.open_now -= 1
 
     def _channel(self, name: str) -> dict[str, str]:
         for room in self.rooms.values():
@@ -233,8 +242,38 @@ class FakeAmi:
 @pytest.fixture
 def ami(site: WebHarness) -> FakeAmi:
     fake = FakeAmi()
-    site.deps.extras[CONTROL] = ConferenceControl(fake.open)
+    control = site.deps.extras[CONTROL] = ConferenceControl(fake.open)
+    control.FRESH_SECONDS = 0  # these tests change the room behind the page's back: always ask
     return fake
+
+
+async def test_many_pages_polling_one_room_share_the_answers(site: WebHarness) -> None:
+    """Each poll would be an AMI login: concurrent and recent questions about a room are shared,
+    and the sessions open at once are capped."""
+    fake = FakeAmi()
+    control = site.deps.extras[CONTROL] = ConferenceControl(fake.open)
+    anna, mikko = site.who("acme", "anna.virtanen"), site.who("acme", "mikko.korhonen")
+    fake.join(anna, "PJSIP/carrier-00000001", "+358451234567")
+    answers = await asyncio.gather(*(control.participants(anna) for _ in range(50)))
+    assert fake.sessions == 1 and all(len(a) == 1 for a in answers)
+    assert len(await control.participants(anna)) == 1 and fake.sessions == 1  # still fresh
+    assert len(await control.participants(anna, fresh=True)) == 1 and fake.sessions == 2  # an opened page asks
+    await asyncio.gather(*(control.participants(site.who(*u)) for u in
+                           [("acme", "anna.virtanen"), ("acme", "mikko.korhonen"), ("acme", "sara.lindqvist"),
+                            ("acme", "workshop"), ("borealis", site.config.tenants[1].users[0].id)]))
+    assert fake.most_open <= ConferenceControl.MAX_SESSIONS
+    # A change to the room is asked afresh at once.
+    guest = participant_id(bridge_name(anna), "PJSIP/carrier-00000001")
+    before = fake.sessions
+    await control.set_muted(anna, guest, True)
+    assert (await control.participants(anna))[0].muted and fake.sessions > before
+    # A failure is not kept: the next question, however soon, asks again.
+    control = ConferenceControl(fake.open)
+    fake.down = True
+    with pytest.raises(LiveUnavailable):
+        await control.participants(mikko)
+    fake.down = False
+    assert await control.participants(mikko) == []
 
 
 async def test_the_page_shows_the_dial_in_details_and_changes_the_pin(site: WebHarness, ami: FakeAmi) -> None:

@@ -231,6 +231,10 @@ async def test_another_users_fax_is_not_found_and_unchanged(tmp_path: Path, othe
             r = await c.request(method, path, data={"csrf_token": csrf} if method == "POST" else None,
                                 headers={"x-csrf-token": csrf})
             assert r.status_code == 404, (method, path)
+        for method, path, _ in [*_routes(2 ** 64), *_routes(-1), *_routes(0)]:  # no row has such an id
+            r = await c.request(method, path, data={"csrf_token": csrf} if method == "POST" else None,
+                                headers={"x-csrf-token": csrf})
+            assert r.status_code == 404, (method, path)
         assert (await c.get("/api/v1/fax/received")).json() == []
         assert "anna" not in (await c.get("/services/fax")).text.lower().split("fax-list")[-1]
         await c.put("/api/v1/fax/settings", json={"enabled": True}, headers={"x-csrf-token": csrf})

@@ -20,7 +20,7 @@ from base.offload import run_blocking
 from ..deps import WebDeps
 from ..network import client_address
 from . import logins
-from .passwords import MAX_LENGTH, MIN_LENGTH
+from .passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 from .routes import (
     LOGIN_COOKIE,
     SessionOut,
@@ -157,13 +157,17 @@ class Accepted(BaseModel):
 
 class CodeLogin(BaseModel):
     username: str = Field(max_length=254)
-    code: str = Field(max_length=40, description="The digits of the SMS (or e-mail).")
+    code: str = Field("", max_length=40, description="The digits of the SMS (or e-mail).")
+    ticket: str = Field("", max_length=200, description="Instead of the code: the ticket of a 422 answer, to try "
+                                                       "another password without a new code.")
     password: str = Field(max_length=MAX_LENGTH, description=f"The new password: at least {MIN_LENGTH} characters, "
                                                              "not the user's name or number.")
 
 
 class Problem(BaseModel):
     detail: str = Field(description="A locale key: password_too_short, password_has_name, ...")
+    ticket: str | None = Field(None, description="Once the code was right: send it instead of the code with "
+                                                 "another password (valid for minutes, one use).")
 
 
 @api.post("/login-code", status_code=202, response_model=Accepted)
@@ -175,17 +179,23 @@ async def api_request_code(body: CodeRequest, request: Request, deps: Services) 
 
 
 @api.post("/login-code/password", response_model=SessionOut,
-          responses={401: {"description": "wrong, expired or used-up code"},
+          responses={401: {"description": "wrong, expired or used-up code or ticket"},
                      422: {"model": Problem, "description": "the password does not meet the rules"}})
 async def api_password_with_code(body: CodeLogin, request: Request, deps: Services) -> Response | SessionOut:
-    """Choose a password with the code, and log in: every other session of the user ends."""
-    who = logins.find_login(deps.config, body.username)
-    if who is not None and (problem := logins.new_password_problem(who, body.password, body.password)):
-        return JSONResponse({"detail": problem}, status_code=422)  # before the code: no attempt spent
-    ticket = await logins.check_code(deps.state, body.username, body.code, client_address(request.scope))
-    if ticket is None:
+    """Choose a password with the code, and log in: every other session of the user ends.
+
+    Rules that concern any password (its length) are checked first, spending no attempt; rules
+    about the user (their name or number in it) only once the code proved who is asking, so the
+    answers tell nobody whether a user name exists. That 422 carries a ticket for the next try."""
+    if problem := password_problem(body.password):
+        return JSONResponse({"detail": problem, "ticket": None}, status_code=422)
+    ticket = body.ticket or await logins.check_code(deps.state, body.username, body.code,
+                                                    client_address(request.scope))
+    if not ticket:
         return JSONResponse({"detail": "wrong or expired code"}, status_code=401)
     who, problem = await logins.choose_password(deps.state, ticket, body.password, body.password)
-    if who is None or problem is not None:
-        return JSONResponse({"detail": problem or "wrong or expired code"}, status_code=401)
+    if who is None:
+        return JSONResponse({"detail": "wrong or expired code"}, status_code=401)
+    if problem is not None:
+        return JSONResponse({"detail": problem, "ticket": ticket}, status_code=422)
     return await api_session(request, deps, who)

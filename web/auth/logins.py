@@ -24,10 +24,10 @@ from ..deps import WebDeps
 from ..i18n import Translator
 from .passwords import (
     MAX_LENGTH,
-    hash_password,
+    hash_in_pool,
     needs_rehash,
     password_problem,
-    verify_password,
+    verify_in_pool,
 )
 from .usernames import find_login, login_name
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CODE_DIGITS = 8
 ANONYMOUS = "web:anonymous"  # the audit's actor of an attempt before anyone is known
 TASKS_KEY = "login_code_tasks"
+MAX_PENDING_CODES = 32  # code requests hashed and sent at once; beyond, a flood is dropped
 
 
 def actor_of(who: TenantUser | None) -> str:
@@ -70,13 +71,13 @@ async def check_password(state: CallStateService, who: TenantUser | None, passwo
     admission = await run_blocking(logins.claim_login, tenant_id, user_id, address, actor=actor_of(who))
     stored = (await run_blocking(accounts.password_hash, tenant_id, user_id)
               if who is not None and tenant_id and user_id and admission.allowed else None)
-    ok = await run_blocking(verify_password, stored, password)  # a dummy hash when None: as slow
+    ok = await verify_in_pool(stored, password)  # a dummy hash when None: as slow
     if not admission.allowed:
         return False  # audited as refused, with the lock
     if ok and who is not None and stored is not None:
         await run_blocking(logins.login_ok, who.tenant.id, who.user.id, address)
         if needs_rehash(stored):
-            fresh = await run_blocking(hash_password, password)
+            fresh = await hash_in_pool(password)
             await run_blocking(accounts.set_password_hash, who.tenant.id, who.user.id, fresh, actor=actor_of(who),
                                source="web")
         return True
@@ -102,7 +103,7 @@ async def change_password(state: CallStateService, who: TenantUser, token: str, 
         return problem
     if not await check_password(state, who, current, address):
         return "account_wrong_password"
-    fresh = await run_blocking(hash_password, new)
+    fresh = await hash_in_pool(new)
     await run_blocking(state.web_accounts.set_password_hash, who.tenant.id, who.user.id, fresh,
                        actor=actor_of(who), source="web", keep_token=token)
     return None
@@ -143,9 +144,12 @@ async def send_code(state: CallStateService, messenger: Messenger | None, who: T
     or (None, why not: over the rate limit, nobody, not deliverable), each audited."""
     logins = state.web_logins
     actor = actor or actor_of(who)
-    code = new_code() if who is not None else None
-    code_hash = await run_blocking(hash_password, code) if code else None
     tenant_id, user_id = ids_of(who)
+    if limited and not await run_blocking(logins.may_send_code, tenant_id, user_id, address):
+        code = None  # over the limit: refused (and audited) below without the cost of a hash
+    else:
+        code = new_code() if who is not None else None
+    code_hash = await hash_in_pool(code) if code else None
     refused = await run_blocking(logins.issue_code, tenant_id, user_id, code_hash, address, actor=actor,
                                  source=source, limited=limited)
     if refused is not None or who is None or code is None:
@@ -164,6 +168,9 @@ def request_code(deps: WebDeps, username: str, address: str) -> None:
     whether or not the user exists. `settle(deps)` waits for what is under way (tests)."""
     who = find_login(deps.config, username)
     tasks: set[asyncio.Task[Any]] = deps.extras.setdefault(TASKS_KEY, set())
+    if len(tasks) >= MAX_PENDING_CODES:
+        log.warning("login code request from %s dropped: %d requests already under way", address, len(tasks))
+        return
     task = asyncio.create_task(_quietly(send_code(deps.state, deps.messenger, who, address)))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
@@ -189,7 +196,7 @@ async def check_code(state: CallStateService, username: str, code: str, address:
     who = find_login(state.config, username)
     tenant_id, user_id = ids_of(who)
     code_hash = await run_blocking(logins.claim_code, tenant_id, user_id, address, actor=actor_of(who))
-    ok = await run_blocking(verify_password, code_hash, typed_code(code))
+    ok = await verify_in_pool(code_hash, typed_code(code))
     if who is None or code_hash is None:
         return None
     if not ok:
@@ -220,7 +227,7 @@ async def choose_password(state: CallStateService, ticket: str, password: str, r
     problem = new_password_problem(who, password, repeat)
     if problem is not None:
         return who, problem
-    fresh = await run_blocking(hash_password, password)
+    fresh = await hash_in_pool(password)
     taken = await run_blocking(state.web_logins.take_ticket, token_hash(ticket), actor=actor_of(who))
     if taken != (who.tenant.id, who.user.id):
         return None, "login_ticket_over"

@@ -29,18 +29,22 @@ from ..render import page
 
 router = APIRouter()
 PAGE = "/conferences"
-CONTROL = "conferences"  # deps.extras: a ConferenceControl of the page's own wiring (tests: a fake AMI)
+CONTROL = "conferences"  # deps.extras: the ConferenceControl (made on first use; tests put a fake AMI's)
 
 
 def control(deps: WebDeps) -> ConferenceControl:
+    """The one ConferenceControl of the process: its session cap and shared answers hold only so."""
     found = deps.extras.get(CONTROL)
-    return found if isinstance(found, ConferenceControl) else ConferenceControl.over(deps.ami)
+    if not isinstance(found, ConferenceControl):
+        found = deps.extras[CONTROL] = ConferenceControl.over(deps.ami)
+    return found
 
 
-async def _live(deps: WebDeps, who: Viewer) -> list[Participant] | None:
-    """The room's participants; None when Asterisk cannot be asked now."""
+async def _live(deps: WebDeps, who: Viewer, *, fresh: bool = False) -> list[Participant] | None:
+    """The room's participants; None when Asterisk cannot be asked now. `fresh`: asked now (a page
+    someone opens), not the shared answer of the last second (the polls)."""
     try:
-        return await control(deps).participants(who.who)
+        return await control(deps).participants(who.who, fresh=fresh)
     except LiveUnavailable:
         return None
 
@@ -48,7 +52,7 @@ async def _live(deps: WebDeps, who: Viewer) -> list[Participant] | None:
 async def _page(request: Request, who: Viewer, deps: WebDeps, *, problem: str | None = None,
                 status_code: int = 200) -> Response:
     room = await room_view(deps.state, who.who)
-    return page(request, "conferences.html", who, room=room, participants=await _live(deps, who),
+    return page(request, "conferences.html", who, room=room, participants=await _live(deps, who, fresh=True),
                 problem=problem, status_code=status_code)
 
 

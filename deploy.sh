@@ -44,7 +44,7 @@ install_system_packages() {
     # espeak-ng and sox make the spoken prompt catalogue. With "test": Kannel (a real SMS gateway
     # and its fake SMSC) and openssl for the notification tests, and the PostgreSQL server for the
     # call-state tests (they run a cluster of their own on 127.0.0.1:15942; the default cluster
-    # that the package's installation may start is not used).
+    # that the package's installation may start is not used); Kamailio and SIPp for the SIP edge.
     local missing=()
     if [ "${1:-}" = test ]; then
         dpkg -s kannel >/dev/null 2>&1 || missing+=(kannel)
@@ -54,6 +54,10 @@ install_system_packages() {
         # The home page's browser tests drive Debian's Chromium through its ChromeDriver.
         command -v chromium >/dev/null || missing+=(chromium)
         command -v chromedriver >/dev/null || missing+=(chromium-driver)
+        # The SIP edge of a cluster: Debian's Kamailio (not started as a service: the tests run
+        # their own on loopback), and SIPp for the stand-in nodes and callers.
+        command -v kamailio >/dev/null || missing+=(kamailio)
+        command -v sipp >/dev/null || missing+=(sip-tester)
     fi
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
@@ -64,6 +68,11 @@ install_system_packages() {
         say "installing Debian packages: ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+        # Where systemd runs, the package starts Kamailio's own service on every address with
+        # its sample configuration: the one just installed here is stopped and not enabled.
+        if [[ " ${missing[*]} " == *" kamailio "* ]] && [ -d /run/systemd/system ]; then
+            systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+        fi
     fi
 }
 

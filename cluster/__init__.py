@@ -1,0 +1,1 @@
+"""Several Asterisk nodes behind one SIP edge: where tenants go, and what each part is given."""

@@ -130,6 +130,28 @@ class StateDatabase:
 
 
 @dataclass(frozen=True)
+class Node:
+    """An Asterisk node of a cluster (docs/cluster.md): the edge sends its tenants' requests to
+    `address`:`port`. A `standby` node takes no tenants of its own; it stands in for any node
+    that stops answering."""
+
+    name: str
+    address: str
+    port: int = 5060
+    capacity: int = 20000  # users
+    standby: bool = False
+
+
+@dataclass(frozen=True)
+class SipEdge:
+    """The cluster's SIP edge (Kamailio): its listener and how often it probes the nodes."""
+
+    address: str
+    port: int = 5060
+    probe_seconds: int = 2
+
+
+@dataclass(frozen=True)
 class Web:
     """The users' home page and its JSON API (see docs/web.md), served by `vipbx serve`.
 
@@ -169,6 +191,8 @@ class Platform:
     state_database: StateDatabase = field(default_factory=StateDatabase)
     pin_digits: int = DEFAULT_PIN_DIGITS  # the shortest PIN a user may have (a tenant may differ)
     web: Web = field(default_factory=Web)
+    nodes: tuple[Node, ...] = ()  # none: one machine, as before
+    sip_edge: SipEdge | None = None
 
     @property
     def carrier(self) -> Trunk | None:
@@ -273,6 +297,7 @@ class Tenant:
     activities: tuple[Activity, ...] = DEFAULT_ACTIVITIES
     pin_digits: int | None = None  # None: the platform's
     call_recording: str = RECORDING_ALLOWED  # RECORDING_OFF: no user's calls are recorded
+    node: str | None = None  # a cluster's node named for this tenant; None: placed by vipbx
 
     def activity(self, key: str) -> Activity | None:
         for activity in self.activities:

@@ -89,6 +89,11 @@ class Paths:
 
     # --- the service's own state ----------------------------------------------------
     @property
+    def cluster(self) -> Path:
+        """A cluster's placement and its SIP edge's files (docs/cluster.md)."""
+        return self.home / "cluster"
+
+    @property
     def state_db(self) -> Path:
         """The call-state database when it is SQLite (the default)."""
         return self.home / "state.sqlite3"

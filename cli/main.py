@@ -26,6 +26,7 @@ from web.wiring import web_deps
 
 from . import args as cliargs
 from .asterisk import asterisk, running_pid
+from .cluster import cluster_group
 from .conference import conference_group
 from .context import Context, ami_settings, load
 from .forward import callwaiting_group, forward_group
@@ -244,7 +245,7 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
 
 
 for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group,
-              recording_group, conference_group, web_group):
+              recording_group, conference_group, web_group, cluster_group):
     main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover

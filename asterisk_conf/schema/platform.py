@@ -30,6 +30,7 @@ from base.model import (
     Platform,
 )
 
+from .cluster import nodes, sip_edge
 from .notifications import notifications
 from .state_database import state_database
 from .trunks import CODECS, codecs, trunk_source
@@ -40,7 +41,7 @@ __all__ = ["CODECS", "codecs", "platform"]
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "conference_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
-    "state_database", "pin_digits", "web",
+    "state_database", "pin_digits", "web", "nodes", "sip_edge",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 # Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
@@ -83,8 +84,20 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         state_database=f.get("state_database", state_database, default.state_database),
         pin_digits=f.get("pin_digits", pin_digits, default.pin_digits),
         web=web_settings,
+        **_cluster(chk, f),
         **ports,
     )
+
+
+def _cluster(chk: Checker, f: Fields) -> dict[str, Any]:
+    """`nodes` and `sip_edge` come together: nodes without an edge (or the reverse) is an error."""
+    found = f.get("nodes", nodes, ())
+    edge = f.get("sip_edge", sip_edge, None)
+    if f.has("nodes") and not f.has("sip_edge"):
+        chk.report(f.loc / "nodes", "nodes need a sip_edge: (the Kamailio address trunks and devices talk to)")
+    if f.has("sip_edge") and not f.has("nodes"):
+        chk.report(f.loc / "sip_edge", "a sip_edge needs nodes: (the Asterisk nodes behind it)")
+    return {"nodes": found, "sip_edge": edge}
 
 
 def _check_listeners(

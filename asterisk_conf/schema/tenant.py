@@ -61,7 +61,7 @@ RESERVED_DEVICE_PREFIX = "vipbx"
 RESERVED_TENANT_IDS = ("general", "zonemessages", "default")
 TENANT_KEYS = (
     "id", "name", "domain", "country_code", "max_message_seconds", "groups", "numbers", "users",
-    "outbound", "forwarding", "activities", "pin_digits", "call_recording",
+    "outbound", "forwarding", "activities", "pin_digits", "call_recording", "node",
 )  # fmt: skip
 USER_KEYS = (
     "id", "name", "number", "extension", "email", "pin", "language", "groups", "devices", "role",
@@ -140,7 +140,24 @@ def tenant(chk: Checker, loc: Loc, value: Any, scope: Scope) -> Tenant:
         users=tuple(users),
         pin_digits=own_pin_digits if own_pin_digits and own_pin_digits > 0 else None,
         call_recording=f.get("call_recording", _recording_choice, RECORDING_ALLOWED) or RECORDING_ALLOWED,
+        node=f.get("node", lambda c, lo, v: _node(c, lo, v, scope), None),
     )
+
+
+def _node(chk: Checker, loc: Loc, value: Any, scope: Scope) -> str | None:
+    """A tenant's explicit node: one of platform.nodes that takes tenants."""
+    name = string_value(chk, loc, value, '"node1"')
+    if name is None:
+        return None
+    found = next((n for n in scope.platform.nodes if n.name == name), None)
+    if found is None:
+        known = ", ".join(n.name for n in scope.platform.nodes if not n.standby) or "none: platform.nodes is not set"
+        chk.report(loc, f"no node {show(name)} in platform.nodes (nodes: {known})")
+        return None
+    if found.standby:
+        chk.report(loc, f"node {name!r} is a standby: it takes no tenants of its own")
+        return None
+    return name
 
 
 def outbound_section(chk: Checker, loc: Loc, f: Fields, cc: str, users: int) -> OutboundPolicy | None:

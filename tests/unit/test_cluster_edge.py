@@ -1,7 +1,7 @@
 """The SIP edge's files as rendered: the dispatcher sets (each node, then the standbys), the
 routing table (numbers in both forms, devices), the trunks and service numbers in the
 configuration, values that cannot inject configuration, and table files rewritten so that a
-reload sees them. (Kamailio itself runs them in tests/e2e/test_cluster_edge.py.)"""
+reload sees them. (Kamailio itself runs them in tests/e2e/test_cluster_edge_live.py.)"""
 
 from __future__ import annotations
 

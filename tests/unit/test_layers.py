@@ -24,8 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "ari_app": {"base", "callstate", "vmstore", "notify", "prompts", "agi"},
     "testphone": {"base", "asterisk_conf", "asterisk_host", "ari_app"},
     "web": {"base", "callstate", "vmstore", "notify", "prompts", "agi", "ari_app"},
+    "cluster": {"base", "asterisk_conf"},
     "cli": {"base", "asterisk_conf", "asterisk_host", "callstate", "vmstore", "notify", "prompts", "agi",
-            "ari_app", "testphone", "web"},
+            "ari_app", "testphone", "web", "cluster"},
 }
 
 

@@ -1,0 +1,59 @@
+"""`platform.nodes` and `platform.sip_edge`: the Asterisk nodes of a cluster and the Kamailio
+edge in front of them (docs/cluster.md). Without them the platform is one machine, as before."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from asterisk_conf.checks import Checker, Fields, Loc, list_items
+from asterisk_conf.values import boolean, integer, ip_address, pattern, port
+from base.model import Node, SipEdge
+
+NODE_KEYS = ("name", "address", "port", "capacity", "standby")
+EDGE_KEYS = ("address", "port", "probe_seconds")
+NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+node_name = pattern(NODE_NAME, "lowercase letters, digits and '-', starting with a letter", '"node1"')
+capacity = integer(1, 1_000_000)
+
+
+def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
+    found: list[Node] = []
+    names: dict[str, Loc] = {}
+    addresses: dict[tuple[str, int], Loc] = {}
+    for item, item_loc in list_items(chk, loc, value, "nodes"):
+        f = Fields(chk, item_loc, item, NODE_KEYS, "a node", 'name: node1')
+        node = Node(
+            name=f.get("name", node_name, "", missing="missing (required: a short name)"),
+            address=f.get("address", ip_address, "", missing="missing (required: the node's SIP address)"),
+            port=f.get("port", port, 5060),
+            capacity=f.get("capacity", capacity, Node("", "").capacity),
+            standby=f.get("standby", boolean, False),
+        )
+        if node.name and node.name in names:
+            chk.report(item_loc / "name", f"node {node.name!r} is already named at {names[node.name].describe()}")
+        elif node.name:
+            names[node.name] = item_loc / "name"
+        where = (node.address, node.port)
+        if node.address and where in addresses:
+            chk.report(item_loc / "address",
+                       f"{node.address}:{node.port} is already the address of the node at {addresses[where].describe()}")
+        elif node.address:
+            addresses[where] = item_loc / "address"
+        found.append(node)
+    serving = [n for n in found if not n.standby]
+    if found and not serving:
+        chk.report(loc, "every node is a standby: at least one must take tenants")
+    if len(serving) > 1 and len(serving) == len(found):
+        chk.report(loc, "no standby node: a failed node's tenants would have nowhere to go "
+                        "(add a node with standby: true)")
+    return tuple(found)
+
+
+def sip_edge(chk: Checker, loc: Loc, value: Any) -> SipEdge:
+    f = Fields(chk, loc, value, EDGE_KEYS, "sip_edge", "address: 192.0.2.10")
+    return SipEdge(
+        address=f.get("address", ip_address, "", missing="missing (required: the edge's SIP address)"),
+        port=f.get("port", port, 5060),
+        probe_seconds=f.get("probe_seconds", integer(1, 60), 2),
+    )

@@ -125,12 +125,12 @@ class EdgeRig:
         return time.monotonic() - start
 
 
-def sipp(scenario: str, to: str, *, source: str, caller: str, extra: str = "") -> int:
+def sipp(scenario: str, to: str, *, source: str, caller: str, extra: str = "", host: str = "") -> int:
     """One SIPp UAC exchange from `source` through the edge: its exit status (0: as scripted)."""
     done = subprocess.run(
         ["sipp", EDGE_IP + f":{PORT}", "-sf", str(SCENARIOS / scenario), "-i", source, "-p", "0", "-m", "1",
          "-nostdin", "-timeout", "20", "-timeout_error", "-key", "to", to, "-key", "from", caller,
-         "-key", "extra", extra or "X-Test: plain", "-d", "100"],
+         "-key", "extra", extra or "X-Test: plain", "-key", "host", host or f"{EDGE_IP}:{PORT}", "-d", "100"],
         capture_output=True, timeout=40, check=False)
     return done.returncode
 

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from edgerig import CARRIER_IP, DEVICE_IP, EDGE_IP, NODES, EdgeRig, Node, sipp
+from edgerig import CARRIER_IP, DEVICE_IP, EDGE_IP, NODES, PORT, EdgeRig, Node, sipp
 
-from cluster.edge import TRUNK_HEADER, route_keys
+from cluster.edge import TRUNK_HEADER, EdgeNode, route_keys
 
 pytest_plugins = ("edgerig",)
 
@@ -105,3 +105,19 @@ def test_a_call_in_the_probing_gap_fails_over_at_once(edge_rig: EdgeRig, tmp_pat
     rig.nodes["n2"].stop()
     assert sipp("edge_invite.xml", PEKKA, source=CARRIER_IP, caller="+358451234567") == 0
     assert invites(rig)["s1"] == 1
+
+
+def test_a_node_reaches_a_device_through_the_edge(edge_rig: EdgeRig, tmp_path: Path) -> None:
+    """A node's call to a device registered through the edge: addressed to the device's contact
+    with a Route to the edge (what the Path makes), it is relayed, not taken for a device's call."""
+    rig = edge_rig
+    start(rig, tmp_path)
+    device = Node(EdgeNode("device", DEVICE_IP, 25070), tmp_path / "device.trace")
+    rig.nodes["device"] = device
+    device.start()
+    time.sleep(0.3)
+    assert sipp("edge_invite.xml", ANNA_DEVICE, source=NODES[0].address, caller="+358451234567",
+                host=f"{DEVICE_IP}:25070", extra=f"Route: <sip:{EDGE_IP}:{PORT};lr>") == 0
+    reached = device.received("INVITE")
+    assert len(reached) == 1 and f"Record-Route: <sip:{EDGE_IP}" in reached[0]
+    assert invites(rig) == {"n1": 0, "n2": 0, "s1": 0, "device": 1}

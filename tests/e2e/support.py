@@ -107,27 +107,27 @@ class ChannelLog:
     async def wait_calls_over(self, since: int = 0, timeout: float = 20, *, made: bool = True) -> None:
         """Until every channel created since the mark is gone; with `made`, at least one must have
         been created (the calls reached the PBX at all)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (left := self.open_channels(since)) or (made and not self._created(since)):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"the calls made since the mark are not over within {timeout} s: "
-                                     f"channels still on the PBX: {left or 'none created at all'}")
-            self._changed.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+        def over() -> bool:
+            return not self.open_channels(since) and (not made or self._created(since))
+
+        await self._until(over, timeout, lambda: f"the calls made since the mark are not over within {timeout} s: "
+                                                 f"channels still on the PBX: {self.open_channels(since) or 'none created at all'}")
 
     async def wait_dialled(self, endpoint: str, since: int = 0, timeout: float = 10) -> None:
         """Until a Dial() of `endpoint` since the mark is logged: a call already answered on the
         phone may still have its events in flight here, and a mark taken before they arrive
         would count that earlier call's Dial() as a later one's."""
+        await self._until(lambda: endpoint in self.dialled(since), timeout,
+                          lambda: f"no Dial() of {endpoint} logged within {timeout} s")
+
+    async def _until(self, done: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> None:
+        """Re-checks `done()` at every event until it holds; an AssertionError of `failure()` after `timeout`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while endpoint not in self.dialled(since):
+        while not done():
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"no Dial() of {endpoint} logged within {timeout} s")
+                raise AssertionError(failure())
             self._changed.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))

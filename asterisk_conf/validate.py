@@ -16,6 +16,7 @@ from base.model import Config
 
 from .checks import Checker, Fields, Loc, Place, Uniques, list_items
 from .errors import ConfigError, Problem
+from .schema.cluster import named_nodes_fit
 from .schema.platform import platform
 from .schema.tenant import Scope, tenant
 from .values import FORBIDDEN_TEXT
@@ -89,13 +90,15 @@ def _check_all(paths: Sequence[str | Path]) -> tuple[Config | None, list[Problem
         loc = platform_loc / label if platform_loc is not None and given else None
         place = Place(loc, f"the platform's default {label}")
         scope.uniques.add("number", "", getattr(plat, label), place)
-    tenants = [
-        tenant(chk, item_loc, item, scope)
+    located = [
+        (tenant(chk, item_loc, item, scope), item_loc)
         for value, loc in tenant_lists
         if value is not INVALID
         for item, item_loc in list_items(chk, loc, value, "tenants")
     ]
+    tenants = [t for t, _ in located]
     scope.uniques.report(chk)
+    named_nodes_fit(chk, plat.nodes, located)
     order = {doc.file: index for index, doc in enumerate(docs)}
     problems = sorted(chk.problems, key=lambda p: (order.get(p.file, -1), p.line or 0))
     if problems:

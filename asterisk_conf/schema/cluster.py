@@ -4,11 +4,12 @@ edge in front of them (docs/cluster.md). Without them the platform is one machin
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from asterisk_conf.checks import Checker, Fields, Loc, list_items
 from asterisk_conf.values import boolean, integer, ip_address, pattern, port
-from base.model import Node, SipEdge
+from base.model import Node, SipEdge, Tenant
 
 NODE_KEYS = ("name", "address", "port", "capacity", "standby")
 EDGE_KEYS = ("address", "port", "probe_seconds")
@@ -21,6 +22,9 @@ def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
     found: list[Node] = []
     names: dict[str, Loc] = {}
     addresses: dict[tuple[str, int], Loc] = {}
+    if value == []:
+        # One machine is said by leaving nodes: out; an empty list would leave an edge with no node.
+        chk.report(loc, "empty: list the Asterisk nodes (or leave nodes: and sip_edge: out for one machine)")
     for item, item_loc in list_items(chk, loc, value, "nodes"):
         f = Fields(chk, item_loc, item, NODE_KEYS, "a node", 'name: node1')
         node = Node(
@@ -57,3 +61,29 @@ def sip_edge(chk: Checker, loc: Loc, value: Any) -> SipEdge:
         port=f.get("port", port, 5060),
         probe_seconds=f.get("probe_seconds", integer(1, 60), 2),
     )
+
+
+def edge_apart(chk: Checker, loc: Loc, edge: SipEdge, found: Sequence[Node]) -> None:
+    """The edge sends every request to a node's address: on the same address and port, it
+    would send them to itself."""
+    for node in found:
+        if edge.address and (node.address, node.port) == (edge.address, edge.port):
+            chk.report(loc / "address", f"{edge.address}:{edge.port} is also the address of node {node.name!r}: "
+                                        "the edge needs its own address or port")
+
+
+def named_nodes_fit(chk: Checker, found: Sequence[Node], tenants: Sequence[tuple[Tenant, Loc]]) -> None:
+    """The tenants that name a node must fit in its capacity. Reported at the `node:` of the
+    tenant that overfills it (in file order), so the check fails before anything is placed."""
+    capacity = {n.name: n.capacity for n in found if n.capacity > 0}  # below 1: already reported
+    named = [(t, loc) for t, loc in tenants if t.node in capacity]
+    total = {name: sum(len(t.users) for t, _ in named if t.node == name) for name in capacity}
+    running = dict.fromkeys(capacity, 0)
+    for tenant, loc in named:
+        node = tenant.node or ""
+        before = running[node]
+        running[node] += len(tenant.users)
+        if before <= capacity[node] < running[node]:
+            names = ", ".join(f"{t.id} ({len(t.users)})" for t, _ in named if t.node == node)
+            chk.report(loc / "node", f"node {node!r} has room for {capacity[node]} users; the tenants that name it "
+                                     f"have {total[node]}: {names}")

@@ -30,7 +30,7 @@ from base.model import (
     Platform,
 )
 
-from .cluster import nodes, sip_edge
+from .cluster import edge_apart, nodes, sip_edge
 from .notifications import notifications
 from .state_database import state_database
 from .trunks import CODECS, codecs, trunk_source
@@ -97,6 +97,8 @@ def _cluster(chk: Checker, f: Fields) -> dict[str, Any]:
         chk.report(f.loc / "nodes", "nodes need a sip_edge: (the Kamailio address trunks and devices talk to)")
     if f.has("sip_edge") and not f.has("nodes"):
         chk.report(f.loc / "sip_edge", "a sip_edge needs nodes: (the Asterisk nodes behind it)")
+    if edge is not None:
+        edge_apart(chk, f.loc / "sip_edge", edge, found)
     return {"nodes": found, "sip_edge": edge}
 
 

@@ -51,7 +51,8 @@ def parse(text: str, filename: str) -> tuple[list[Section], list[str]]:
                 errors.append(f"{filename}:{number}: setting outside any section")
                 continue
             value = match.group(3)
-            if ";" in value:
+            # A backslash before it escapes a ";" (a SIP URI parameter such as ";lr").
+            if ";" in value.replace("\\;", ""):
                 errors.append(f"{filename}:{number}: ';' inside a value would start a comment")
             sections[-1].settings.append((match.group(1), value, number))
             continue

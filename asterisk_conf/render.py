@@ -43,6 +43,8 @@ QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.con
 ARI_USER = "vipbx"
 AMI_USER = "vipbx"
 FAX_LISTEN_SECONDS = 5  # a calling fax sends its tone every 3.5 s
+# The header the SIP edge of a cluster names a trunk in (and strips from everyone else's).
+EDGE_TRUNK_HEADER = "X-Vipbx-Trunk"
 AGI_KEY = "agi"  # the secret every AGI() URL of the dialplan carries (agi.server checks it)
 
 
@@ -112,6 +114,9 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
         users_by_tenant[view.tenant.id].append(view)
     context = {
         "platform": config.platform,
+        # A node of a cluster: SIP comes through the edge (docs/cluster.md).
+        "edge": config.platform.sip_edge,
+        "edge_trunk_header": EDGE_TRUNK_HEADER,
         "tenants": config.tenants,
         "users": views,
         "users_by_tenant": users_by_tenant,

@@ -250,7 +250,15 @@ class AsteriskInstance:
             return
         with suppress(ProcessLookupError):  # it may end on its own meanwhile
             os.kill(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, timeout):
+        self._end(pid, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would end it: no BYE is sent, nothing is flushed."""
+        self._end(self.pid, 0)
+
+    def _end(self, pid: int | None, grace: float) -> None:
+        """SIGKILL `pid` unless it is gone within `grace` seconds; forget it."""
+        if pid is not None and not self._wait_gone(pid, grace):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if not self._wait_gone(pid, 5):

@@ -149,6 +149,9 @@ class SipEdge:
     address: str
     port: int = 5060
     probe_seconds: int = 2
+    # The longest registration a node grants a device through the edge: after a node fails, its
+    # devices are reachable again from the standby once they register anew (docs/cluster.md).
+    register_seconds: int = 60
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from asterisk_conf.masking import mask_diff
 from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
 from asterisk_conf.validate import validate_files
 from base import logsetup
-from base.ami import CONNECT_TIMEOUT, AmiError, AmiSettings, AmiTimeout, ami_session
+from base.ami import AmiError, AmiTimeout, ami_session
 from base.model import Config
 from base.paths import DEFAULT_HOME
 from base.private import private_dir, write_private
@@ -34,14 +34,13 @@ from .phone import phone
 from .presence import presence_group
 from .prompts import prompts_group
 from .recording import recording_group
+from .reload import ami_reloader, ami_timeouts
 from .voicemail import voicemail
 from .web import web_group
 
 config_files = cliargs.config_files()
 # Nothing `vipbx serve` writes is for other accounts; Asterisk's group may read what it must.
 SERVE_UMASK = 0o027
-# Each module reload of a deploy: res_pjsip and app_voicemail take 35-50 s at 40,000 users.
-RELOAD_TIMEOUT = 120.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,19 +111,6 @@ def diff(obj: Context, files: tuple[str, ...]) -> None:
     sys.exit(1)
 
 
-def ami_timeouts(command):  # type: ignore[no-untyped-def]
-    """--ami-timeout and --reload-timeout, for the commands that reload Asterisk."""
-    command = click.option(
-        "--reload-timeout", type=click.FloatRange(min=0.1), default=RELOAD_TIMEOUT, show_default=True,
-        envvar="VIPBX_RELOAD_TIMEOUT", metavar="SECONDS",
-        help="How long Asterisk may take to answer each module reload; no answer counts as a "
-             "refusal. Env: VIPBX_RELOAD_TIMEOUT.")(command)
-    return click.option(
-        "--ami-timeout", type=click.FloatRange(min=0.1), default=CONNECT_TIMEOUT, show_default=True,
-        envvar="VIPBX_AMI_TIMEOUT", metavar="SECONDS",
-        help="How long AMI may take to accept the connection and the login. Env: VIPBX_AMI_TIMEOUT.")(command)
-
-
 @main.command()
 @config_files
 @click.option("--no-reload", is_flag=True, help="Swap the files in but do not ask Asterisk to reload.")
@@ -172,7 +158,7 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
     if not no_reload:
         try:
             async with ami_session(settings, timeout=timeouts[0]):
-                reload = _ami_reloader(settings, *timeouts)
+                reload = ami_reloader(settings, *timeouts)
         except AmiTimeout as exc:
             # Something listens but does not answer: Asterisk may be hung. Swapping files in that
             # nobody reloads would leave the next start to find out whether they work.
@@ -190,15 +176,6 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
         return await action(reload)
     except deploying.DeployError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: float) -> deploying.Reloader:
-    async def reload(targets: list[str]) -> None:
-        async with ami_session(settings, connect_timeout, action_timeout=reload_timeout) as ami:
-            for target in targets:
-                await ami.action("Reload", Module=target)
-
-    return reload
 
 
 def _report(result: deploying.DeployResult, verb: str) -> None:

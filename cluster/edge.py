@@ -30,11 +30,12 @@ from pathlib import Path
 
 import jinja2
 
-from asterisk_conf.render import templates_dir
+from asterisk_conf.render import EDGE_TRUNK_HEADER, templates_dir
 
 ROUTES_TABLE = "routes"
-TRUNK_HEADER = "X-Vipbx-Trunk"
+TRUNK_HEADER = EDGE_TRUNK_HEADER
 _SAFE_KEY = re.compile(r"(num:|dev:)?[A-Za-z0-9+._-]{1,120}")
+_SAFE_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[?[0-9a-fA-F:.]{2,45}\]?")
 _SAFE_ADDRESS = re.compile(r"[0-9a-fA-F:.]{2,45}(/[0-9]{1,3})?")
 
 
@@ -50,6 +51,7 @@ class EdgeNode:
 class EdgeTrunk:
     name: str
     match: tuple[str, ...]  # source addresses or networks
+    host: str = ""  # where a node's calls out to it are addressed (its R-URI host)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def render_edge(edge: Edge, nodes: Iterable[EdgeNode], routes: Mapping[str, int]
         _safe(value, _SAFE_ADDRESS, "address")
     for value in [*(n.name for n in nodes), *(t.name for t in trunks), *service_numbers]:
         _safe(value, _SAFE_KEY, "name or number")
+    for value in [t.host for t in trunks if t.host]:
+        _safe(value, _SAFE_HOST, "trunk host")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir() / "kamailio"), autoescape=False,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     config = env.get_template("kamailio.cfg.j2").render(
@@ -135,13 +139,14 @@ def render_edge(edge: Edge, nodes: Iterable[EdgeNode], routes: Mapping[str, int]
     }
 
 
-def write_edge_files(files: Mapping[str, str], edge: Edge, config_path: Path) -> None:
+def write_edge_files(files: Mapping[str, str], edge: Edge, config_path: Path) -> list[str]:
     """Writes `render_edge`'s files: kamailio.cfg at `config_path`, the rest under the data
     directory, each replaced whole (a reader sees the old or the new file, never a half).
 
     db_text re-reads a table only when its modification time changed, in whole seconds: a table
     rewritten within the second it was read would be missed by `htable.reload`, so a changed
-    file's time is moved past the old one's."""
+    file's time is moved past the old one's. Returns the names of the files that changed."""
+    changed = []
     for name, text in files.items():
         path = config_path if name == "kamailio.cfg" else edge.data_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +159,8 @@ def write_edge_files(files: Mapping[str, str], edge: Edge, config_path: Path) ->
             later = max(time.time(), int(old) + 1.0)
             os.utime(tmp, (later, later))
         tmp.replace(path)
+        changed.append(name)
+    return changed
 
 
 def _host(address: str) -> str:

@@ -34,7 +34,7 @@ def render_cluster_edge(config: Config, placement: Placement, data_dir: Path, ru
         raise ValueError("no platform.sip_edge in the configuration")
     platform = config.platform
     # A trunk is known by its `match` networks, else by its host when that is an address.
-    trunks = [EdgeTrunk(t.name, t.match or ((t.host,) if _is_ip(t.host) else ())) for t in platform.trunks]
+    trunks = [EdgeTrunk(t.name, t.match or ((t.host,) if _is_ip(t.host) else ()), t.host) for t in platform.trunks]
     service = [platform.voicemail_number, platform.activity_number, platform.conference_number]
     return render_edge(Edge(edge.address, edge.port, data_dir, run_dir, edge.probe_seconds), edge_nodes(config),
                        edge_routes(config, placement), trunks, service)

@@ -12,7 +12,7 @@ from asterisk_conf.values import boolean, integer, ip_address, pattern, port
 from base.model import Node, SipEdge, Tenant
 
 NODE_KEYS = ("name", "address", "port", "capacity", "standby")
-EDGE_KEYS = ("address", "port", "probe_seconds")
+EDGE_KEYS = ("address", "port", "probe_seconds", "register_seconds")
 NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 node_name = pattern(NODE_NAME, "lowercase letters, digits and '-', starting with a letter", '"node1"')
 capacity = integer(1, 1_000_000)
@@ -60,6 +60,7 @@ def sip_edge(chk: Checker, loc: Loc, value: Any) -> SipEdge:
         address=f.get("address", ip_address, "", missing="missing (required: the edge's SIP address)"),
         port=f.get("port", port, 5060),
         probe_seconds=f.get("probe_seconds", integer(1, 60), 2),
+        register_seconds=f.get("register_seconds", integer(10, 3600), 60),
     )
 
 

@@ -39,6 +39,49 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @dataclass
+class Kamailio:
+    """Debian's Kamailio on `config`, in the foreground, ended by its pid; `rpc` over its control
+    socket (the rendered configuration puts it at `<run_dir>/kamailio_ctl`)."""
+
+    config: Path
+    run_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check = subprocess.run([KAMAILIO, "-c", "-f", str(self.config)], capture_output=True,
+                               text=True, timeout=30, check=False)
+        assert check.returncode == 0, check.stderr[-2000:]
+        self.process = subprocess.Popen(
+            [KAMAILIO, "-f", str(self.config), "-P", str(self.run_dir / "kamailio.pid"),
+             "-Y", str(self.run_dir), "-w", str(self.run_dir), "-DD", "-E"],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        socket = self.run_dir / "kamailio_ctl"
+        deadline = time.monotonic() + 15
+        while not socket.exists():
+            assert self.process.poll() is None, self.log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "Kamailio did not open its control socket"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+    def rpc(self, *command: str) -> str:
+        done = subprocess.run(["kamcmd", "-s", f"unix:{self.run_dir}/kamailio_ctl", *command],
+                              capture_output=True, text=True, timeout=10, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def up(self, address: str, port: int) -> bool:
+        """Whether the edge counts the node at address:port as up now (its dispatcher flags
+        start with A, not I)."""
+        flags = self.rpc("dispatcher.list").split(f"URI: sip:{address}:{port}")[1].split("FLAGS:")[1].split()[0]
+        return flags.startswith("A")
+
+
+@dataclass
 class Node:
     """A SIPp UAS standing in for an Asterisk node; `received()` is what reached it."""
 
@@ -72,8 +115,10 @@ class Node:
 class EdgeRig:
     home: Path
     routes: dict[str, int]
-    process: subprocess.Popen[bytes] | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kamailio = Kamailio(self.home / "kamailio.cfg", self.edge.run_dir, self.home / "kamailio.log")
 
     @property
     def edge(self) -> Edge:
@@ -86,36 +131,18 @@ class EdgeRig:
 
     def start(self) -> None:
         self.write()
-        check = subprocess.run([KAMAILIO, "-c", "-f", str(self.home / "kamailio.cfg")], capture_output=True,
-                               text=True, timeout=30, check=False)
-        assert check.returncode == 0, check.stderr[-2000:]
-        self.process = subprocess.Popen(
-            [KAMAILIO, "-f", str(self.home / "kamailio.cfg"), "-P", str(self.home / "run" / "kamailio.pid"),
-             "-Y", str(self.home / "run"), "-w", str(self.home / "run"), "-DD", "-E"],
-            stdout=subprocess.DEVNULL, stderr=(self.home / "kamailio.log").open("wb"))
-        socket = self.edge.run_dir / "kamailio_ctl"
-        deadline = time.monotonic() + 15
-        while not socket.exists():
-            assert self.process.poll() is None, (self.home / "kamailio.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "Kamailio did not open its control socket"
-            time.sleep(0.05)
+        self.kamailio.start()
 
     def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
+        self.kamailio.stop()
 
     def rpc(self, *command: str) -> str:
-        done = subprocess.run(["kamcmd", "-s", f"unix:{self.edge.run_dir}/kamailio_ctl", *command],
-                              capture_output=True, text=True, timeout=10, check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return self.kamailio.rpc(*command)
 
     def up(self, node: str) -> bool:
         """Whether the edge counts `node` as up now (its dispatcher flags start with A, not I)."""
-        listing = self.rpc("dispatcher.list")
         address = next(n.address for n in NODES if n.name == node)
-        flags = listing.split(f"URI: sip:{address}:{PORT}")[1].split("FLAGS:")[1].split()[0]
-        return flags.startswith("A")
+        return self.kamailio.up(address, PORT)
 
     def wait_until(self, node: str, up: bool, timeout: float = 15) -> float:
         start = time.monotonic()

@@ -70,14 +70,15 @@ def test_each_request_reaches_its_tenants_node(edge_rig: EdgeRig, tmp_path: Path
 def test_a_changed_table_is_read_without_a_restart(edge_rig: EdgeRig, tmp_path: Path) -> None:
     rig = edge_rig
     start(rig, tmp_path)
-    assert rig.process is not None
-    pid = rig.process.pid
+    process = rig.kamailio.process
+    assert process is not None
+    pid = process.pid
     rig.routes.update({key: 2 for key in route_keys([(ANNA, "358")], [ANNA_DEVICE])})  # Anna's tenant moved
     rig.write()
     assert "reloaded" in rig.rpc("htable.reload", "routes")
     assert sipp("edge_invite.xml", ANNA, source=CARRIER_IP, caller="+358451234567") == 0
     assert invites(rig) == {"n1": 0, "n2": 1, "s1": 0}
-    assert rig.process.pid == pid and rig.process.poll() is None
+    assert rig.kamailio.process is process and process.pid == pid and process.poll() is None
 
 
 def test_the_standby_takes_a_failed_nodes_calls(edge_rig: EdgeRig, tmp_path: Path) -> None:

@@ -63,6 +63,26 @@ def test_trunks_and_service_numbers_are_in_the_configuration(tmp_path: Path) -> 
     assert f"{tmp_path}/run/kamailio_ctl" in cfg and f"text://{tmp_path}/data/db" in cfg
 
 
+def test_a_nodes_call_out_to_a_number_of_the_cluster_stays_in_it(tmp_path: Path) -> None:
+    cfg = render_edge(edge(tmp_path), NODES, {}, [EdgeTrunk("carrier", ("192.0.2.10",), "sip.carrier.example")],
+                      [])["kamailio.cfg"]
+    hairpin = cfg.split("route[HAIRPIN] {")[1].split("\n}\n")[0]
+    # Only an INVITE to a number the table knows, addressed to a trunk, is turned round, and it
+    # arrives at the number's node as a call from that trunk.
+    assert 'if (!is_method("INVITE") || $sht(routes=>num:$rU) == $null) { return; }' in hairpin
+    assert 'if ($rd == "sip.carrier.example") { $var(trunk) = "carrier"; }' in hairpin
+    assert f'append_hf("{TRUNK_HEADER}: $var(trunk)\\r\\n")' in hairpin and "route(TO_NODE);" in hairpin
+    from_node = cfg.split('if (ds_is_from_list("-1", "3")) {')[1].split("    }\n")[0]
+    assert from_node.index("loose_route();") < from_node.index("route(HAIRPIN);") < from_node.index("route(RELAY);")
+
+
+def test_a_register_reaches_its_node_with_a_path_the_node_accepts(tmp_path: Path) -> None:
+    cfg = render_edge(edge(tmp_path), NODES, {}, [], [])["kamailio.cfg"]
+    register = cfg.split('if (is_method("REGISTER")) {\n        add_path_received();')[1].split("    }\n")[0]
+    assert 'if (!is_supported("path")) { append_hf("Supported: path\\r\\n"); }' in register
+    assert 'modparam("path", "use_received", 1)' in cfg
+
+
 @pytest.mark.parametrize("bad", ['1.2.3.4"; exit; #', "num:+358\n401", 'carrier") { drop; }', "a b"])
 def test_no_value_can_inject_configuration(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="SIP edge"):
@@ -71,6 +91,8 @@ def test_no_value_can_inject_configuration(tmp_path: Path, bad: str) -> None:
         render_edge(edge(tmp_path), NODES, {bad: 1}, [], [])
     with pytest.raises(ValueError, match="SIP edge"):
         render_edge(edge(tmp_path), NODES, {}, [EdgeTrunk(bad, ("192.0.2.1",))], [bad])
+    with pytest.raises(ValueError, match="SIP edge"):
+        render_edge(edge(tmp_path), NODES, {}, [EdgeTrunk("carrier", ("192.0.2.1",), bad)], [])
 
 
 def test_a_rewritten_table_is_newer_than_the_one_read_in_the_same_second(tmp_path: Path) -> None:

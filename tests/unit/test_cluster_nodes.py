@@ -85,3 +85,78 @@ def test_the_standby_holds_every_tenant(tmp_path: Path, secrets: SecretStore) ->
     for name in FILES:
         assert all(t in standby[name] for t in ("t00", "t01", "t02")), name
     assert "bind=127.0.0.33:5060" in standby["pjsip.conf"].replace(" ", "")
+
+
+def sections(text: str) -> dict[str, list[dict[str, list[str]]]]:
+    """pjsip.conf's sections by name (a name may hold several objects), each option's values."""
+    found: dict[str, list[dict[str, list[str]]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = {}
+            found.setdefault(line[1:-1], []).append(current)
+        elif "=" in line and not line.startswith(";"):
+            key, _, value = line.partition("=")
+            current.setdefault(key, []).append(value)
+    return found
+
+
+def of_type(found: dict[str, list[dict[str, list[str]]]], name: str, kind: str) -> dict[str, list[str]]:
+    return next(s for s in found[name] if s.get("type") == [kind])
+
+
+def test_a_node_takes_sip_from_the_edge_alone_and_answers_its_probes(tmp_path: Path, secrets: SecretStore) -> None:
+    files = node_files(cluster(tmp_path, ["node1"]), "node1", secrets)
+    pjsip = sections(files["pjsip.conf"])
+    assert pjsip["global"][0]["endpoint_identifier_order"] == ["header,username,ip"]
+    acl = of_type(pjsip, "vipbx-edge-only", "acl")
+    assert acl["deny"] == ["0.0.0.0/0.0.0.0", "::/0"] and acl["permit"] == ["127.0.0.30"]
+    assert of_type(pjsip, "vipbx-edge", "identify")["match"] == ["127.0.0.30"]
+    assert of_type(pjsip, "vipbx-edge", "endpoint")["context"] == ["vipbx-from-edge"]
+    assert "[vipbx-from-edge]\nexten => _[+0-9a-zA-Z*#].,1,Hangup(21)\n" in files["extensions.conf"]
+    assert "load => res_pjsip_path.so" in files["modules.conf"] and "load => res_pjsip_acl.so" in files["modules.conf"]
+    assert of_type(pjsip, "vipbx-udp", "transport")["bind"] == ["127.0.0.31:5060"]
+
+
+def test_a_nodes_trunks_are_named_by_the_edge_and_called_through_it(tmp_path: Path, secrets: SecretStore) -> None:
+    config = cluster(tmp_path, ["node1"])
+    pjsip = sections(node_files(config, "node1", secrets)["pjsip.conf"])
+    for trunk in config.platform.trunks:
+        endpoint = of_type(pjsip, trunk.name, "endpoint")
+        assert endpoint["identify_by"] == ["header"]
+        assert endpoint["outbound_proxy"] == ["sip:127.0.0.30:5060\\;lr"]
+        identify = of_type(pjsip, trunk.name, "identify")
+        # By the edge's header alone: every request comes from the edge's address.
+        assert identify["match_header"] == [f"X-Vipbx-Trunk: {trunk.name}"] and "match" not in identify
+
+
+def test_a_nodes_devices_are_reached_through_the_edges_path(tmp_path: Path, secrets: SecretStore) -> None:
+    pjsip = sections(node_files(cluster(tmp_path, ["node1"]), "node1", secrets)["pjsip.conf"])
+    aor = of_type(pjsip, "t00-u0-soft", "aor")
+    assert aor["support_path"] == ["yes"]
+    assert (aor["minimum_expiration"], aor["maximum_expiration"], aor["default_expiration"]) == (["60"],) * 3
+    assert of_type(pjsip, "t00-u0-soft", "endpoint")["rewrite_contact"] == ["no"]
+
+
+def test_a_short_registration_time_bounds_every_registration(tmp_path: Path, secrets: SecretStore) -> None:
+    path = tmp_path / "short.yaml"
+    path.write_text(PLATFORM.replace("{address: 127.0.0.30}", "{address: 127.0.0.30, register_seconds: 20}")
+                    + "tenants:\n" + tenant(0, "node1"))
+    pjsip = sections(node_files(load_config([path]), "node1", secrets)["pjsip.conf"])
+    aor = of_type(pjsip, "t00-u0-soft", "aor")
+    assert (aor["minimum_expiration"], aor["maximum_expiration"]) == (["20"], ["20"])
+
+
+def test_one_machine_without_nodes_keeps_its_own_sip(secrets: SecretStore) -> None:
+    from asterisk_conf.render import render_config
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    files = render_config(load_config([examples / "platform.yaml", examples / "acme.yaml"]), secrets)
+    pjsip = sections(files["pjsip.conf"])
+    assert pjsip["global"][0]["endpoint_identifier_order"] == ["ip,username"]
+    assert "vipbx-edge" not in pjsip and "vipbx-edge-only" not in pjsip
+    assert of_type(pjsip, "carrier", "identify")["match"] == ["127.0.0.4"]
+    assert "outbound_proxy" not in of_type(pjsip, "carrier", "endpoint")
+    assert "support_path" not in of_type(pjsip, "acme-anna-soft", "aor")
+    assert "res_pjsip_path" not in files["modules.conf"] and "vipbx-from-edge" not in files["extensions.conf"]

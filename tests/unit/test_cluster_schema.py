@@ -79,3 +79,10 @@ def test_the_edge_cannot_share_a_nodes_address_and_port(in_tmp: Path) -> None:
          2, "platform.sip_edge.address", "127.0.0.32:5060", "node 'node2'")
     # The same address on another port is the edge's own listener.
     assert problems(NODES.replace("{address: 127.0.0.30}", "{address: 127.0.0.32, port: 5080}") + tenant_yaml()) == []
+
+
+def test_register_seconds_is_bounded(in_tmp: Path) -> None:
+    text = NODES.replace("{address: 127.0.0.30}", "{address: 127.0.0.30, register_seconds: 5}")
+    find(problems(text + tenant_yaml()), 2, "platform.sip_edge.register_seconds", "10")
+    ok = NODES.replace("{address: 127.0.0.30}", "{address: 127.0.0.30, register_seconds: 30}")
+    assert problems(ok + tenant_yaml()) == []

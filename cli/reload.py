@@ -1,0 +1,33 @@
+"""Reloading Asterisk through AMI after a deploy, and the command-line options that bound it."""
+
+from __future__ import annotations
+
+import click
+
+from asterisk_conf import deploy as deploying
+from base.ami import CONNECT_TIMEOUT, AmiSettings, ami_session
+
+# Each module reload of a deploy: res_pjsip and app_voicemail take 35-50 s at 40,000 users.
+RELOAD_TIMEOUT = 120.0
+
+
+def ami_timeouts(command):  # type: ignore[no-untyped-def]
+    """--ami-timeout and --reload-timeout, for the commands that reload Asterisk."""
+    command = click.option(
+        "--reload-timeout", type=click.FloatRange(min=0.1), default=RELOAD_TIMEOUT, show_default=True,
+        envvar="VIPBX_RELOAD_TIMEOUT", metavar="SECONDS",
+        help="How long Asterisk may take to answer each module reload; no answer counts as a "
+             "refusal. Env: VIPBX_RELOAD_TIMEOUT.")(command)
+    return click.option(
+        "--ami-timeout", type=click.FloatRange(min=0.1), default=CONNECT_TIMEOUT, show_default=True,
+        envvar="VIPBX_AMI_TIMEOUT", metavar="SECONDS",
+        help="How long AMI may take to accept the connection and the login. Env: VIPBX_AMI_TIMEOUT.")(command)
+
+
+def ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: float) -> deploying.Reloader:
+    async def reload(targets: list[str]) -> None:
+        async with ami_session(settings, connect_timeout, action_timeout=reload_timeout) as ami:
+            for target in targets:
+                await ami.action("Reload", Module=target)
+
+    return reload

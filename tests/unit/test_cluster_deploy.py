@@ -1,0 +1,149 @@
+"""`vipbx cluster deploy|status` without Asterisk: each node's generations under
+<home>/cluster/nodes/NAME/etc, only changed nodes reloaded (each at its own address), the roll
+stopped by the first node that refuses, and the status of each node. The same roll against three
+real Asterisk nodes and Kamailio: tests/e2e/test_cluster_calls.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli.cluster as cluster_cli
+from base.ami import AmiError, AmiSettings
+from base.paths import Paths
+from cli.main import main
+from cluster import edge_control
+from cluster.deploy import live_generation, node_paths, rolling_order
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = [REPO / "examples" / "cluster" / "platform.yaml", REPO / "examples" / "acme.yaml",
+            REPO / "examples" / "borealis.yaml"]
+
+
+class FakeNodes:
+    """Every node's AMI: what each was asked to reload, and which refuse."""
+
+    def __init__(self) -> None:
+        self.reloaded: dict[str, list[str]] = {}
+        self.refusing: set[str] = set()
+
+    def reloader(self, settings: AmiSettings, connect_timeout: float, reload_timeout: float):  # type: ignore[no-untyped-def]
+        async def reload(targets: list[str]) -> None:
+            if settings.host in self.refusing:
+                raise AmiError(f"{settings.host} refused")
+            self.reloaded.setdefault(settings.host, []).extend(targets)
+        return reload
+
+
+@pytest.fixture
+def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
+    fake = FakeNodes()
+    monkeypatch.setattr(cluster_cli, "ami_reloader", fake.reloader)
+    return fake
+
+
+def deploy(home: Path, files: list[Path], *extra: str) -> tuple[int, str]:
+    done = CliRunner().invoke(main, ["--home", str(home), "cluster", "deploy", *extra, *map(str, files)])
+    return done.exit_code, done.output
+
+
+def with_new_number(tmp_path: Path, tenant: str = "borealis.yaml") -> list[Path]:
+    """The examples with one more number for the tenant in `tenant`."""
+    copy = tmp_path / tenant
+    text = (REPO / "examples" / tenant).read_text()
+    marker = "    users:\n"
+    copy.write_text(text.replace(marker, '    numbers:\n      - {number: "+358501220099", user: james.taylor}\n'
+                                         + marker, 1))
+    return [p if p.name != tenant else copy for p in EXAMPLES]
+
+
+def test_the_first_deploy_writes_every_node_and_the_edge(tmp_path: Path, nodes: FakeNodes) -> None:
+    code, out = deploy(tmp_path, EXAMPLES, "--no-reload")  # before the nodes run
+    assert code == 0, out
+    for name in ("node1", "node2", "standby1"):
+        assert (node_paths(Paths(tmp_path), name).current / "pjsip.conf").is_file()
+        assert live_generation(Paths(tmp_path), name) == "0001"
+    assert (tmp_path / "cluster" / "edge" / "data" / "db" / "routes").is_file()
+    assert nodes.reloaded == {}
+    code, out = deploy(tmp_path, EXAMPLES)
+    assert code == 0 and out.count("no changes") == 3, out
+
+
+def test_a_change_reloads_only_the_nodes_that_serve_it(tmp_path: Path, nodes: FakeNodes) -> None:
+    assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
+    code, out = deploy(tmp_path, with_new_number(tmp_path))
+    assert code == 0, out
+    assert "node1: no changes" in out and "edge: changed db/routes" in out
+    # At each node's own address; node1 (acme only) is not asked anything.
+    assert nodes.reloaded == {"127.0.0.32": ["pbx_config.so"], "127.0.0.33": ["pbx_config.so"]}
+    assert live_generation(Paths(tmp_path), "node1") == "0001"
+    assert live_generation(Paths(tmp_path), "node2") == "0002"
+
+
+def test_a_node_that_refuses_is_rolled_back_and_stops_the_roll(tmp_path: Path, nodes: FakeNodes) -> None:
+    assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
+    nodes.refusing.add("127.0.0.32")
+    code, out = deploy(tmp_path, with_new_number(tmp_path))
+    assert code != 0 and "node2 refused its files and was rolled back; not deployed: standby1" in out
+    assert live_generation(Paths(tmp_path), "node2") == "0001"
+    assert live_generation(Paths(tmp_path), "standby1") == "0001"
+    assert "127.0.0.33" not in nodes.reloaded
+
+
+def test_no_reload_writes_every_file_and_asks_nobody(tmp_path: Path, nodes: FakeNodes) -> None:
+    assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
+    code, out = deploy(tmp_path, with_new_number(tmp_path), "--no-reload")
+    assert code == 0, out
+    assert nodes.reloaded == {} and live_generation(Paths(tmp_path), "node2") == "0002"
+
+
+def test_standbys_deploy_last() -> None:
+    from asterisk_conf.validate import load_config
+
+    config = load_config(EXAMPLES)
+    assert [n.name for n in rolling_order(config.platform.nodes)] == ["node1", "node2", "standby1"]
+
+
+def test_status_names_every_node_and_fails_when_one_is_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            nodes: FakeNodes) -> None:
+    assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
+
+    async def answers(settings: AmiSettings, timeout: float) -> str:
+        return "down (AmiError)" if settings.host == "127.0.0.32" else "up"
+
+    monkeypatch.setattr(cluster_cli, "_asterisk_answers", answers)
+    done = CliRunner().invoke(main, ["--home", str(tmp_path), "cluster", "status", *map(str, EXAMPLES)])
+    assert done.exit_code == 1, done.output
+    lines = {line.split()[0]: line for line in done.output.splitlines()}
+    assert "edge: not running" in done.output
+    assert "generation 0001" in lines["node1"] and "asterisk up" in lines["node1"] and "acme" in lines["node1"]
+    assert "asterisk down" in lines["node2"] and "borealis" in lines["node2"]
+    assert "standby" in lines["standby1"]
+
+
+def test_the_edge_reload_reads_its_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, ...]] = []
+
+    def rpc(run_dir: Path, *command: str) -> str:
+        asked.append(command)
+        return "Htable reloaded" if command[0] == "htable.reload" else "ok"
+
+    monkeypatch.setattr(edge_control, "rpc", rpc)
+    assert edge_control.reload_changed(tmp_path, ["db/routes", "dispatcher.list"]) == ["routes", "dispatcher"]
+    assert asked == [("htable.reload", "routes"), ("dispatcher.reload",)]
+    assert edge_control.reload_changed(tmp_path, ["kamailio.cfg"]) == []
+    monkeypatch.setattr(edge_control, "rpc", lambda run_dir, *command: "error: no such table")
+    with pytest.raises(edge_control.EdgeControlError, match="did not reload"):
+        edge_control.reload_changed(tmp_path, ["db/routes"])
+
+
+def test_the_edges_view_of_the_nodes_is_read_from_dispatcher_list(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    listing = ("{\n\tNRSETS: 1\n\tRECORDS: {\n\t\tSET: {\n\t\t\tID: 1\n\t\t\tTARGETS: {\n\t\t\t\tDEST: {\n"
+               "\t\t\t\t\tURI: sip:127.0.0.31:5060\n\t\t\t\t\tFLAGS: AP\n\t\t\t\t}\n\t\t\t\tDEST: {\n"
+               "\t\t\t\t\tURI: sip:127.0.0.33:5060\n\t\t\t\t\tFLAGS: IP\n\t\t\t\t}\n")
+    monkeypatch.setattr(edge_control, "rpc", lambda run_dir, *command: listing)
+    states = edge_control.node_states(tmp_path)
+    assert states["127.0.0.31:5060"].up and not states["127.0.0.33:5060"].up

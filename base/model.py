@@ -132,14 +132,19 @@ class StateDatabase:
 @dataclass(frozen=True)
 class Node:
     """An Asterisk node of a cluster (docs/cluster.md): the edge sends its tenants' requests to
-    `address`:`port`. A `standby` node takes no tenants of its own; it stands in for any node
-    that stops answering."""
+    `address`:`port`. A `standby` node takes no tenants of its own; it stands in for the nodes in
+    `standby_for` (empty: every serving node) when they stop answering, so it carries their
+    tenants' configuration."""
 
     name: str
     address: str
     port: int = 5060
     capacity: int = 20000  # users
     standby: bool = False
+    standby_for: tuple[str, ...] = ()
+
+    def stands_in_for(self, node: str) -> bool:
+        return self.standby and (not self.standby_for or node in self.standby_for)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class EdgeNode:
     address: str
     port: int = 5060
     standby: bool = False
+    standby_for: tuple[str, ...] = ()  # empty: every serving node
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,12 @@ class DispatcherSet:
 
 
 def dispatcher_sets(nodes: Iterable[EdgeNode]) -> list[DispatcherSet]:
-    """One set per serving node, numbered in the YAML's order: the node, then every standby."""
+    """One set per serving node, numbered in the YAML's order: the node, then the standbys that
+    stand in for it."""
     nodes = list(nodes)
-    standby = tuple(n for n in nodes if n.standby)
     serving = [n for n in nodes if not n.standby]
-    return [DispatcherSet(i, node, standby) for i, node in enumerate(serving, start=1)]
+    return [DispatcherSet(i, node, tuple(s for s in nodes if s.standby and (not s.standby_for or node.name in s.standby_for)))
+            for i, node in enumerate(serving, start=1)]
 
 
 def national(number: str, country_code: str) -> str | None:

@@ -13,7 +13,7 @@ from .placement import Placement
 
 
 def edge_nodes(config: Config) -> list[EdgeNode]:
-    return [EdgeNode(n.name, n.address, n.port, n.standby) for n in config.platform.nodes]
+    return [EdgeNode(n.name, n.address, n.port, n.standby, n.standby_for) for n in config.platform.nodes]
 
 
 def edge_routes(config: Config, placement: Placement) -> dict[str, int]:

@@ -1,5 +1,5 @@
 """Each node's own Asterisk files: the configuration of its tenants only (a standby: of every
-tenant, since it may stand in for any node), listening on the node's address."""
+tenant of the nodes it stands in for), listening on the node's address."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from .placement import Placement
 
 def node_config(config: Config, placement: Placement, node: Node) -> Config:
     """`config` as `node` serves it: its tenants, its SIP listener."""
-    tenants = config.tenants if node.standby else tuple(
-        t for t in config.tenants if placement.tenants.get(t.id) == node.name)
+    if node.standby:
+        tenants = tuple(t for t in config.tenants if node.stands_in_for(placement.tenants.get(t.id, "")))
+    else:
+        tenants = tuple(t for t in config.tenants if placement.tenants.get(t.id) == node.name)
     platform = replace(config.platform, sip=Listener(node.address, node.port))
     return replace(config, platform=platform, tenants=tenants)
 

@@ -11,15 +11,23 @@ from asterisk_conf.checks import Checker, Fields, Loc, list_items
 from asterisk_conf.values import boolean, integer, ip_address, pattern, port
 from base.model import Node, SipEdge, Tenant
 
-NODE_KEYS = ("name", "address", "port", "capacity", "standby")
+NODE_KEYS = ("name", "address", "port", "capacity", "standby", "standby_for")
 EDGE_KEYS = ("address", "port", "probe_seconds", "register_seconds")
 NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 node_name = pattern(NODE_NAME, "lowercase letters, digits and '-', starting with a letter", '"node1"')
 capacity = integer(1, 1_000_000)
 
 
+def node_names(chk: Checker, loc: Loc, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        chk.report(loc, 'a list of node names, e.g. [node1, node2]')
+        return []
+    return [name for i, item in enumerate(value) if (name := node_name(chk, loc / i, item))]
+
+
 def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
     found: list[Node] = []
+    locs: list[Loc] = []
     names: dict[str, Loc] = {}
     addresses: dict[tuple[str, int], Loc] = {}
     if value == []:
@@ -33,7 +41,10 @@ def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
             port=f.get("port", port, 5060),
             capacity=f.get("capacity", capacity, Node("", "").capacity),
             standby=f.get("standby", boolean, False),
+            standby_for=tuple(f.get("standby_for", node_names, [])),
         )
+        if node.standby_for and not node.standby:
+            chk.report(item_loc / "standby_for", "only a standby node stands in for others (add standby: true)")
         if node.name and node.name in names:
             chk.report(item_loc / "name", f"node {node.name!r} is already named at {names[node.name].describe()}")
         elif node.name:
@@ -45,9 +56,18 @@ def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
         elif node.address:
             addresses[where] = item_loc / "address"
         found.append(node)
+        locs.append(item_loc)
     serving = [n for n in found if not n.standby]
     if found and not serving:
         chk.report(loc, "every node is a standby: at least one must take tenants")
+    serving_names = {n.name for n in serving}
+    for node, item_loc in zip(found, locs, strict=True):
+        for name in node.standby_for:
+            if name not in serving_names:
+                chk.report(item_loc / "standby_for", f"{name!r} is not a serving node of this list")
+    uncovered = [n.name for n in serving if not any(s.stands_in_for(n.name) for s in found)]
+    if len(serving) > 1 and len(serving) != len(found) and uncovered:
+        chk.report(loc, f"no standby stands in for {', '.join(uncovered)} (name it in a standby's standby_for)")
     if len(serving) > 1 and len(serving) == len(found):
         chk.report(loc, "no standby node: a failed node's tenants would have nowhere to go "
                         "(add a node with standby: true)")

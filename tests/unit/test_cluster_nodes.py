@@ -160,3 +160,20 @@ def test_one_machine_without_nodes_keeps_its_own_sip(secrets: SecretStore) -> No
     assert "outbound_proxy" not in of_type(pjsip, "carrier", "endpoint")
     assert "support_path" not in of_type(pjsip, "acme-anna-soft", "aor")
     assert "res_pjsip_path" not in files["modules.conf"] and "vipbx-from-edge" not in files["extensions.conf"]
+
+
+def test_a_standby_carries_only_the_nodes_it_stands_in_for(tmp_path: Path, secrets: SecretStore) -> None:
+    from cluster.edge import dispatcher_sets
+    from cluster.edge_config import edge_nodes
+
+    path = tmp_path / "pairs.yaml"
+    pairs = PLATFORM.replace("    - {name: spare, address: 127.0.0.33, standby: true}\n",
+                             "    - {name: spare1, address: 127.0.0.33, standby: true, standby_for: [node1]}\n"
+                             "    - {name: spare2, address: 127.0.0.34, standby: true, standby_for: [node2]}\n")
+    path.write_text(pairs + "tenants:\n" + tenant(0, "node1") + tenant(1, "node2"))
+    config = load_config([path])
+    assert "[t00-u0-soft]" in node_files(config, "spare1", secrets)["pjsip.conf"]
+    assert "[t01-u0-soft]" not in node_files(config, "spare1", secrets)["pjsip.conf"]
+    assert "[t01-u0-soft]" in node_files(config, "spare2", secrets)["pjsip.conf"]
+    sets = {s.node.name: [n.name for n in s.fallbacks] for s in dispatcher_sets(edge_nodes(config))}
+    assert sets == {"node1": ["spare1"], "node2": ["spare2"]}

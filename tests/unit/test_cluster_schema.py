@@ -86,3 +86,38 @@ def test_register_seconds_is_bounded(in_tmp: Path) -> None:
     find(problems(text + tenant_yaml()), 2, "platform.sip_edge.register_seconds", "10")
     ok = NODES.replace("{address: 127.0.0.30}", "{address: 127.0.0.30, register_seconds: 30}")
     assert problems(ok + tenant_yaml()) == []
+
+
+STANDBYS = """\
+platform:
+  sip_edge: {address: 127.0.0.30}
+  nodes:
+    - {name: node1, address: 127.0.0.31, capacity: 100}
+    - {name: node2, address: 127.0.0.32, capacity: 100}
+    - {name: spare1, address: 127.0.0.33, standby: true, standby_for: [node1]}
+    - {name: spare2, address: 127.0.0.34, standby: true, standby_for: [node2]}
+"""
+
+
+def test_standbys_may_each_stand_in_for_some_nodes(in_tmp: Path) -> None:
+    assert problems(STANDBYS + tenant_yaml()) == []
+
+
+def test_a_node_no_standby_stands_in_for_is_reported(in_tmp: Path) -> None:
+    text = STANDBYS.replace("standby_for: [node2]", "standby_for: [node1]")
+    find(problems(text + tenant_yaml()), 3, "platform.nodes", "no standby stands in for node2")
+
+
+@pytest.mark.parametrize(("change", "line", "words"), [
+    ("standby_for: [node2]}", 7, "'node3' is not a serving node"),
+    ("standby_for: [spare1]}", 7, "'spare1' is not a serving node"),
+])
+def test_standby_for_names_serving_nodes(in_tmp: Path, change: str, line: int, words: str) -> None:
+    wrong = change.replace("node2", "node3") if "node2" in change else change
+    text = STANDBYS.replace("standby_for: [node2]}", wrong)
+    find(problems(text + tenant_yaml()), line, "platform.nodes[3].standby_for", words)
+
+
+def test_only_a_standby_stands_in(in_tmp: Path) -> None:
+    text = STANDBYS.replace("capacity: 100}\n    - {name: node2", "capacity: 100, standby_for: [node2]}\n    - {name: node2", 1)
+    find(problems(text + tenant_yaml()), 4, "platform.nodes[0].standby_for", "only a standby node")

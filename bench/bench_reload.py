@@ -114,10 +114,10 @@ def timed_reloader(settings: AmiSettings, times: dict[str, float]):  # type: ign
     """`vipbx deploy`'s AMI reloader (one session, one `Reload` per module), timing each."""
 
     async def reload(targets: list[str]) -> None:
-        async with ami_session(settings) as ami:
+        async with ami_session(settings, action_timeout=RELOAD_TIMEOUT) as ami:
             for target in targets:
                 start = time.perf_counter()
-                await asyncio.wait_for(ami.action("Reload", Module=target), RELOAD_TIMEOUT)
+                await ami.action("Reload", Module=target)
                 times[target] = time.perf_counter() - start
 
     return reload

@@ -33,7 +33,7 @@ config_files = cliargs.config_files()
 
 @click.group("cluster")
 def cluster_group() -> None:
-    """Place tenants on the Asterisk nodes of a cluster and render its SIP edge (Kamailio)."""
+    """A cluster: tenants placed on Asterisk nodes behind a Kamailio SIP edge (docs/cluster.md)."""
 
 
 @cluster_group.command("plan")

@@ -1,26 +1,33 @@
 """Deploying a cluster, node by node: each node gets its own generations of Asterisk files (its
 tenants only, asterisk_conf.deploy: check, swap, reload the changed modules, roll back on refusal)
 under `<home>/cluster/nodes/<name>/etc/`, where the node's Asterisk reads them (shared storage or a
-copy; docs/cluster.md). A node whose files did not change is not touched. The serving nodes go
-first and the standbys last; the first node that refuses stops the roll, and the nodes after it
-keep the configuration they run."""
+copy; docs/cluster.md). A node whose files did not change is not touched, and a node whose inputs
+did not change (its tenants, the platform, its secrets, the renderer) is not even rendered: each
+node's deploy leaves the digest of its inputs beside its generations. The serving nodes go first
+and the standbys last; the first node that refuses stops the roll, and the nodes after it keep
+the configuration they run."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from asterisk_conf import deploy as deploying
+from asterisk_conf.render import AGI_KEY, templates_dir
 from base.model import Config, Node
 from base.paths import Paths
 from base.secrets import SecretStore
 
-from .nodes import render_node
+from .nodes import node_config, render_node
 from .placement import Placement
 
 NodeRenderer = Callable[[Config, Placement, Node, SecretStore], dict[str, str]]
 ReloaderFor = Callable[[Node], "deploying.Reloader | None"]
+INPUTS_FILE = "inputs.sha256"  # in a node's etc/: the digest of what its live files were made from
 
 
 @dataclass
@@ -48,14 +55,58 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
     """Every node in rolling order; stops at the first that fails (its own deploy rolled it back)."""
     done: list[NodeDeploy] = []
     for node in rolling_order(config.platform.nodes):
+        own = node_paths(paths, node.name)
+        stamp = own.etc / INPUTS_FILE
+        inputs = node_inputs(config, placement, node, secrets, render)
+        if _read(stamp) == inputs and deploying.Generations(own).target(own.current) is not None:
+            done.append(NodeDeploy(node.name, deploying.DeployResult(generation=None)))
+            continue
         files = render(config, placement, node, secrets)
         try:
-            result = await deploying.deploy(node_paths(paths, node.name), files, reloader_for(node))
+            result = await deploying.deploy(own, files, reloader_for(node))
         except deploying.DeployError as exc:
             done.append(NodeDeploy(node.name, error=str(exc)))
             break
+        _write(stamp, inputs)
         done.append(NodeDeploy(node.name, result))
     return done
+
+
+def node_inputs(config: Config, placement: Placement, node: Node, secrets: SecretStore,
+                render: NodeRenderer = render_node) -> str:
+    """A digest of everything a node's files are made from: what it serves (its tenants and the
+    platform), the secrets its files hold, and the renderer (templates and code)."""
+    served = node_config(config, placement, node)
+    names = ["ari", "ami", AGI_KEY] + [f"device:{d.id}" for t in served.tenants for u in t.users for d in u.devices]
+    digest = hashlib.sha256(_renderer_digest().encode())
+    # Not `sources`: the files a tenant came from do not change what is rendered.
+    digest.update(f"{render.__module__}.{render.__qualname__}\n{served.platform!r}\n{served.tenants!r}\n".encode())
+    for name, value in sorted(secrets.ensure(names).items()):
+        digest.update(f"{name}={value}\n".encode())
+    return digest.hexdigest()
+
+
+@cache
+def _renderer_digest() -> str:
+    digest = hashlib.sha256()
+    code = Path(__file__).resolve().parents[1]
+    for folder, pattern in ((templates_dir(), "**/*.j2"), (code / "asterisk_conf", "*.py"), (code / "cluster", "*.py")):
+        for path in sorted(folder.glob(pattern)):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
 
 
 def live_generation(paths: Paths, node: str) -> str | None:

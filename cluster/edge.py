@@ -21,6 +21,7 @@ identifiers, IP addresses); `_safe` refuses anything else rather than let it rea
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -33,6 +34,7 @@ import jinja2
 from asterisk_conf.render import EDGE_TRUNK_HEADER, templates_dir
 
 ROUTES_TABLE = "routes"
+START_ARGS = "kamailio.args"  # the edge's command-line options, beside its data
 TRUNK_HEADER = EDGE_TRUNK_HEADER
 _SAFE_KEY = re.compile(r"(num:|dev:)?[A-Za-z0-9+._-]{1,120}")
 _SAFE_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[?[0-9a-fA-F:.]{2,45}\]?")
@@ -132,13 +134,36 @@ def render_edge(edge: Edge, nodes: Iterable[EdgeNode], routes: Mapping[str, int]
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     config = env.get_template("kamailio.cfg.j2").render(
         edge=edge, listen_host=_host(edge.address), trunks=trunks, service_numbers=service_numbers,
-        table=ROUTES_TABLE, trunk_header=TRUNK_HEADER, node_count=len(nodes))
+        table=ROUTES_TABLE, trunk_header=TRUNK_HEADER, node_count=len(nodes),
+        max_rows=max_table_rows(len(routes)), shm_mb=edge_memory(len(routes))[0])
     return {
         "kamailio.cfg": config,
         "dispatcher.list": dispatcher_file(dispatcher_sets(nodes)),
         f"db/{ROUTES_TABLE}": routes_file(routes),
         "db/version": f"table_name(str) table_version(int)\n{ROUTES_TABLE}:2\n",
+        # Private memory is a command-line option only: `kamailio -f kamailio.cfg $(cat kamailio.args)`.
+        START_ARGS: f"-M {edge_memory(len(routes))[1]}\n",
     }
+
+
+def max_table_rows(rows: int) -> int:
+    """db_text's row limit for a table of `rows` (db_text's own default, 100,000, at least): a
+    power of ten with room to grow, so that the configuration (read only at the edge's start)
+    changes seldom as tenants are added."""
+    limit = 100_000
+    while limit < 2 * rows:
+        limit *= 10
+    return limit
+
+
+def edge_memory(rows: int) -> tuple[int, int]:
+    """(shared, private) memory in MB the edge needs for a table of `rows`. Measured: about 0.8 KB
+    of shared memory a key once loaded, more while db_text reads the file; each process reads the
+    query's rows (and an array of db_text's row limit) into its private memory (bench/README.md).
+    Powers of two: the configuration changes seldom as tenants are added."""
+    shared = 64 + math.ceil(rows * 2048 / 2**20)
+    private = 8 + math.ceil((max_table_rows(rows) * 8 + rows * 512) / 2**20)
+    return 2 ** math.ceil(math.log2(shared)), 2 ** math.ceil(math.log2(private))
 
 
 def write_edge_files(files: Mapping[str, str], edge: Edge, config_path: Path) -> list[str]:

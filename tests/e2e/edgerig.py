@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from cluster.edge import Edge, EdgeNode, EdgeTrunk, render_edge, write_edge_files
+from cluster.edge import (
+    START_ARGS,
+    Edge,
+    EdgeNode,
+    EdgeTrunk,
+    render_edge,
+    write_edge_files,
+)
 
 KAMAILIO = "/usr/sbin/kamailio"
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -53,9 +60,12 @@ class Kamailio:
         check = subprocess.run([KAMAILIO, "-c", "-f", str(self.config)], capture_output=True,
                                text=True, timeout=30, check=False)
         assert check.returncode == 0, check.stderr[-2000:]
+        # The memory options rendered beside the edge's data (cluster.edge.START_ARGS).
+        args = next(self.config.parent.glob(f"*/{START_ARGS}"), None)
+        memory = args.read_text().split() if args is not None else []
         self.process = subprocess.Popen(
             [KAMAILIO, "-f", str(self.config), "-P", str(self.run_dir / "kamailio.pid"),
-             "-Y", str(self.run_dir), "-w", str(self.run_dir), "-DD", "-E"],
+             "-Y", str(self.run_dir), "-w", str(self.run_dir), "-DD", "-E", *memory],
             stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         socket = self.run_dir / "kamailio_ctl"
         deadline = time.monotonic() + 15

@@ -147,3 +147,34 @@ def test_the_edges_view_of_the_nodes_is_read_from_dispatcher_list(tmp_path: Path
     monkeypatch.setattr(edge_control, "rpc", lambda run_dir, *command: listing)
     states = edge_control.node_states(tmp_path)
     assert states["127.0.0.31:5060"].up and not states["127.0.0.33:5060"].up
+
+
+def test_a_node_whose_inputs_did_not_change_is_not_even_rendered(tmp_path: Path) -> None:
+    import asyncio
+
+    from asterisk_conf.validate import load_config
+    from base.secrets import SecretStore
+    from cluster.deploy import INPUTS_FILE, deploy_nodes
+    from cluster.nodes import render_node
+    from cluster.placement import place
+
+    rendered: list[str] = []
+
+    def render(config, placement, node, secrets):  # type: ignore[no-untyped-def]
+        rendered.append(node.name)
+        return render_node(config, placement, node, secrets)
+
+    paths, secrets = Paths(tmp_path / "home"), SecretStore(tmp_path / "home" / "secrets.json")
+
+    def roll(files: list[Path]) -> list[str]:
+        rendered.clear()
+        config = load_config(files)
+        asyncio.run(deploy_nodes(paths, config, place(config), secrets, lambda node: None, render))
+        return list(rendered)
+
+    assert roll(EXAMPLES) == ["node1", "node2", "standby1"]
+    assert roll(EXAMPLES) == []
+    assert roll(with_new_number(tmp_path)) == ["node2", "standby1"]
+    # A live file changed by hand is not noticed by the digest: removing the digest renders again.
+    (node_paths(paths, "node1").etc / INPUTS_FILE).unlink()
+    assert roll(with_new_number(tmp_path)) == ["node1"]

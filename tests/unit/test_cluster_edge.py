@@ -107,3 +107,18 @@ def test_a_rewritten_table_is_newer_than_the_one_read_in_the_same_second(tmp_pat
     write_edge_files(render_edge(e, NODES, {"num:+358401110001": 2}, [], []), e, tmp_path / "kamailio.cfg")
     assert table.stat().st_mtime == unchanged  # nothing changed, nothing touched
     assert not list(e.data_dir.rglob("*.new"))
+
+
+def test_the_edges_memory_and_row_limit_follow_the_table_in_steps(tmp_path: Path) -> None:
+    from cluster.edge import START_ARGS, edge_memory, max_table_rows
+
+    # Kamailio's defaults (64 MB shared, 8 MB private, 100,000 rows) hold a small platform;
+    # 300,000 keys (100,000 users) needed 1 GB and 256 MB (bench/README.md).
+    assert max_table_rows(3_000) == 100_000 and max_table_rows(300_000) == 1_000_000
+    assert edge_memory(300_000) == (1024, 256)
+    small = render_edge(edge(tmp_path), NODES, {f"num:+35840{i:07d}": 1 for i in range(3000)}, [], [])
+    grown = render_edge(edge(tmp_path), NODES, {f"num:+35840{i:07d}": 1 for i in range(3500)}, [], [])
+    # A few more users change the table only: the configuration (read at start) stays.
+    assert small["kamailio.cfg"] == grown["kamailio.cfg"] and small[START_ARGS] == grown[START_ARGS]
+    assert "shm_mem_size=128" in small["kamailio.cfg"] and small[START_ARGS] == "-M 16\n"
+    assert 'modparam("db_text", "max_result_rows", 100000)' in small["kamailio.cfg"]

@@ -144,6 +144,28 @@ async def test_a_forward_to_a_user_on_another_node_rings_that_user(running: Clus
         state.reset_routing(ANNA.tenant, ANNA.user, actor="e2e", source="test")
 
 
+async def test_star_1_transfers_a_caller_to_a_user_on_another_node(running: Cluster, phone: TestPhone) -> None:
+    call = await phone.call(ANNA.number, caller_number=OUTSIDE)
+    leg = await phone.incoming(ANNA.device, 15)
+    await leg.answer()
+    await call.wait_state("Up", 10)
+    await asyncio.sleep(0.5)
+    await leg.send_dtmf("*1")
+    await asyncio.sleep(2.5)  # Asterisk says "transfer" before it listens for the number
+    await leg.send_dtmf("0" + JAMES.number[4:] + "#")  # James's number as dialled at home
+    james = await phone.incoming(JAMES.device, 15)
+    # Anna's node sent the caller out through the edge, which kept the call in the cluster.
+    assert james.caller.get("number") == OUTSIDE
+    assert "node2" in busy_nodes(running)
+    assert phone._incoming[JAMES.number].empty(), "the transfer went out to the carrier"
+    await leg.wait_hangup(10)  # Anna is out of the call
+    await james.answer()
+    await james.wait_state("Up", 5)
+    assert not call.ended
+    await call.hangup()
+    await james.wait_hangup(10)
+
+
 async def deposit(cluster: Cluster, phone: TestPhone, person: Person, node: str) -> None:
     """A mobile network's divert to the voicemail number: the edge sends it to the node of the
     diverted user, whose service records it into the shared spool. Returns once it is there."""

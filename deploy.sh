@@ -2,13 +2,18 @@
 # Set up and run vipbx on a Debian machine.
 #
 #   ./deploy.sh [start]   install everything, deploy the example tenants, start Asterisk,
-#                         the vipbx service and the test phone (all in the background)
-#   ./deploy.sh stop      stop what `start` started (by pid)
+#                         the vipbx service and the test phone
+#   ./deploy.sh stop      stop what `start` started
 #   ./deploy.sh status    show what runs
 #   ./deploy.sh test      install everything and run the whole test suite (real Asterisk included)
 #
 # Environment: VIPBX_HOME (state, default /var/lib/vipbx), VIPBX_CACHE (Asterisk rootfs cache,
 # default /var/cache/vipbx), VIPBX_CONFIG (tenant YAML files, default the bundled examples).
+#
+# Where systemd is the service manager, Asterisk and vipbx serve are its services (units
+# vipbx-asterisk, vipbx-serve and vipbx.target, installed by `vipbx service install`: started at
+# boot, restarted on failure, logged to the journal). Where it is not (containers, CI), they run
+# in the background, ended by the pids kept in files. The test phone always runs in the background.
 set -Eeuo pipefail
 # Secrets, voicemail and logs are created under VIPBX_HOME: nothing here is for other accounts
 # (Asterisk's own account reaches what it needs through its group; see docs/security.md).
@@ -28,6 +33,9 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 trap 'printf "deploy.sh: stopped at: %s (exit status %d)\n" "$step" "$?" >&2' ERR
 
 need_root() { [ "$(id -u)" = 0 ] || die "run as root (Asterisk and its rootfs need it)"; }
+
+# sd_booted(3): systemd runs this machine.
+with_systemd() { [ -d /run/systemd/system ]; }
 
 have_postgres_server() {
     # Debian keeps the server programs out of PATH, in /usr/lib/postgresql/VERSION/bin.
@@ -102,9 +110,13 @@ start() {
     vipbx validate $VIPBX_CONFIG
     # shellcheck disable=SC2086
     vipbx deploy $VIPBX_CONFIG
-    say "starting Asterisk"
-    vipbx asterisk start
-    start_service
+    if with_systemd; then
+        start_units
+    else
+        say "starting Asterisk"
+        vipbx asterisk start
+        start_service
+    fi
     say "starting the test phone (every example user's softphone, and the carrier)"
     # The phone only tests the PBX: when it cannot start (its line above says why), the PBX
     # still runs and deploy.sh goes on.
@@ -125,22 +137,45 @@ start_service() {
     say "starting vipbx serve (ARI application + FastAGI)"
     mkdir -p "$VIPBX_HOME"
     # The log names callers and mailboxes: owner-only, also when an older version left it open.
-    touch "$VIPBX_HOME/serve.log"
-    chmod 600 "$VIPBX_HOME/serve.log"
+    # serve.log is written and rotated (50 MB, 5 kept) by vipbx itself; serve.out keeps only what
+    # is printed before logging starts (a refused configuration, a crash of the interpreter).
+    touch "$VIPBX_HOME/serve.out"
+    chmod 600 "$VIPBX_HOME/serve.out"
     # shellcheck disable=SC2086
-    nohup "$venv/bin/vipbx" serve $VIPBX_CONFIG >>"$VIPBX_HOME/serve.log" 2>&1 &
+    nohup "$venv/bin/vipbx" --log-file "$VIPBX_HOME/serve.log" serve $VIPBX_CONFIG >>"$VIPBX_HOME/serve.out" 2>&1 &
     echo $! >"$serve_pid"
-    # Healthy = the Stasis application is registered with Asterisk.
+    wait_registered background_serve_alive background_serve_log
+    say "vipbx serve is up (pid $(cat "$serve_pid"))"
+}
+
+background_serve_alive() { kill -0 "$(cat "$serve_pid")" 2>/dev/null; }
+background_serve_log() { tail -5 "$VIPBX_HOME/serve.out"; tail -20 "$VIPBX_HOME/serve.log" 2>/dev/null || true; }
+unit_serve_alive() { systemctl is-active --quiet vipbx-serve.service; }
+unit_serve_log() { journalctl -u vipbx-serve.service -n 20 --no-pager; }
+
+# Healthy = the Stasis application is registered with Asterisk. $1 fails once vipbx serve has
+# ended, $2 shows its last log lines.
+wait_registered() {
+    local alive=$1 log=$2
     for _ in $(seq 1 50); do
         if vipbx asterisk cli "ari show apps" 2>/dev/null | grep -qw vipbx; then
-            say "vipbx serve is up (pid $(cat "$serve_pid"))"
-            return
+            return 0
         fi
-        kill -0 "$(cat "$serve_pid")" 2>/dev/null || { tail -20 "$VIPBX_HOME/serve.log" >&2; die "vipbx serve exited"; }
+        "$alive" || { "$log" >&2; die "vipbx serve exited"; }
         sleep 0.2
     done
-    tail -20 "$VIPBX_HOME/serve.log" >&2
+    "$log" >&2
     die "vipbx serve did not register its ARI application"
+}
+
+start_units() {
+    # Units that already run are left running; an Asterisk or vipbx serve started in the
+    # background before (by an older deploy.sh, or by hand) is ended by its pid first.
+    say "installing and starting the systemd services (vipbx-asterisk, vipbx-serve)"
+    # shellcheck disable=SC2086
+    vipbx service install --stop-background $VIPBX_CONFIG
+    wait_registered unit_serve_alive unit_serve_log
+    say "vipbx serve is up (vipbx-serve.service)"
 }
 
 stop() {
@@ -149,6 +184,12 @@ stop() {
         # shellcheck disable=SC2086
         vipbx phone stop $VIPBX_CONFIG || true
     fi
+    if with_systemd && [ -f /etc/systemd/system/vipbx.target ]; then
+        # vipbx serve first, then Asterisk (the units' order); they stay enabled for the next boot.
+        say "stopping the systemd services (vipbx.target)"
+        systemctl stop vipbx.target vipbx-serve.service vipbx-asterisk.service
+    fi
+    # Whatever runs in the background (by pid).
     if [ -f "$serve_pid" ]; then
         local pid
         pid=$(cat "$serve_pid")
@@ -166,12 +207,8 @@ stop() {
 
 status() {
     [ -x "$venv/bin/vipbx" ] || die "not installed yet: run ./deploy.sh start"
-    vipbx asterisk status || true
-    if [ -f "$serve_pid" ] && kill -0 "$(cat "$serve_pid")" 2>/dev/null; then
-        echo "vipbx serve: running (pid $(cat "$serve_pid"))"
-    else
-        echo "vipbx serve: stopped"
-    fi
+    # The same lines as `vipbx service status`: pid and manager (systemd or background), or stopped.
+    vipbx service status || true
 }
 
 run_tests() {

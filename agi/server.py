@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +30,7 @@ from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
+from base import logcontext, metrics
 from base.model import Config
 from base.offload import run_blocking
 
@@ -101,18 +103,19 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         self.connections = 0  # being served now
         self._refusing = False  # logged once per flood, not once per refused connection
 
-    async def route(self, request: Request) -> None:
+    async def route(self, request: Request) -> str:
         """`route,TENANT,USER,DEVICE_STATE,CHAIN,REDIRECT_COUNT,CALLER_TENANT,CALLER_USER` (the
         last two: the calling device's user, empty for a call from a trunk)."""
         args = agi_args(request)
         tenant_id, user_id, device_state, chain, redirects, caller_tenant, caller_user = (args + [""] * 7)[:7]
         facts = CallFacts.parse(device_state, chain, redirects)
+        logcontext.bind(tenant=tenant_id, user=user_id)
         decision = await self.decide(tenant_id, user_id, facts)
         if not decision.known:
             # No answer: the dialplan's fallback rings and, for a user with voicemail, sends busy
             # and unanswered calls there (our "ring" would come with ON_* = none).
             log.warning("route: unknown tenant/user %r/%r, letting the devices ring", tenant_id, user_id)
-            return
+            return "unknown"
         if decision.loop:
             log.warning("route %s/%s: a forward was not followed (loop or too many hops: %s)",
                         tenant_id, user_id, "/".join(decision.chain))
@@ -127,6 +130,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         await set_variables(request, variables)
         log.info("route %s/%s (%s): %s %s%s", tenant_id, user_id, facts.device_state or "-",
                  decision.action, decision.target, f" (recorded: {record})" if record else "")
+        return decision.action
 
     async def records(self, tenant_id: str, user_id: str) -> bool:
         """Whether the user's calls are recorded; False for no user, or when the state cannot be
@@ -189,9 +193,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         log.info("fax %s/%s from %s: %s, %d page(s) (#%d)", tenant_id, user_id, caller or "-", status or "-",
                  count, fax_id)
 
-    async def outbound(self, request: Request) -> None:
+    async def outbound(self, request: Request) -> str:
         """`outbound,TENANT,USER,NUMBER,ACTIVE`: VIPBX_OUTBOUND (see agi/outbound.py)."""
         tenant_id, user_id, number, active = (agi_args(request) + [""] * 4)[:4]
+        logcontext.bind(tenant=tenant_id, user=user_id)
         now = asyncio.get_running_loop().time()
         decision = decide_outbound(self.config, self.throttle, tenant_id, number, parse_active(active), now)
         notice = self.notice(tenant_id, user_id, decision.allowed and await self.records(tenant_id, user_id))
@@ -202,6 +207,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
         else:
             log.warning("outbound %s to %s refused (%s): %s", who, number, decision.reason, decision.why)
         await set_variables(request, {"VIPBX_OUTBOUND": decision.packed(), **notice})
+        return "allowed" if decision.allowed else "refused"
 
     async def ping(self, request: Request) -> None:
         await set_variables(request, {"VIPBX_PONG": "1"})
@@ -241,6 +247,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             if not self._refusing:
                 log.warning("FastAGI: %d connections open, refusing more", self.connections)
             self._refusing = True
+            metrics.agi_refused.labels("overload").inc()
             writer.close()
             return
         self._refusing = False
@@ -252,14 +259,17 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        served = ""  # the script being served, once it is known to be ours
         try:
             if not self.permitted(peer):
                 log.warning("FastAGI: connection from %s refused: not a permitted address", peer)
+                metrics.agi_refused.labels("address").inc()
                 return
             try:
                 raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), ENV_TIMEOUT)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
                 log.warning("FastAGI: no complete AGI environment from %s", peer)
+                metrics.agi_refused.labels("incomplete").inc()
                 return
             lines = raw.decode(self.default_encoding, errors="replace").splitlines()
             headers: OrderedDict[str, str] = OrderedDict()
@@ -269,6 +279,7 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
                     headers[key] = value
             if not self.has_key(headers):
                 log.warning("FastAGI: request from %s refused: wrong or missing key", peer)
+                metrics.agi_refused.labels("key").inc()
                 return
             # agi://host/script?x=y sends "script?x=y"; the script name is what routes.
             script = headers.get("agi_network_script", "").lstrip("/").split("?", 1)[0]
@@ -276,11 +287,20 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk has no ty
             if endpoint is None:
                 # The peer's mistake, not ours: no ERROR for what anyone can send.
                 log.warning("FastAGI: no script %r (from %s)", script, peer)
+                metrics.agi_refused.labels("script").inc()
                 return
             request = Request(app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding)
-            await asyncio.wait_for(endpoint(request), REQUEST_TIMEOUT)
+            served = script
+            # This connection's task: its lines name the call (scripts bind tenant and user).
+            logcontext.bind(call_id=headers.get("agi_uniqueid"))
+            started = time.monotonic()
+            answer = await asyncio.wait_for(endpoint(request), REQUEST_TIMEOUT)
+            metrics.agi_seconds.labels(script).observe(time.monotonic() - started)
+            metrics.agi_requests.labels(script, answer or "ok").inc()
         except Exception:
             log.exception("FastAGI: request from %s failed", peer)
+            if served:
+                metrics.agi_requests.labels(served, "error").inc()
         finally:
             writer.close()
 

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from base import logcontext, metrics
+
 from .client import AriClient
 from .session import CallSession, ChannelGone
 
@@ -43,9 +45,13 @@ class StasisApp:
         handlers: Mapping[str, Handler],
         *,
         resync_grace: float = RESYNC_GRACE_SECONDS,
+        resumers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.client = client
         self.handlers = dict(handlers)
+        # Entries whose calls a restarted app takes up where the last one left them (a deposit
+        # still recording); the others go back to the dialplan's fallback.
+        self.resumers = dict(resumers or {})
         self.resync_grace = resync_grace
         self.sessions: dict[str, CallSession] = {}  # channel id -> live session
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -101,7 +107,7 @@ class StasisApp:
             self._spawn(session, self._give_back(session))
         else:
             log.info("%r: StasisStart from %s", session, session.caller_number or "unknown")
-            self._spawn(session, self._serve(session, handler))
+            self._spawn(session, self._serve(session, handler), in_ivr=True)
 
     def _register(self, session: CallSession) -> None:
         stale = self.sessions.get(session.id)
@@ -113,11 +119,18 @@ class StasisApp:
         for seen in self._resync_seen:
             seen.add(session.id)
 
-    def _spawn(self, session: CallSession, coro: Awaitable[None]) -> None:
+    def _spawn(self, session: CallSession, coro: Awaitable[None], *, in_ivr: bool = False) -> None:
+        """`in_ivr`: a handler serves the call, counted in the IVR metrics while it does (a call
+        given straight back is not in an IVR)."""
         task = asyncio.ensure_future(coro)
         self._tasks[session.id] = task
+        if in_ivr:
+            metrics.ivr_calls.labels(session.entry).inc()
+            metrics.ivr_active.labels(session.entry).inc()
 
         def done(_: asyncio.Task[None]) -> None:
+            if in_ivr:
+                metrics.ivr_active.labels(session.entry).dec()
             if self._tasks.get(session.id) is task:
                 del self._tasks[session.id]
             if self.sessions.get(session.id) is session:
@@ -126,6 +139,8 @@ class StasisApp:
         task.add_done_callback(done)
 
     async def _serve(self, session: CallSession, handler: Handler) -> None:
+        # Every line logged for this call names it (this task's own context; see logcontext).
+        logcontext.bind(call_id=session.id, tenant=session.vars.get("VIPBX_TENANT"), user=session.vars.get("VIPBX_USER"))
         try:
             await handler(session)
         except ChannelGone:
@@ -133,6 +148,7 @@ class StasisApp:
             return
         except Exception:
             log.exception("%r: handler failed, continuing in the dialplan", session)
+            metrics.ivr_failures.labels(session.entry).inc()
             await self._give_back(session)
             return
         if not session.gone and not session.disposed:
@@ -200,19 +216,28 @@ class StasisApp:
             await self._give_back(session)
 
     async def resume_orphan(self, call: CallSession) -> None:
-        """What to do with a call that was in our app when we lost it (e.g. an app restart).
-
-        For now it goes back to the dialplan, whose fallback after Stasis() takes over. Override
-        (or replace) this to resume IVRs instead; `call.entry` and `call.args` are as at start.
-        """
-        await call.continue_in_dialplan()
+        """What to do with a call that was in our app when we lost it (e.g. an app restart): the
+        entry's resumer if it has one (`call.entry` and `call.args` are as at start), else back to
+        the dialplan, whose fallback after Stasis() takes over."""
+        resumer = self.resumers.get(call.entry)
+        if resumer is None:
+            await call.continue_in_dialplan()
+            return
+        await resumer(call)
+        if not call.gone and not call.disposed:
+            await self._quietly(call.hangup())
 
     # --- shutdown -----------------------------------------------------------------------
 
     async def shutdown(self, timeout: float = 2.0) -> None:
-        """Stop every handler and hand its call back to the dialplan (best effort)."""
+        """Stop every handler and hand its call back to the dialplan (best effort). A call being
+        recorded stays in Asterisk's hands instead, still recording: the next start takes it up
+        (a restart or an upgrade cuts no message in two)."""
         tasks = list(self._tasks.values())
-        live = [s for s in self.sessions.values() if not s.gone and not s.disposed]
+        recording = [s for s in self.sessions.values() if s.recording and not s.gone and s.entry in self.resumers]
+        live = [s for s in self.sessions.values() if not s.gone and not s.disposed and s not in recording]
+        if recording:
+            log.info("shutdown: %d call(s) left recording in Asterisk for the next start", len(recording))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

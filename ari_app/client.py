@@ -19,6 +19,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
+from base import metrics
+
 from .lanes import Event, EventLanes
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,11 @@ class AriClient:
         subscribe_all: bool = False,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,  # tests: httpx.MockTransport
+        metered: bool = False,  # the service's own client: its connection is in the metrics
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.metered = metered
+        self._ever_connected = False
         self.app = app
         self.subscribe_all = subscribe_all
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -191,6 +196,11 @@ class AriClient:
                         break
                     self._ws = ws
                     self._connected.set()
+                    if self.metered:
+                        if self._ever_connected:
+                            metrics.ari_reconnects.inc()
+                        metrics.ari_connected.set(1)
+                    self._ever_connected = True
                     log.info("ARI events connected: %s", url)
                     for on_connect in self._connect_handlers:
                         self._spawn(on_connect())
@@ -206,6 +216,8 @@ class AriClient:
             finally:
                 self._ws = None
                 self._connected.clear()
+                if self.metered:
+                    metrics.ari_connected.set(0)
             if self._closing:
                 break
             if time.monotonic() - started > STABLE_AFTER:

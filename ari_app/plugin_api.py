@@ -40,12 +40,15 @@ class Plugin:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Run after every (re)connection to Asterisk's ARI: Asterisk may have restarted meanwhile.
     on_connect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Entries whose calls a restarted app takes up again (see StasisApp.resume_orphan).
+    resumers: Mapping[str, Handler] = field(default_factory=dict)
 
 
 def merge(plugins: list[Plugin]) -> Plugin:
     handlers: dict[str, Any] = {}
     background: list[Callable[[], Awaitable[None]]] = []
     on_connect: list[Callable[[], Awaitable[None]]] = []
+    resumers: dict[str, Handler] = {}
     for plugin in plugins:
         clash = set(handlers) & set(plugin.handlers)
         if clash:
@@ -53,4 +56,5 @@ def merge(plugins: list[Plugin]) -> Plugin:
         handlers.update(plugin.handlers)
         background += plugin.background
         on_connect += plugin.on_connect
-    return Plugin(handlers, background, on_connect)
+        resumers.update(plugin.resumers)
+    return Plugin(handlers, background, on_connect, resumers)

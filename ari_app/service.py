@@ -39,6 +39,7 @@ class Service:
         state: Any = None,
         on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
         sounds_dir: Path | None = None,
+        resumers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.config = config
         # The prompt catalogue: FastAGI names the announcement of a recorded call from it.
@@ -47,8 +48,8 @@ class Service:
         self.agi_key = agi_key  # what the dialplan's AGI() URLs carry (secret `agi`)
         self.state = state  # callstate.CallStateService for the FastAGI router; None: defaults only
         self.background = list(background)
-        self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app)
-        self.app = StasisApp(self.client, handlers or {})
+        self.client = AriClient(ari_url, ari_user, ari_password, config.platform.ari_app, metered=True)
+        self.app = StasisApp(self.client, handlers or {}, resumers=resumers)
         for handler in on_connect:
             self.client.on_connect(handler)
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
+
+from base import metrics
 
 from .client import AriClient, AriError
 
@@ -92,8 +95,10 @@ class CallSession:
         self.resumed = False  # True when picked up by a re-sync rather than a StasisStart
         self.last_terminator = ""  # the key that ended the last get_digits / read, "" if none
         self.disposed = False  # we hung it up or sent it back to the dialplan
+        self.recording: str | None = None  # the name of the recording being waited for, if any
         self._gone = asyncio.Event()
         self._digits = Keys()
+        self._key_at: float | None = None  # when the last key came that the IVR has not answered yet
         self._recheck = asyncio.Event()  # set by `recheck`: look up what we wait for now
         self._playbacks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._recordings: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -118,6 +123,8 @@ class CallSession:
         kind = event.get("type")
         if kind == "ChannelDtmfReceived":
             self._digits.put(event["digit"])
+            metrics.ivr_keys.labels(self.entry).inc()
+            self._key_at = time.monotonic()
         elif kind in ("PlaybackFinished", "PlaybackFailed"):
             playback = event.get("playback", {})
             future = self._playbacks.pop(playback.get("id", ""), None)
@@ -233,6 +240,7 @@ class CallSession:
         (Asterisk then keeps what was recorded: the caller of this method delivers the file)."""
         finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._recordings[name] = finished
+        self.recording = name
         try:
             await self._call(
                 "POST",
@@ -245,15 +253,32 @@ class CallSession:
                 beep=beep,
                 terminateOn=terminate_on or "none",
             )
-            # The name may hold a '/' (a subfolder): one path segment for ARI.
-            probe = functools.partial(self._probe, "recording", f"/recordings/live/{quote(name, safe='')}")
-            try:
-                done, _ = await self._until_finished(finished, probe, barge_in=False)
-            except ChannelGone:
-                return None
-            return done.result() if done is finished else None
+            return await self._recording_end(name, finished)
         finally:
             self._recordings.pop(name, None)
+            self.recording = None
+
+    async def wait_recording(self, name: str) -> dict[str, Any] | None:
+        """Wait for a recording this session did not start to end (one Asterisk kept running for
+        the channel while the app restarted). As `record` answers."""
+        finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._recordings[name] = finished
+        self.recording = name
+        self.recheck()  # it may have ended before we looked: ask at once
+        try:
+            return await self._recording_end(name, finished)
+        finally:
+            self._recordings.pop(name, None)
+            self.recording = None
+
+    async def _recording_end(self, name: str, finished: asyncio.Future[dict[str, Any]]) -> dict[str, Any] | None:
+        # The name may hold a '/' (a subfolder): one path segment for ARI.
+        probe = functools.partial(self._probe, "recording", f"/recordings/live/{quote(name, safe='')}")
+        try:
+            done, _ = await self._until_finished(finished, probe, barge_in=False)
+        except ChannelGone:
+            return None
+        return done.result() if done is finished else None
 
     async def get_digits(self, max_digits: int = 1, timeout: float = 5.0, terminator: str = "#") -> str:
         """Up to `max_digits` keys, each within `timeout` s of the previous; the terminator key
@@ -264,6 +289,7 @@ class CallSession:
             try:
                 _, digit = await self._first(None, self._digits.get(), timeout=timeout)
             except TimeoutError:
+                self._key_at = None  # the wait for the next key was the caller's, not ours
                 break
             if digit is not None and digit in terminator:
                 self.last_terminator = digit
@@ -288,6 +314,10 @@ class CallSession:
     async def _call(self, method: str, path: str, **params: Any) -> Any:
         if self.gone:
             raise ChannelGone(self.id)
+        if self._key_at is not None:
+            # The first request after a key is the IVR's answer to it (a prompt, a hang-up, ...).
+            metrics.ivr_key_answer.labels(self.entry).observe(time.monotonic() - self._key_at)
+            self._key_at = None
         try:
             return await self.client.request(method, path, params=params)
         except AriError as exc:

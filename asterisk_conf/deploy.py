@@ -44,6 +44,7 @@ RELOAD_TARGETS = {
     "cdr.conf": "cdr",
     "cdr_manager.conf": "cdr_manager.so",
     "confbridge.conf": "app_confbridge.so",
+    "prometheus.conf": "res_prometheus.so",
 }
 # Files whose change needs an Asterisk restart (the set of loaded modules).
 RESTART_FILES = frozenset({"modules.conf"})

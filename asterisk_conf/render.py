@@ -36,6 +36,7 @@ FILES = (
     "cel.conf",
     "ccss.conf",
     "confbridge.conf",
+    "prometheus.conf",
 )
 # Files Asterisk looks for at start whose defaults are right for us: rendered empty.
 QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf")
@@ -46,6 +47,9 @@ FAX_LISTEN_SECONDS = 5  # a calling fax sends its tone every 3.5 s
 # The header the SIP edge of a cluster names a trunk in (and strips from everyone else's).
 EDGE_TRUNK_HEADER = "X-Vipbx-Trunk"
 AGI_KEY = "agi"  # the secret every AGI() URL of the dialplan carries (agi.server checks it)
+# Asterisk's own metrics (res_prometheus) ask for this user and the secret `prometheus`.
+PROMETHEUS_USER = "prometheus"
+PROMETHEUS_SECRET = "prometheus"
 
 
 def templates_dir() -> Path:
@@ -127,9 +131,11 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
         },
         "call_recordings": CALL_RECORDINGS,
         "ari_user": ARI_USER,
+        "prometheus_user": PROMETHEUS_USER,
         "ami_user": AMI_USER,
         "ari_password": secrets.get("ari"),
         "ami_secret": secrets.get("ami"),
+        "prometheus_password": secrets.get(PROMETHEUS_SECRET),
         "agi_key": secrets.get(AGI_KEY),
         # How long a call to a user who receives faxes is listened to for a fax's calling tone.
         "fax_listen_seconds": FAX_LISTEN_SECONDS,

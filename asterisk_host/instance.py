@@ -79,7 +79,12 @@ class AsteriskInstance:
 
     @property
     def pid_file(self) -> Path:
-        return self.home / "asterisk.pid"
+        return self.pid_file_in(self.home)
+
+    @staticmethod
+    def pid_file_in(home: Path) -> Path:
+        """Where an instance of `home` keeps its Asterisk's pid (also a systemd unit's PIDFile=)."""
+        return Path(home).absolute().resolve() / "asterisk.pid"
 
     @property
     def control_socket(self) -> Path:

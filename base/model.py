@@ -174,6 +174,16 @@ class Web:
     call_log_days: int = 180  # calls older than this leave the call log
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """`vipbx serve`'s Prometheus endpoint (docs/operations.md, "Monitoring"): loopback unless
+    `allow_remote` with a `permit` list, like the other control listeners. Asterisk's own metrics
+    (res_prometheus) are served by its HTTP listener, `platform.http`, at /metrics."""
+
+    enabled: bool = True
+    listener: Listener = field(default_factory=lambda: Listener("127.0.0.1", 9187))
+
+
 DEFAULT_PIN_DIGITS = 6  # a 4-digit PIN falls to a few days of locked-out guessing; 6 digits to years
 MIN_PIN_DIGITS = 4
 MAX_PIN_DIGITS = 10
@@ -199,6 +209,7 @@ class Platform:
     state_database: StateDatabase = field(default_factory=StateDatabase)
     pin_digits: int = DEFAULT_PIN_DIGITS  # the shortest PIN a user may have (a tenant may differ)
     web: Web = field(default_factory=Web)
+    metrics: Metrics = field(default_factory=Metrics)
     nodes: tuple[Node, ...] = ()  # none: one machine, as before
     sip_edge: SipEdge | None = None
 

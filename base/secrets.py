@@ -40,6 +40,10 @@ class SecretStore:
             self._save(values)
         return values[name]
 
+    def peek(self, name: str) -> str | None:
+        """The secret called `name` if it exists; never generates one (for read-only checks)."""
+        return self._load().get(name)
+
     def ensure(self, names: list[str]) -> dict[str, str]:
         """The secrets called `names`, generating every missing one and saving once."""
         values = self._load()

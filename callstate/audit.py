@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from base import metrics
+
 from .db import Tx
 from .times import from_text, to_text
 from .users import Origin
@@ -31,6 +33,7 @@ def record(tx: Tx, at: datetime, tenant_id: str, user_id: str, origin: Origin, e
     tx.run("INSERT INTO audit_log (at, tenant_id, user_id, actor, source, event, field, old_value, "
            "new_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
            (to_text(at), tenant_id, user_id, origin.actor, origin.source, event, field, old, new))
+    metrics.lock_event(event)
 
 
 def query(tx: Tx, tenant_id: str | None, user_id: str | None, limit: int) -> list[AuditEntry]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from base.model import Config, StateDatabase
 
 from .db import Backend, Database
 from .errors import StorageError
 from .service import CallStateService
+
+if TYPE_CHECKING:
+    from .postgres import PostgresDatabase
 
 DB_FILE_NAME = "state.sqlite3"
 PASSWORD_SECRET = "postgresql"  # the generated secret in secrets.json, never YAML
@@ -26,6 +29,12 @@ def open_database(settings: StateDatabase, home: str | Path, secret: SecretGette
         return Database(Path(home) / DB_FILE_NAME, busy_timeout=busy_timeout)
     if settings.backend != "postgresql":
         raise StorageError(f"unknown state database backend {settings.backend!r}")
+    return open_postgres(settings, secret)
+
+
+def open_postgres(settings: StateDatabase, secret: SecretGetter, *, migrate: bool = True) -> PostgresDatabase:
+    """The PostgreSQL database `settings` describe; `migrate=False` leaves its schema as it is
+    (backups and restores, which must not change a database before they mean to)."""
     try:
         # Imported here: psycopg is an optional extra that SQLite-only installations lack.
         from .postgres import PostgresDatabase, PostgresSettings
@@ -36,7 +45,7 @@ def open_database(settings: StateDatabase, home: str | Path, secret: SecretGette
         host=settings.host, port=settings.port, name=settings.name, user=settings.user,
         password=secret(PASSWORD_SECRET), connect_timeout=settings.connect_timeout,
         statement_timeout=settings.statement_timeout, lock_timeout=settings.lock_timeout,
-    ))
+    ), migrate=migrate)
 
 
 def open_service(config: Config, home: str | Path, secret: SecretGetter, *,

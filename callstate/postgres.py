@@ -17,9 +17,10 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -110,6 +111,31 @@ class _Statements:
         return self._conn.execute(to_psycopg(sql), tuple(params))
 
 
+class CopyTx(Tx):
+    """A transaction that can also stream whole tables in PostgreSQL's COPY text format (backups).
+    The COPY statement is sent as it is: its table and column names must come from the schema."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(_Statements(conn))
+        self._raw = conn
+
+    def copy_out(self, sql: str) -> Iterator[bytes]:
+        """What `COPY ... TO STDOUT` sends, in chunks."""
+        with self._raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for chunk in copy:
+                yield bytes(chunk)
+
+    def copy_in(self, sql: str, chunks: Iterable[bytes]) -> None:
+        """Feeds `COPY ... FROM STDIN`."""
+        with self._raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+
+
+def _plain_tx(conn: Connection) -> Tx:
+    return Tx(_Statements(conn))
+
+
 class PostgresDatabase:
     """A bounded pool of connections to one PostgreSQL database, shared by a process's threads.
 
@@ -118,7 +144,9 @@ class PostgresDatabase:
 
     def __init__(self, settings: PostgresSettings, *, pool_size: int = 8,
                  retry: RetryPolicy = RetryPolicy(),
-                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+                 migrations: Sequence[Migration] = MIGRATIONS, migrate: bool = True) -> None:
+        """`migrate=False` opens the database as it is (a restore migrates inside its own
+        transaction); `schema_version` is then what the database has, 0 when it has no schema."""
         self.settings = settings
         self.dialect = POSTGRESQL
         self._retry = retry
@@ -126,7 +154,10 @@ class PostgresDatabase:
         self._pool: ConnectionPool[Connection] = ConnectionPool(self._connect, psycopg.Connection.close,
                                                                 reusable=_reusable)
         try:
-            self.schema_version = self._run(BEGIN_MIGRATION, lambda tx: self._migrate(tx, migrations))
+            if migrate:
+                self.schema_version = self._run(BEGIN_MIGRATION, lambda tx: self._migrate(tx, migrations))
+            else:
+                self.schema_version = self._run(self.dialect.begin_read, current_version)
         except BaseException:
             self.close()  # e.g. a newer schema: no connection is left behind
             raise
@@ -141,6 +172,35 @@ class PostgresDatabase:
         """`work` in one SERIALIZABLE transaction; run again if it lost to a concurrent one."""
         return self._run(self.dialect.begin_write, work)
 
+    def snapshot(self, work: Callable[[CopyTx], T]) -> T:
+        """`work` in one REPEATABLE READ READ ONLY transaction without the statement limit: one
+        consistent view of every table, however long copying them takes (backups). A read-only
+        snapshot never loses to a writer, so it is not retried."""
+        def unlimited(tx: CopyTx) -> T:
+            tx.one("SELECT set_config('statement_timeout', '0', true)")
+            return work(tx)
+
+        return self._single(self.dialect.begin_read, unlimited)
+
+    def replace_all(self, work: Callable[[CopyTx], T], *, lock_timeout: float = 30.0) -> T:
+        """`work` in one transaction behind the migration lock, at READ COMMITTED and without the
+        statement limit: a restore drops, re-creates and fills the tables in it, so every other
+        session sees the old state or the restored one, never a mix. `lock_timeout` bounds the
+        wait for sessions that still use the tables (a running `vipbx serve`)."""
+        def locked(tx: CopyTx) -> T:
+            tx.one("SELECT set_config('statement_timeout', '0', true)")
+            tx.one("SELECT set_config('lock_timeout', ?, true)", (str(_ms(lock_timeout)),))
+            tx.one("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            return work(tx)
+
+        return self._single(BEGIN_MIGRATION, locked)
+
+    def _single(self, begin: str, work: Callable[[CopyTx], T]) -> T:
+        try:
+            return self._once(begin, work, CopyTx)
+        except _RETRYABLE as exc:
+            raise self._error(exc) from exc
+
     def _run(self, begin: str, work: Callable[[Tx], T]) -> T:
         for attempt in range(self._retry.tries):
             try:
@@ -152,7 +212,8 @@ class PostgresDatabase:
                 time.sleep(self._retry.pause(attempt))
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _once(self, begin: str, work: Callable[[Tx], T]) -> T:
+    def _once(self, begin: str, work: Callable[[Any], T],
+              make_tx: Callable[[Connection], Tx] = _plain_tx) -> T:
         with self._slots:
             conn = self._pool.acquire()
             try:
@@ -165,7 +226,7 @@ class PostgresDatabase:
                     conn = self._connect()
                     conn.execute(begin)
                 try:
-                    result = work(Tx(_Statements(conn)))
+                    result = work(make_tx(conn))
                     conn.execute("COMMIT")
                 except BaseException:
                     _rollback(conn)
@@ -219,6 +280,15 @@ class PostgresDatabase:
             text = text.replace(self.settings.password, "********")
         prefix = f"state database {self.settings.describe()}" + (f": {what}" if what else "")
         return StorageError(f"{prefix}: {text}")
+
+
+def current_version(tx: Tx) -> int:
+    """The schema version of the database, 0 when it has none (no `schema_version` table)."""
+    row = tx.one("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not row or not row[0]:
+        return 0
+    found = tx.one("SELECT MAX(version) FROM schema_version")
+    return int(found[0]) if found and found[0] is not None else 0
 
 
 def _ms(seconds: float) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -16,8 +17,9 @@ from asterisk_conf import deploy as deploying
 from asterisk_conf.masking import mask_diff
 from asterisk_conf.render import AGI_KEY, ARI_USER, render_config
 from asterisk_conf.validate import validate_files
-from base import logsetup
+from base import logsetup, metrics
 from base.ami import AmiError, AmiTimeout, ami_session
+from base.metrics_http import MetricsServer
 from base.model import Config
 from base.paths import DEFAULT_HOME
 from base.private import private_dir, write_private
@@ -26,15 +28,19 @@ from web.wiring import web_deps
 
 from . import args as cliargs
 from .asterisk import asterisk, running_pid
+from .backup import backup_command, restore_command
 from .cluster import cluster_group
 from .conference import conference_group
 from .context import Context, ami_settings, load
+from .doctor import doctor
 from .forward import callwaiting_group, forward_group
 from .phone import phone
 from .presence import presence_group
+from .progress import progress
 from .prompts import prompts_group
 from .recording import recording_group
 from .reload import ami_reloader, ami_timeouts
+from .service import service_group
 from .voicemail import voicemail
 from .web import web_group
 
@@ -53,8 +59,12 @@ SERVE_UMASK = 0o027
     help="State folder: secrets, configuration generations, the Asterisk instance. Env: VIPBX_HOME.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("--log-format", type=click.Choice(logsetup.FORMATS), default="text", show_default=True,
+              envvar="VIPBX_LOG_FORMAT", help="Log lines as text or as JSON objects (for log shippers). Env: VIPBX_LOG_FORMAT.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), envvar="VIPBX_LOG_FILE",
+              help="Log to this file instead of stderr, rotated at 50 MB with 5 old files kept. Env: VIPBX_LOG_FILE.")
 @click.pass_context
-def main(ctx: click.Context, home: Path, verbose: bool) -> None:
+def main(ctx: click.Context, home: Path, verbose: bool, log_format: str, log_file: Path | None) -> None:
     """Hosted mobile-PBX bundle for Asterisk: YAML tenants in, a running PBX out.
 
     FILES are YAML files with `platform:` and `tenants:` (several are merged); they may also be
@@ -62,7 +72,7 @@ def main(ctx: click.Context, home: Path, verbose: bool) -> None:
     """
     ctx.obj = Context(home.absolute())
     # Every line on stderr goes through a filter that masks the values of secrets.json.
-    logsetup.configure(verbose, ctx.obj.secret_values)
+    logsetup.configure(verbose, ctx.obj.secret_values, fmt=log_format, file=log_file)
 
 
 @main.command()
@@ -126,7 +136,7 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     nothing is deployed and the command fails.
     """
     config = load(files)
-    rendered = render_config(config, obj.secrets)
+    rendered = _rendered(config, obj)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
                                         lambda r: deploying.deploy(obj.paths, rendered, r)))
@@ -158,7 +168,7 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
     if not no_reload:
         try:
             async with ami_session(settings, timeout=timeouts[0]):
-                reload = ami_reloader(settings, *timeouts)
+                reload = ami_reloader(settings, *timeouts, progress=progress())
         except AmiTimeout as exc:
             # Something listens but does not answer: Asterisk may be hung. Swapping files in that
             # nobody reloads would leave the next start to find out whether they work.
@@ -176,6 +186,18 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
         return await action(reload)
     except deploying.DeployError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _rendered(config: Config, obj: Context) -> dict[str, str]:
+    """The files for `config`; seconds at tens of thousands of users, so a terminal is told."""
+    users = sum(len(tenant.users) for tenant in config.tenants)
+    shown = progress()
+    shown.begin(f"rendering {users} users", 1)
+    try:
+        return render_config(config, obj.secrets)
+    finally:
+        shown.advance()
+        shown.end()
 
 
 def _report(result: deploying.DeployResult, verb: str) -> None:
@@ -210,19 +232,40 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     gc.freeze()
     service = Service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
                       agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
-                      state=deps.callstate, on_connect=plugin.on_connect, sounds_dir=obj.paths.sounds)
+                      state=deps.callstate, on_connect=plugin.on_connect, sounds_dir=obj.paths.sounds,
+                      resumers=plugin.resumers)
     if config.platform.web.enabled:
         # The home page runs in this process, over the same services as the calls.
         site = web_deps(deps, obj.paths.home, service.client)
         service.background.append(lambda: run_web(site))
+    exporter = _start_metrics(config, obj, plugin.handlers)
     try:
         asyncio.run(service.run())
     except KeyboardInterrupt:
         pass
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+def _start_metrics(config: Config, obj: Context, entries: Iterable[str]) -> MetricsServer | None:
+    """The Prometheus endpoint; a listener that cannot bind stops the start, as any other would."""
+    metrics.install({"home": obj.paths.home, "spool": obj.paths.spool})
+    metrics.prime(entries)
+    settings = config.platform.metrics
+    if not settings.enabled:
+        return None
+    exporter = MetricsServer(settings.listener)
+    try:
+        exporter.start()
+    except OSError as exc:
+        where = f"{settings.listener.bind}:{settings.listener.port}"
+        raise click.ClickException(f"platform.metrics: cannot listen on {where}: {exc.strerror or exc}") from exc
+    return exporter
 
 
 for group in (asterisk, phone, prompts_group, voicemail, forward_group, callwaiting_group, presence_group,
-              recording_group, conference_group, web_group, cluster_group):
+              recording_group, conference_group, web_group, cluster_group, backup_command, restore_command, doctor, service_group):
     main.add_command(group)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from prompts.build import BuildError, build
 from prompts.catalogue import LANGUAGES, PROMPTS, TONES, text
 
 from .context import paths_of
+from .progress import progress
 
 
 def default_sounds_dir(ctx: click.Context) -> Path:
@@ -39,7 +40,7 @@ def build_cmd(ctx: click.Context, sounds: Path | None, languages: tuple[str, ...
     target = sounds or default_sounds_dir(ctx)
     started = time.monotonic()
     try:
-        report = build(target, languages=languages or LANGUAGES, force=force, jobs=jobs)
+        report = build(target, languages=languages or LANGUAGES, force=force, jobs=jobs, progress=progress())
     except BuildError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

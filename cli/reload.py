@@ -6,6 +6,7 @@ import click
 
 from asterisk_conf import deploy as deploying
 from base.ami import CONNECT_TIMEOUT, AmiSettings, ami_session
+from base.progress import SILENT, Progress
 
 # Each module reload of a deploy: res_pjsip and app_voicemail take 35-50 s at 40,000 users.
 RELOAD_TIMEOUT = 120.0
@@ -24,10 +25,17 @@ def ami_timeouts(command):  # type: ignore[no-untyped-def]
         help="How long AMI may take to accept the connection and the login. Env: VIPBX_AMI_TIMEOUT.")(command)
 
 
-def ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: float) -> deploying.Reloader:
+def ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: float,
+                 progress: Progress = SILENT) -> deploying.Reloader:
     async def reload(targets: list[str]) -> None:
         async with ami_session(settings, connect_timeout, action_timeout=reload_timeout) as ami:
-            for target in targets:
-                await ami.action("Reload", Module=target)
+            # A module reload takes up to a minute on a large platform: a terminal sees which.
+            progress.begin(f"reloading {len(targets)} module(s)", len(targets))
+            try:
+                for target in targets:
+                    await ami.action("Reload", Module=target)
+                    progress.advance()
+            finally:
+                progress.end()
 
     return reload

@@ -19,6 +19,8 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import TypeVar
 
+from base import metrics
+
 from .email import EmailGateway
 from .errors import DeliveryError
 from .notice import VoicemailNotice, sms_text
@@ -129,6 +131,7 @@ class Notifier:
                 await self._sweep_now_and_then()
                 attempted = await self.run_once()
                 next_at = await self._db(lambda box: box.next_due(self._channels()))
+                await self._count_waiting()
                 delay = IDLE if next_at is None else min(IDLE, next_at - self.clock())
             except Exception:  # e.g. the disk: keep the task alive and try again later
                 log.exception("outbox %s: sending round failed", self.outbox_path)
@@ -185,6 +188,7 @@ class Notifier:
         finally:
             self._sem.release()
         await self._db(lambda box: box.sent(entry.id))
+        metrics.notifications.labels(entry.channel, "sent").inc()
         log.info("sent %s notification of message %s to %s/%s (attempt %d)",
                  entry.channel, notice.msg_id, notice.tenant_id, notice.user_id, attempt)
 
@@ -195,11 +199,13 @@ class Notifier:
         permanent = isinstance(exc, DeliveryError) and exc.permanent
         if permanent or attempt >= self.policy.max_attempts:
             await self._db(lambda box: box.give_up(entry.id, error))
+            metrics.notifications.labels(entry.channel, "given_up").inc()
             log.error("gave up %s after %d attempt(s)%s: %s", what, attempt,
                       " (permanent failure)" if permanent else "", error)
             return
         delay = self.policy.delay(attempt)
         await self._db(lambda box: box.retry_at(entry.id, self.clock() + delay, error))
+        metrics.notifications.labels(entry.channel, "retry").inc()
         log.warning("%s failed (attempt %d of %d), retrying in %g s: %s",
                     what, attempt, self.policy.max_attempts, delay, error)
 
@@ -208,6 +214,11 @@ class Notifier:
         if now - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = now
             await self._db(lambda box: box.sweep(now, self.keep_given_up))
+
+    async def _count_waiting(self) -> None:
+        waiting = await self._db(lambda box: box.pending_by_channel())
+        for channel in ("sms", "email"):
+            metrics.notifier_queue.labels(channel).set(waiting.get(channel, 0))
 
     # --- plumbing ------------------------------------------------------------------------
 

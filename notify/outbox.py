@@ -175,6 +175,10 @@ class Outbox:
         (n,) = self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = ?", (state,)).fetchone()
         return int(n)
 
+    def pending_by_channel(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT channel, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY channel")
+        return {str(channel): int(n) for channel, n in rows}
+
     def entries(self, state: str | None = None) -> list[Entry]:
         if state is None:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id")

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from base.progress import SILENT, Progress
+
 from .catalogue import LANGUAGES, PROMPTS, TONES, text
 
 VOICES = {"fi": "fi", "sv": "sv", "en": "en"}
@@ -127,6 +129,7 @@ def build(
     names: Iterable[str] | None = None,
     force: bool = False,
     jobs: int | None = None,
+    progress: Progress = SILENT,
 ) -> BuildReport:
     """Make every prompt (or only NAMES) in LANGUAGES under SOUNDS_DIR; see the module doc.
 
@@ -164,7 +167,11 @@ def build(
                 report.skipped.append(key)
             else:
                 todo.append(job)
-    failures = _run_all(todo, manifest, report, jobs)
+    progress.begin("building prompts", len(todo))
+    try:
+        failures = _run_all(todo, manifest, report, jobs, progress)
+    finally:
+        progress.end()
     if subset is None:
         for key in sorted(k for k in manifest if k.split("/")[0] in langs and k not in wanted):
             (sounds_dir / f"{key}.wav").unlink(missing_ok=True)
@@ -176,7 +183,8 @@ def build(
     return report
 
 
-def _run_all(todo: list[_Job], manifest: dict[str, str], report: BuildReport, jobs: int | None) -> list[str]:
+def _run_all(todo: list[_Job], manifest: dict[str, str], report: BuildReport, jobs: int | None,
+             progress: Progress) -> list[str]:
     """Run the jobs in parallel (each is two short processes); record what succeeded."""
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="vipbx-prompts-") as scratch, ThreadPoolExecutor(jobs or os.cpu_count() or 2) as pool:
@@ -187,6 +195,8 @@ def _run_all(todo: list[_Job], manifest: dict[str, str], report: BuildReport, jo
             except (BuildError, OSError) as exc:
                 failures.append(f"{job.key}: {exc}")
                 continue
+            finally:
+                progress.advance()
             manifest[job.key] = job.digest
             (report.custom if job.custom is not None else report.generated).append(job.key)
     return failures

@@ -22,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from base.durable import fsync_dir
+
 from . import wav as wavfile
 from .envelope import Envelope, new_msg_id
-from .locks import FILE_MODE, fsync_dir
+from .locks import FILE_MODE
 from .recordings import checked, is_name
 from .store import Message, VoicemailStore
 
@@ -38,6 +40,9 @@ class RecordingJournal:
         self.dir = Path(recordings_dir)
         # Recordings this process is still handling: never orphans, however quiet their file.
         self._active: set[str] = set()
+        # Entries another process began and this one took over (see `adopt`): never orphans
+        # either, but maybe delivered already by the one that began them.
+        self._adopted: set[str] = set()
         self._reported: set[str] = set()  # bad entries already logged
 
     def audio(self, name: str) -> Path:
@@ -66,6 +71,23 @@ class RecordingJournal:
         """This process stops handling the entry without closing it (its delivery failed): the
         next orphan scan tries it again."""
         self._active.discard(name)
+        self._adopted.discard(name)
+
+    def adopt(self, channel: str, live_within: float = 10.0) -> str | None:
+        """Take over the open entry of the recording on `channel` (by channel name) that an earlier
+        process began and left running (its audio written within `live_within` seconds: Asterisk
+        writes every frame, silence too); its name, or None when there is none."""
+        for name, _ in self._entries():
+            if name in self._active or name in self._adopted or _age(self.audio(name)) > live_within:
+                continue
+            try:
+                meta = self.read(name)
+            except (OSError, ValueError):
+                continue
+            if meta is not None and channel and meta.get("channel") == channel:
+                self._adopted.add(name)
+                return name
+        return None
 
     def began_here(self, name: str) -> bool:
         """Whether this process began the entry and has not closed it yet."""
@@ -89,6 +111,7 @@ class RecordingJournal:
             meta = None
         self.sidecar(name).unlink(missing_ok=True)
         self._active.discard(name)
+        self._adopted.discard(name)
         return meta
 
     def orphans(self, older_than: float) -> list[tuple[Path, dict[str, Any]]]:
@@ -97,7 +120,7 @@ class RecordingJournal:
         found: list[tuple[Path, dict[str, Any]]] = []
         for name, _ in self._entries():
             audio = self.audio(name)
-            if name in self._active or _age(audio) <= older_than:
+            if name in self._active or name in self._adopted or _age(audio) <= older_than:
                 continue
             try:
                 meta = self.read(name)
@@ -118,7 +141,8 @@ class RecordingJournal:
     def stale(self, older_than: float) -> list[str]:
         """Entries whose recording never started (no audio) for `older_than` seconds."""
         return [name for name, sidecar in self._entries()
-                if name not in self._active and not self.audio(name).exists() and _age(sidecar) > older_than]
+                if name not in self._active and name not in self._adopted and not self.audio(name).exists()
+                and _age(sidecar) > older_than]
 
     def _entries(self) -> list[tuple[str, Path]]:
         if not self.dir.is_dir():

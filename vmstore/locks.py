@@ -13,7 +13,6 @@ Two locks, always taken in this order:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import secrets
@@ -88,13 +87,3 @@ def _break_if_stale(lock: Path) -> None:
             lock.unlink()
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make renames in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems cannot fsync a directory
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)

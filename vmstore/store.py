@@ -29,8 +29,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from base.durable import fsync_dir
+
 from .envelope import Envelope, new_msg_id
-from .locks import FILE_MODE, asterisk_path_lock, fsync_dir, mailbox_lock
+from .locks import FILE_MODE, asterisk_path_lock, mailbox_lock
 
 __all__ = ["Envelope", "Message", "MessageNotFound", "StoreFull", "VoicemailStore", "new_msg_id", "playback_name"]
 

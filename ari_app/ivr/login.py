@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ari_app.caller import Caller
 from ari_app.origin import Origin
+from base import logcontext
 from base.model import Config, Tenant, TenantUser, User
 
 from .pins import PinGate
@@ -66,6 +67,12 @@ class Login:
     async def __call__(self, ivr: Ivr) -> Caller | None:
         """The logged-in user, `ivr` then speaking their language; None when the login failed (the
         caller has heard why, and only the goodbye is left)."""
+        caller = await self._identify(ivr)
+        if caller is not None:  # the call's log lines name whose mailbox or activity it is now
+            logcontext.bind(tenant=caller.who.tenant.id, user=caller.who.user.id)
+        return caller
+
+    async def _identify(self, ivr: Ivr) -> Caller | None:
         own = self._own(ivr)
         if own is not None:
             tenant, user = own

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ari_app.client import AriError
 from ari_app.connect import connect
 from ari_app.origin import Origin
 from ari_app.session import CallSession, ChannelGone
 from ari_app.voice import Voice
+from base import logcontext
 from base.model import TenantUser
 
 from .services import NotSaved, VoicemailService
@@ -45,6 +47,7 @@ class Deposit:
             await call.play(self.voice.media(self.service.config.platform.default_language, ["vm-unknown-number-apology"]), barge_in=False)
             await call.hangup()
             return
+        logcontext.bind(tenant=mailbox.tenant.id, user=mailbox.user.id)  # the mailbox's owner
         if not mailbox.user.has_voicemail:
             # "No voicemail": the caller gets busy treatment, never a greeting.
             await call.hangup(reason="busy")
@@ -61,6 +64,22 @@ class Deposit:
             await connect(call, press1, mailbox.tenant.id, mailbox.user.id)
             return
         await self._record(call, mailbox, called)
+
+    async def resume(self, call: CallSession) -> None:
+        """A deposit an earlier app left recording (a restart, an upgrade): wait for the caller to
+        finish, deliver, and say goodbye as `_record` would. Without such a recording (the caller
+        was hearing the greeting) the call goes on in the dialplan's fallback."""
+        name = await self.service.adopt_recording(str(call.channel.get("name", "")))
+        if name is None:
+            await call.continue_in_dialplan()
+            return
+        log.info("%r: taking up recording %s left by the last start", call, name)
+        try:
+            finished = await call.wait_recording(name)
+        except BaseException:
+            self.service.leave_to_scan(name)
+            raise
+        await self._deliver(call, name, finished, await self.service.recording_language(name))
 
     async def _mailbox(self, call: CallSession) -> tuple[TenantUser | None, str]:
         if len(call.args) >= 2 and call.args[0]:
@@ -106,10 +125,14 @@ class Deposit:
             log.error("%r: recording %s refused: %s", call, name, exc)
             finished = {"name": name, "state": "failed"}
         except BaseException:
-            # Stopped (e.g. shut down) while Asterisk may still be recording: the orphan scan
-            # delivers it once the file has gone quiet.
+            # Stopped (e.g. shut down) while Asterisk may still be recording: the next start
+            # takes the call up (`resume`), else the orphan scan delivers it once the file has
+            # gone quiet.
             self.service.leave_to_scan(name)
             raise
+        await self._deliver(call, name, finished, lang)
+
+    async def _deliver(self, call: CallSession, name: str, finished: dict[str, Any] | None, lang: str) -> None:
         try:
             message = await self.service.finish_message(name)
         except NotSaved:

@@ -38,8 +38,10 @@ def load(deps: PluginDeps) -> Plugin:
         # The greeting's "… is on vacation until Friday 12 August", in the spoken time zone.
         return await presence.greeting_sentence(mailbox.tenant, mailbox.user, lang, voice.now())
 
+    deposit = Deposit(service, voice, activity_sentence)
     return Plugin(
-        handlers={"deposit": Deposit(service, voice, activity_sentence), "access": Access(service, voice)},
+        handlers={"deposit": deposit, "access": Access(service, voice)},
+        resumers={"deposit": deposit.resume},
         background=[recover_orphans],
         # Each connect to Asterisk: fold the fallback's wrong PINs in, rewrite its locks.
         on_connect=[deps.fallback_locks.sync] if deps.fallback_locks is not None else [],

@@ -18,8 +18,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ari_app.ivr import PinGate, pin_gate
 from ari_app.pinlocks import FallbackLocks
+from base import metrics
 from base.ami import AmiSettings
-from base.model import Config, TenantUser
+from base.model import LANGUAGES, Config, TenantUser
 from base.offload import run_blocking
 from callstate import (
     AsyncCallState,
@@ -292,12 +293,29 @@ class VoicemailService:
                                          min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
         except Exception as exc:
             log.exception("recording %s not delivered now; the next scan tries again", name)
+            metrics.deposits.labels("failed").inc()
             raise NotSaved(str(exc)) from exc
         if message is None and await self._disk_full():
+            metrics.deposits.labels("failed").inc()
             raise NotSaved(f"recording {name}: the disk is full")
+        metrics.deposits.labels("saved" if message is not None else "too_short").inc()
         if message is not None:
             await self._announce(message)
         return message
+
+    async def adopt_recording(self, channel: str) -> str | None:
+        """The recording an earlier app left running on `channel` (a channel name), now this
+        app's to deliver; None when there is none."""
+        return await run_blocking(self._journal.adopt, channel)
+
+    async def recording_language(self, name: str) -> str:
+        """The language of the mailbox a recording is for (from its journal entry)."""
+        try:
+            meta = await run_blocking(self._journal.read, name)
+        except (OSError, ValueError):
+            meta = None
+        language = str((meta or {}).get("language") or "")
+        return language if language in LANGUAGES else self.config.platform.default_language
 
     def leave_to_scan(self, name: str) -> None:
         """This process will not deliver the recording itself: the next orphan scan does."""
@@ -308,6 +326,7 @@ class VoicemailService:
         delivered = await run_blocking(deliver_orphans, self._journal, self._store, older_than=older_than,
                                        min_seconds=MIN_MESSAGE_SECONDS, accept=self._known)
         for message in delivered:
+            metrics.deposits.labels("saved").inc()
             await self._announce(message)
         return delivered
 

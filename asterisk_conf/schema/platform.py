@@ -31,6 +31,7 @@ from base.model import (
 )
 
 from .cluster import edge_apart, nodes, sip_edge
+from .metrics import metrics
 from .notifications import notifications
 from .state_database import state_database
 from .trunks import CODECS, codecs, trunk_source
@@ -41,7 +42,7 @@ __all__ = ["CODECS", "codecs", "platform"]
 PLATFORM_KEYS = (
     "voicemail_number", "activity_number", "conference_number", "default_language", "feature_codes", "no_answer_seconds",
     "sip", "rtp", "http", "ami", "agi", "ari_app", "carrier", "trunks", "notifications",
-    "state_database", "pin_digits", "web", "nodes", "sip_edge",
+    "state_database", "pin_digits", "web", "metrics", "nodes", "sip_edge",
 )  # fmt: skip
 LISTENERS = ("sip", "http", "ami", "agi")
 # Control interfaces: whoever reaches them controls calls (ARI, AMI) or routing (FastAGI).
@@ -68,7 +69,10 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
     }
     rtp_start, rtp_end = f.get("rtp", rtp, (default.rtp_start, default.rtp_end))
     web_settings = f.get("web", web, default.web)
-    _check_listeners(chk, f, {**ports, **({"web": web_settings.listener} if web_settings.enabled else {})}, rtp_start, rtp_end)
+    metrics_settings = f.get("metrics", metrics, default.metrics)
+    served = {"web": web_settings, "metrics": metrics_settings}
+    own = {name: settings.listener for name, settings in served.items() if settings.enabled}
+    _check_listeners(chk, f, {**ports, **own}, rtp_start, rtp_end)
     return Platform(
         voicemail_number=f.get("voicemail_number", e164, default.voicemail_number),
         activity_number=f.get("activity_number", e164, default.activity_number),
@@ -84,6 +88,7 @@ def platform(chk: Checker, loc: Loc | None, value: Any) -> Platform:
         state_database=f.get("state_database", state_database, default.state_database),
         pin_digits=f.get("pin_digits", pin_digits, default.pin_digits),
         web=web_settings,
+        metrics=metrics_settings,
         **_cluster(chk, f),
         **ports,
     )
@@ -146,6 +151,17 @@ def listener(default: Listener, name: str = "sip") -> Callable[[Checker, Loc, An
     return check
 
 
+def served_listener(chk: Checker, f: Fields, name: str, default: Listener) -> Listener:
+    """The listener of a server of ours (`web`, `metrics`): `bind`, `port`, and `allow_remote` with
+    `permit` under the control listeners' rule."""
+    bind = f.get("bind", ip_address, default.bind)
+    allow_remote = f.get("allow_remote", boolean, False)
+    permit = tuple(net for item, item_loc in f.items("permit", "IP networks")
+                   if (net := _permit_network(chk, item_loc, item)))
+    _check_exposure(chk, f, name, bind, allow_remote, permit)
+    return Listener(bind, f.get("port", port, default.port), allow_remote, permit)
+
+
 def _permit_network(chk: Checker, loc: Loc, value: Any) -> str:
     network = ip_network(chk, loc, value)
     if network and ipaddress.ip_network(network, strict=False).prefixlen == 0:
@@ -172,7 +188,7 @@ def _check_exposure(
     if f.has("permit") and not allow_remote:
         chk.report(f.loc / "permit", "has no effect without allow_remote: true")
     if bind and not ipaddress.ip_address(bind).is_loopback and not allow_remote:
-        what = {"http": "ARI", "ami": "AMI", "agi": "FastAGI", "web": "the home page"}[name]
+        what = {"http": "ARI", "ami": "AMI", "agi": "FastAGI", "web": "the home page", "metrics": "the metrics"}[name]
         chk.report(
             f.loc / "bind",
             f"{bind} exposes {what} to other hosts: bind to 127.0.0.1"

@@ -12,7 +12,7 @@ EXAMPLES = REPO / "examples"
 
 
 def write_yaml(folder: Path, ip: str, carrier_ip: str, port_base: int) -> list[Path]:
-    """platform.yaml on `ip` (listeners at port_base + 60/88/38/73/90) plus the example tenants."""
+    """platform.yaml on `ip` (listeners at port_base + 60/88/38/73/90/87) plus the example tenants."""
     (folder / "platform.yaml").write_text(
         "platform:\n"
         f"  sip: {{bind: {ip}, port: {port_base + 60}}}\n"
@@ -21,6 +21,7 @@ def write_yaml(folder: Path, ip: str, carrier_ip: str, port_base: int) -> list[P
         f"  ami: {{bind: {ip}, port: {port_base + 38}}}\n"
         f"  agi: {{bind: {ip}, port: {port_base + 73}}}\n"
         f"  web: {{bind: {ip}, port: {port_base + 90}, secure_cookies: false}}\n"
+        f"  metrics: {{bind: {ip}, port: {port_base + 87}}}\n"
         f"  carrier: {{host: {carrier_ip}, port: {port_base + 70}, match: [{carrier_ip}]}}\n"
     )
     for name in ("acme.yaml", "borealis.yaml"):

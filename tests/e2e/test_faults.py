@@ -305,6 +305,48 @@ async def test_serve_killed_mid_recording_delivers_and_notifies_exactly_once(
         await asyncio.to_thread(kannel.stop)
 
 
+# --- 1b. `vipbx serve` restarted (an upgrade: SIGTERM, then the new version) during deposits -------
+
+async def test_a_restart_during_deposits_cuts_no_message_in_two(
+        clean: Faulty, phone: TestPhone, observer: PbxObserver, tmp_path: Path) -> None:
+    """Two callers are recording when the service is stopped and started again, as an upgrade
+    does. Asterisk keeps recording them meanwhile; the new process takes both calls up: one caller
+    ends with # and hears the message saved, the other hangs up. Each message is whole, once."""
+    f = clean
+    serve = serve_process(f, platform_yaml(tmp_path, f.config, {}), tmp_path / "serve.log")
+    callers = (OUTSIDE, "+358451234568")
+    try:
+        await asyncio.to_thread(serve.start)
+        since = observer.mark()
+        calls = [await phone.call(VOICEMAIL, caller_number=caller, diversion=ANNA.number) for caller in callers]
+        for call, caller in zip(calls, callers, strict=True):
+            await call.wait_state("Up", 15)
+            await observer.wait(caller, "play", since=since)
+            await call.send_dtmf("5")  # skips the greeting
+        for call, caller in zip(calls, callers, strict=True):
+            await wait_recording(observer, call, caller, since=since)
+        await asyncio.gather(*(call.play_tone(1.5) for call in calls))
+        await asyncio.to_thread(serve.stop)  # SIGTERM: the old version ends cleanly
+        assert f.store.counts(ANNA.tenant, ANNA.box) == (0, 0) and all(not c.ended for c in calls)
+        await asyncio.to_thread(serve.start)  # the new version
+        await asyncio.gather(*(call.play_tone(1.5) for call in calls))
+        ends_with_key, hangs_up = calls
+        await ends_with_key.send_dtmf("#")
+        await ends_with_key.wait_hangup(15)  # "message saved, goodbye", then the PBX hangs up
+        await hangs_up.hangup()
+        inbox = await eventually(lambda: len(got := f.store.list(ANNA.tenant, ANNA.box, "INBOX")) == 2 and got,
+                                 20, "both messages\n" + serve.text())
+        assert sorted(m.envelope.caller_number for m in inbox) == sorted(callers)
+        for message in inbox:  # the tone before and after the restart, in one message
+            assert 2.6 <= loud_seconds(message.wav) <= 3.3, (message.envelope.caller_number, loud_seconds(message.wav))
+        assert "taking up recording" in serve.text()
+        await eventually(lambda: leftover_recordings(f.store) == [], 10, "the journal closed")
+        assert app_voicemail_new(f.pbx, ANNA) == 2
+    finally:
+        await phone.hangup_all()
+        await asyncio.to_thread(serve.stop)
+
+
 # --- 2. Asterisk killed (SIGKILL) mid-recording and restarted --------------------------------------
 
 def kill_asterisk(pbx: Pbx) -> None:

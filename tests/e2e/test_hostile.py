@@ -7,7 +7,7 @@ Every call must end with no PBX channel left; nothing may change that the keys d
 (every mailbox and every user's call state compared before and after); no mailbox is opened and
 nothing is dialled out for garbage; neither the PBX nor the service logs an ERROR.
 
-`VIPBX_HOSTILE_CALLS` (default 24) random calls, seeded by `VIPBX_HOSTILE_SEED` (default 8).
+`VIPBX_HOSTILE_CALLS` (default 16) random calls, seeded by `VIPBX_HOSTILE_SEED` (default 8).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ JAMES = Person("borealis", "james.taylor", "+358501220001", "borealis-james-soft
 AINO = Person("borealis", "aino.makinen", "+358501220002", "borealis-aino-soft", "307194")
 OUTSIDE = "+358451234567"
 KEYS = "0123456789*#"
-CALLS = int(os.environ.get("VIPBX_HOSTILE_CALLS", "24"))
+CALLS = int(os.environ.get("VIPBX_HOSTILE_CALLS", "16"))
 SEED = int(os.environ.get("VIPBX_HOSTILE_SEED", "8"))
 OPENED = ("vm-main-menu", "vm-you-have", "vm-no-messages", "act-current-is")  # a mailbox or activity menu
 

@@ -9,14 +9,19 @@ and `vipbx serve` as subprocesses on a PBX of this module's own (127.0.0.32).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
 from clitool import REPO, Vipbx, write_yaml
+from prometheus_client.parser import text_string_to_metric_families
 from support import ServeProcess, app_registered, eventually
 
 from asterisk_conf.validate import load_config
@@ -24,6 +29,7 @@ from asterisk_host import AsteriskRuntime
 from base.model import Config
 from base.secrets import SecretStore
 from callstate import CallStateService
+from prompts import catalogue
 from testphone import PhoneInstance, TestPhone
 from web.auth.passwords import hash_password
 
@@ -39,6 +45,14 @@ class Stack:
     vipbx: Vipbx
     serve: ServeProcess
     config: Config
+    files: list[Path]
+
+    def doctor(self, *files: Path) -> dict[str, tuple[str, str]]:
+        """`vipbx doctor`'s findings: check → (status, detail)."""
+        done = self.vipbx("doctor", "--json", *map(str, files or self.files), check=False)
+        found = {f["check"]: (f["status"], f["detail"]) for f in map(json.loads, done.stdout.splitlines())}
+        assert done.returncode == (1 if any(s == "fail" for s, _ in found.values()) else 0), done.stderr
+        return found
 
     @contextmanager
     def state(self) -> Iterator[CallStateService]:
@@ -68,7 +82,7 @@ def stack(asterisk_runtime: AsteriskRuntime, tmp_path_factory: pytest.TempPathFa
         vipbx("phone", "start", *map(str, files), "--phones-ip", "127.0.0.33", "--sip-port", "18160",
               "--http-port", "18188", "--rtp", "18200-18399")
         serve.start()
-        yield Stack(vipbx, serve, load_config([str(f) for f in files]))
+        yield Stack(vipbx, serve, load_config([str(f) for f in files]), files)
     finally:
         serve.stop()
         vipbx("phone", "stop", check=False)
@@ -131,6 +145,10 @@ async def test_the_activity_number_is_served_by_the_app(stack: Stack, phone: Tes
 async def test_calls_survive_the_app_being_killed_and_it_comes_back(stack: Stack, phone: TestPhone) -> None:
     stack.serve.kill()
     try:
+        found = await asyncio.to_thread(stack.doctor)
+        assert found["ari"] == ("fail", "application vipbx is not registered: vipbx serve is not running or not connected")
+        assert found["fastagi"][0] == found["metrics"][0] == found["web"][0] == "fail"
+        assert found["asterisk"][0] == "ok", found["asterisk"]
         # Stasis() fails at once without the app; the native fallback still answers ...
         call = await phone.call(ACTIVITY, caller_number=ANNA)
         await call.wait_state("Up", timeout=10)
@@ -161,3 +179,86 @@ async def test_the_home_page_is_served_by_the_same_process(stack: Stack) -> None
         assert opened.status_code == 200, opened.text
         me = await client.get("/api/v1/me", headers={"authorization": f"Bearer {opened.json()['token']}"})
         assert me.json()["number"] == ANNA
+
+
+async def scrape(url: str, auth: tuple[str, str] | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus endpoint: (name, labels) → value."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(url, auth=auth)
+    assert answer.status_code == 200, (url, answer.status_code)
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_metrics_count_the_calls_keys_and_routing_answers(stack: Stack, phone: TestPhone) -> None:
+    """What `vipbx serve` exports at platform.metrics after real calls: an IVR call with its keys
+    and their answer times, a FastAGI routing answer; and Asterisk's own metrics (res_prometheus)
+    on its loopback HTTP listener, behind the generated `prometheus` secret."""
+    listener = stack.config.platform.metrics.listener
+    url = f"http://{listener.bind}:{listener.port}/metrics"
+    before = await scrape(url)
+    await activity_served(stack, phone)  # "6#": two keys in the activity IVR
+    call = await phone.call(ANNA, caller_number=OUTSIDE)  # the router answers "ring"
+    ringing = await phone.incoming("acme-anna-soft", timeout=10)
+    await call.hangup()
+    await ringing.wait_hangup(timeout=10)
+    after = await scrape(url)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("vipbx_ivr_calls_total", entry="activity") == 1
+    assert grew("vipbx_ivr_keys_total", entry="activity") == 2
+    assert grew("vipbx_ivr_key_answer_seconds_count", entry="activity") >= 1
+    assert value(after, "vipbx_ivr_calls_active", entry="activity") == 0
+    assert grew("vipbx_agi_requests_total", script="route", answer="ring") == 1
+    assert grew("vipbx_agi_request_seconds_count", script="route") >= 1
+    assert value(after, "vipbx_ari_connected") == 1
+    assert value(after, "vipbx_disk_free_bytes", volume="spool") > 0
+    assert value(after, "vipbx_notifier_queue", channel="sms") == 0
+
+    http = stack.config.platform.http
+    asterisk_metrics = f"http://{http.bind}:{http.port}/metrics"
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(asterisk_metrics)).status_code == 401
+    secret = SecretStore(stack.vipbx.home / "secrets.json").get("prometheus")
+    own = await scrape(asterisk_metrics, auth=("prometheus", secret))
+    names = {name for name, _ in own}  # each labelled with the system's entity id
+    assert {"asterisk_core_uptime_seconds_total", "asterisk_channels_count", "asterisk_endpoints_count"} <= names
+
+
+async def test_doctor_finds_the_platform_healthy_and_a_generation_asterisk_has_not_loaded(
+        stack: Stack, tmp_path: Path, prompt_catalogue: Path) -> None:
+    sounds = stack.vipbx.home / "sounds"
+    if not (sounds / "fi").exists():  # this PBX was never given its prompts
+        found = await asyncio.to_thread(stack.doctor)
+        status, detail = found["prompts"]
+        assert status == "fail" and detail.startswith(f"{3 * len(catalogue.names())} missing (en/vm-welcome, ")
+        assert detail.endswith(": vipbx prompts build")
+        shutil.copytree(prompt_catalogue, sounds, copy_function=os.link, dirs_exist_ok=True)
+    found = await asyncio.to_thread(stack.doctor)
+    assert {check: status for check, (status, _) in found.items()} == {
+        "asterisk": "ok", "configuration": "ok", "ari": "ok", "fastagi": "ok", "database": "ok", "spool": "ok",
+        "prompts": "ok", "disk": "ok", "gateways": "ok", "metrics": "ok", "web": "ok"}, found["prompts"]
+    assert "generation 0001 loaded" in found["asterisk"][1]
+
+    # A generation swapped in without a reload is not what Asterisk runs, and doctor says so.
+    platform, *tenants = stack.files
+    changed = tmp_path / "platform.yaml"
+    changed.write_text(platform.read_text() + "  no_answer_seconds: 25\n")
+    await asyncio.to_thread(stack.vipbx, "deploy", "--no-reload", str(changed), *map(str, tenants))
+    try:
+        found = await asyncio.to_thread(stack.doctor, changed, *tenants)
+        assert found["asterisk"][0] == "fail" and "has not loaded generation 0002" in found["asterisk"][1]
+        assert found["configuration"][0] == "ok"
+        found = await asyncio.to_thread(stack.doctor)  # the original files are no longer deployed
+        assert found["configuration"][0] == "warn" and "extensions.conf" in found["configuration"][1]
+    finally:
+        # Deployed again with a reload (of the dialplan only): loaded, and doctor is content.
+        await asyncio.to_thread(stack.vipbx, "deploy", *map(str, stack.files))
+    found = await asyncio.to_thread(stack.doctor)
+    assert found["asterisk"][0] == "ok" and "generation 0003 loaded" in found["asterisk"][1], found["asterisk"]

@@ -9,7 +9,7 @@ accident), the call ends and leaves no task behind, and nothing changes that the
 for (each mailbox and each user's call state compared before and after against a model of what
 the keys may do).
 
-The number of calls per test is `VIPBX_HOSTILE_EXAMPLES` (default 60; e.g. 3000 for a long run:
+The number of calls per test is `VIPBX_HOSTILE_EXAMPLES` (default 40; e.g. 3000 for a long run:
 `VIPBX_HOSTILE_EXAMPLES=3000 pytest tests/unit/test_hostile_ivr.py`).
 """
 
@@ -46,7 +46,7 @@ from base.model import Config, Platform, Tenant
 from callstate import CallStateService, TargetRefused, check_target
 from vmstore import Envelope
 
-EXAMPLES = int(os.environ.get("VIPBX_HOSTILE_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("VIPBX_HOSTILE_EXAMPLES", "40"))
 ANNA, MIKKO, BERT = "+358401110001", "+358401110002", "+358401120001"
 OUTSIDE = "+358501234567"
 PRESS1 = "+358955512345"

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Each room and the rooms it may import. Nothing imports `cli`, the top.
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
-    "prompts": set(),
+    "prompts": {"base"},
     "asterisk_host": set(),
     "notify": {"base"},
     "callstate": {"base"},
@@ -25,8 +25,10 @@ ALLOWED: dict[str, set[str]] = {
     "testphone": {"base", "asterisk_conf", "asterisk_host", "ari_app"},
     "web": {"base", "callstate", "vmstore", "notify", "prompts", "agi", "ari_app"},
     "cluster": {"base", "asterisk_conf"},
+    "backup": {"base", "callstate", "vmstore"},
+    "doctor": {"base", "asterisk_conf", "callstate", "prompts"},
     "cli": {"base", "asterisk_conf", "asterisk_host", "callstate", "vmstore", "notify", "prompts", "agi",
-            "ari_app", "testphone", "web", "cluster"},
+            "ari_app", "testphone", "web", "cluster", "backup", "doctor"},
 }
 
 

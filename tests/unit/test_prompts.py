@@ -316,6 +316,44 @@ def test_build_makes_8khz_mono_16bit_wav_files(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+class Recorded:
+    """A Progress that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int]] = []
+        self.steps = 0
+        self.ended = 0
+
+    def begin(self, label: str, total: int) -> None:
+        self.stages.append((label, total))
+
+    def advance(self, steps: int = 1) -> None:
+        self.steps += steps
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+@needs_tools
+def test_build_reports_one_step_per_prompt_it_makes(tmp_path: Path) -> None:
+    shown = Recorded()
+    building.build(tmp_path, languages=["fi"], names=SUBSET, progress=shown)
+    assert (shown.stages, shown.steps, shown.ended) == ([("building prompts", len(SUBSET))], len(SUBSET), 1)
+    again = Recorded()
+    building.build(tmp_path, languages=["fi"], names=SUBSET, progress=again)  # nothing to make
+    assert (again.stages, again.steps) == ([("building prompts", 0)], 0)
+
+
+def test_progress_is_shown_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from base.progress import SILENT
+    from cli.progress import TerminalProgress, progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    assert progress() is SILENT
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert isinstance(progress(), TerminalProgress)
+
+
 @needs_tools
 def test_manifest_skips_unchanged_prompts_and_redoes_changed_or_missing_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -396,7 +434,8 @@ def test_cli_say_prints_names_and_texts() -> None:
 def test_cli_build_defaults_to_vipbx_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, tuple[str, ...]]] = []
 
-    def fake_build(sounds: Path, *, languages: tuple[str, ...], force: bool, jobs: int | None) -> building.BuildReport:
+    def fake_build(sounds: Path, *, languages: tuple[str, ...], force: bool, jobs: int | None,
+                   progress: object) -> building.BuildReport:
         calls.append((sounds, tuple(languages)))
         return building.BuildReport(generated=["fi/beep"])
 

@@ -339,6 +339,52 @@ async def test_shutdown_hands_live_calls_back(h: Harness) -> None:
     assert not app.sessions
 
 
+async def test_shutdown_leaves_a_recording_to_asterisk_when_the_next_start_can_take_it_up(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart (an upgrade) must not cut a message in two: the recording call stays in the app,
+    still recording; the next start's resumer waits for it to end."""
+    monkeypatch.setattr(session_module, "FINISHED_CHECK_SECONDS", 0.02)
+    h.fake.route("POST", r"/channels/([^/]+)/record", lambda r, m: httpx.Response(201, json={"name": "m1"}))
+    lookups: list[str] = []
+
+    def lookup(request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        lookups.append(match.group(1))
+        if len(lookups) == 1:
+            return httpx.Response(200, json={"name": "m1", "state": "recording"})
+        return httpx.Response(404, json={"message": "Recording not found"})
+
+    h.fake.route("GET", r"/recordings/live/(.+)", lookup)
+
+    async def deposit(call: CallSession) -> None:
+        await call.record("m1", max_seconds=60)
+
+    async def forever(call: CallSession) -> None:
+        await asyncio.Event().wait()
+
+    resumed: list[Any] = []
+
+    async def take_up(call: CallSession) -> None:
+        resumed.append(await call.wait_recording("m1"))
+
+    first = StasisApp(h.client, {"deposit": deposit, "other": forever}, resumers={"deposit": take_up})
+    await h.start(first)
+    await h.stasis_start("rec", "deposit")
+    await h.stasis_start("idle", "other")
+    await h.until(lambda: h.calls("POST", "/channels/rec/record") and "idle" in first.sessions)
+    await first.shutdown()
+    assert h.calls("POST", "/channels/idle/continue") and not h.calls("POST", "/channels/rec/continue")
+
+    # The next start finds the call in its app with no session: its entry's resumer takes it.
+    h.fake.channels["rec"]["dialplan"] = {"app_name": "Stasis", "app_data": "vipbx,deposit"}
+    h.fake.channels.pop("idle")
+    second = StasisApp(h.client, {"deposit": deposit}, resync_grace=0.01, resumers={"deposit": take_up})
+    await second.resync()
+    await h.until(lambda: resumed)
+    await h.until(lambda: h.calls("DELETE", "/channels/rec"))  # done with it: hung up
+    assert resumed == [{"id": "m1", "name": "m1", "state": "done"}]
+    assert not h.calls("POST", "/channels/rec/continue")
+
+
 async def test_resync_ends_sessions_whose_channel_vanished(h: Harness) -> None:
     h.auto_finish = False
     outcome: list[str] = []

@@ -416,6 +416,28 @@ def test_journal_begin_finish(tmp_path: Path) -> None:
             journal.begin(bad, _meta())
 
 
+def test_a_restarted_app_adopts_the_live_recording_of_a_channel(store: VoicemailStore, tmp_path: Path) -> None:
+    rec = tmp_path / "recording"
+    before = RecordingJournal(rec)
+    before.begin("vipbx/live", _meta(channel="PJSIP/carrier-00000001"))
+    before.begin("vipbx/quiet", _meta(channel="PJSIP/carrier-00000002"))
+    make_wav(rec / "vipbx" / "live.wav", 2)
+    make_wav(rec / "vipbx" / "quiet.wav", 2)
+    _age(rec / "vipbx" / "quiet.wav", 30)  # no longer written: an orphan, not a live recording
+    before.release("vipbx/live")  # stopped mid-recording
+
+    after = RecordingJournal(rec)
+    assert after.adopt("PJSIP/carrier-00000002") is None
+    assert after.adopt("PJSIP/carrier-00000009") is None
+    assert after.adopt("PJSIP/carrier-00000001") == "vipbx/live"
+    assert after.adopt("PJSIP/carrier-00000001") is None  # once
+    _age(rec / "vipbx" / "live.wav", 30)  # the caller is done; the file went quiet
+    assert [p.name for p, _ in after.orphans(older_than=10)] == ["quiet.wav"]  # adopted: not the scan's
+    message = deliver_recording(after, store, "vipbx/live")
+    assert message is not None and store.counts(CTX, BOX) == (1, 0)
+    assert after.adopt("PJSIP/carrier-00000001") is None
+
+
 def test_orphans_are_delivered_after_a_restart(store: VoicemailStore, tmp_path: Path) -> None:
     rec = tmp_path / "recording"
     before = RecordingJournal(rec)

@@ -56,6 +56,7 @@ class Keys:
         self._arrived = asyncio.Event()
         self.limit = limit
         self.dropped = 0
+        self.waiting = 0  # readers waiting for a key now (a menu, a PIN, a prompt one may talk over)
 
     def put(self, key: str) -> None:
         if len(self._keys) >= self.limit:
@@ -77,9 +78,13 @@ class Keys:
         return self._keys.popleft()
 
     async def get(self) -> str:
-        while not self._keys:
-            self._arrived.clear()
-            await self._arrived.wait()
+        self.waiting += 1
+        try:
+            while not self._keys:
+                self._arrived.clear()
+                await self._arrived.wait()
+        finally:
+            self.waiting -= 1
         return self._keys.popleft()
 
 
@@ -122,9 +127,13 @@ class CallSession:
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "ChannelDtmfReceived":
+            # Timed only when something waits for it: a key typed ahead, or pressed during a
+            # recording or a prompt that cannot be interrupted, is answered when the IVR gets
+            # there, and that wait is not the IVR's slowness.
+            if self._digits.waiting:
+                self._key_at = time.monotonic()
             self._digits.put(event["digit"])
             metrics.ivr_keys.labels(self.entry).inc()
-            self._key_at = time.monotonic()
         elif kind in ("PlaybackFinished", "PlaybackFailed"):
             playback = event.get("playback", {})
             future = self._playbacks.pop(playback.get("id", ""), None)

@@ -75,7 +75,7 @@ class Generations:
 
     # --- reading ---
     def live(self) -> dict[str, str]:
-        return _read_dir(self.current) if self.current.exists() else {}
+        return read_dir(self.current) if self.current.exists() else {}
 
     def changed_files(self, files: dict[str, str], against: dict[str, str] | None = None) -> list[str]:
         old = self.live() if against is None else against
@@ -243,7 +243,7 @@ async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
     previous, current = gens.target(gens.previous), gens.target(gens.current)
     if previous is None or not previous.is_dir():
         raise DeployError("no previous generation to roll back to")
-    changed = gens.changed_files(_read_dir(previous), gens.live())
+    changed = gens.changed_files(read_dir(previous), gens.live())
     gens.point(gens.current, previous)
     result = DeployResult(generation=previous.name, changed=changed)
     result.restart_needed = bool(RESTART_FILES & set(changed))
@@ -278,5 +278,5 @@ async def _swap_forth(gens: Generations, current: Path | None, previous: Path, r
     raise DeployError(f"{why}; nothing rolled back: generation {current.name} is in place and reloaded")
 
 
-def _read_dir(path: Path) -> dict[str, str]:
+def read_dir(path: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(path).iterdir()) if p.is_file()}

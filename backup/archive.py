@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tarfile
 import tempfile
 import time
@@ -123,8 +124,15 @@ class ArchiveWriter:
     def add(self, name: str, path: Path) -> None:
         if not member_name(name) or name == MANIFEST:
             raise BackupError(f"cannot archive {path} as {name!r}")
-        with open(path, "rb") as source:
+        # Never through a symlink, never a FIFO or device: only the regular file itself.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise BackupError(f"cannot archive {path}: {exc.strerror or exc}") from exc
+        with open(fd, "rb") as source:
             st = os.fstat(source.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise BackupError(f"cannot archive {path}: not a regular file")
             info = self._info(name, st.st_size, st.st_mtime)
             # A recording still being written grows meanwhile: exactly `size` bytes are archived.
             reader = _Hashing(source)

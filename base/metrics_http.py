@@ -2,7 +2,8 @@
 own so a scrape never waits for the event loop that serves calls (nor the reverse).
 
 prometheus_client's own server has no address filter; this one answers loopback and the
-listener's `permit` networks only, like FastAGI, and 403 to anyone else.
+listener's `permit` networks only, like FastAGI: anyone else is dropped before a thread is started
+for the connection (and gets 403 should a request reach the application anyway).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ StartResponse = Callable[..., Any]
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    listener: Listener  # set by MetricsServer.start
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # Before a thread is started for it: an address that may not scrape costs nothing.
+        return permitted(str(client_address[0]), self.listener)
 
 
 class _Server6(_Server):
@@ -35,6 +41,8 @@ class _Server6(_Server):
 
 
 class _Quiet(WSGIRequestHandler):
+    timeout = 10  # seconds a connection may idle: a slow or stuck client cannot pile up threads
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a scrape every 15 s is not worth a log line
 
@@ -74,6 +82,7 @@ class MetricsServer:
         server_class = _Server6 if ":" in bind else _Server
         app = filtered(make_wsgi_app(REGISTRY), self.listener)
         self._server = make_server(bind, self.listener.port, app, server_class, handler_class=_Quiet)
+        self._server.listener = self.listener
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics", bind if ":" not in bind else f"[{bind}]", self.listener.port)

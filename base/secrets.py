@@ -69,3 +69,22 @@ class SecretStore:
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+class MissingSecret(LookupError):
+    """A read-only look found a secret not generated yet."""
+
+
+class ReadOnlySecrets(SecretStore):
+    """The same file, but a secret that does not exist yet is an error instead of being generated
+    and saved: for checks that must change nothing (`vipbx doctor`, reading a backup's password)."""
+
+    def get(self, name: str) -> str:
+        value = self.peek(name)
+        if value is None:
+            raise MissingSecret(name)
+        return value
+
+    def ensure(self, names: list[str]) -> dict[str, str]:
+        return {name: self.get(name) for name in names}
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from backup import BackupError, Manifest, make_backup, plural, restore_backup
-from base.secrets import SecretStore
+from base.secrets import MissingSecret, ReadOnlySecrets
 from callstate import StorageError
 from vmstore import StoreBusy
 
@@ -52,6 +52,10 @@ def one_line_errors() -> Iterator[None]:
         raise click.ClickException(" ".join(str(exc).split())) from exc
     except OSError as exc:
         raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+    except MissingSecret as exc:
+        # A made-up password would only be refused by the database: say what is missing.
+        raise click.ClickException(f"secrets.json (VIPBX_HOME) has no {exc} secret: copy the platform's "
+                                   "secrets.json into this home first (docs/backup.md)") from exc
 
 
 def contents(manifest: Manifest) -> str:
@@ -77,7 +81,7 @@ def backup_command(ctx: click.Context, files: tuple[str, ...], out: Path) -> Non
     config = load(files)
     paths = paths_of(ctx)
     with quiet_logs(), one_line_errors():
-        manifest, size = make_backup(paths, config, SecretStore(paths.secrets).get, out, progress())
+        manifest, size = make_backup(paths, config, ReadOnlySecrets(paths.secrets).get, out, progress())
     click.echo(f"backup {out}: {contents(manifest)}; {_size(size)}")
 
 
@@ -97,7 +101,7 @@ def restore_command(ctx: click.Context, files: tuple[str, ...], source: Path, fo
     config = load(files)
     paths = paths_of(ctx)
     with quiet_logs(), one_line_errors():
-        done = restore_backup(paths, config, SecretStore(paths.secrets).get, source, force=force,
+        done = restore_backup(paths, config, ReadOnlySecrets(paths.secrets).get, source, force=force,
                               progress=progress())
     migrated = (f", migrated to schema {done.schema_version}"
                 if done.schema_version != done.manifest.schema_version else "")

@@ -36,7 +36,7 @@ def doctor(obj: Context, files: tuple[str, ...], as_json: bool, skip_compare: bo
     """
     config = load(files)
     platform = Platform(config, obj.paths, lambda: running_pid(obj.paths),
-                        None if skip_compare else lambda: render_config(config, obj.secrets))
+                        None if skip_compare else lambda secrets: render_config(config, secrets))
     findings = asyncio.run(examine(platform))
     width = max(len(f.check) for f in findings)
     for finding in findings:

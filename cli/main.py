@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -240,12 +242,27 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
         service.background.append(lambda: run_web(site))
     exporter = _start_metrics(config, obj, plugin.handlers)
     try:
-        asyncio.run(service.run())
+        asyncio.run(_until_stopped(service))
     except KeyboardInterrupt:
         pass
     finally:
         if exporter is not None:
             exporter.stop()
+
+
+async def _until_stopped(service: Service) -> None:
+    """Run until SIGTERM (systemctl stop, deploy.sh stop, an upgrade) or SIGINT, then stop the
+    way `Service.run` does when cancelled: calls handed back, recordings left to the next start."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await service.run()
+    except asyncio.CancelledError:
+        logging.getLogger("cli.serve").info("stopped by a signal")
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _start_metrics(config: Config, obj: Context, entries: Iterable[str]) -> MetricsServer | None:

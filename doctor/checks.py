@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from asterisk_conf.deploy import Generations
+from asterisk_conf.deploy import RELOAD_TARGETS, RESTART_FILES, Generations, read_dir
 from asterisk_conf.render import AGI_KEY, AMI_USER, ARI_USER
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import LANGUAGES, Config, Listener
 from base.paths import Paths
-from base.secrets import SecretStore
+from base.secrets import MissingSecret, ReadOnlySecrets
 from callstate.factory import DB_FILE_NAME
 from callstate.schema import MIGRATIONS
 from prompts import catalogue
@@ -52,11 +52,13 @@ class Platform:
     config: Config
     paths: Paths
     asterisk_pid: Callable[[], int | None]
-    rendered: Callable[[], dict[str, str]] | None = None  # FILES rendered, when they were given
+    # FILES rendered with the given (read-only) secrets, when FILES were given.
+    rendered: Callable[[ReadOnlySecrets], dict[str, str]] | None = None
 
     @property
-    def secrets(self) -> SecretStore:
-        return SecretStore(self.paths.secrets)
+    def secrets(self) -> ReadOnlySecrets:
+        """secrets.json, read only: a check never generates a secret (that is deploy's job)."""
+        return ReadOnlySecrets(self.paths.secrets)
 
     def secret(self, name: str) -> str | None:
         """An existing secret; never generates one (a check must not change the home)."""
@@ -100,7 +102,7 @@ async def asterisk(p: Platform) -> Finding:
     now = time.time()
     start, loaded_ago = now - start, now - max(start, reload)
     swapped_ago = now - os.lstat(p.paths.current).st_mtime
-    if loaded_ago > swapped_ago + LOADED_SLACK:
+    if loaded_ago > swapped_ago + LOADED_SLACK and await asyncio.to_thread(_needed_a_reload, p.paths):
         return Finding("asterisk", "fail", f"running (pid {pid}) but has not loaded generation {generation.name} "
                        f"(deployed {_ago(swapped_ago)} ago, last start or reload {_ago(loaded_ago)} ago): "
                        "vipbx deploy, or restart Asterisk")
@@ -119,6 +121,17 @@ async def _start_and_reload(p: Platform) -> tuple[float, float]:
     status = answer.json()["status"]
     start = _epoch(status["startup_time"])
     return start, _epoch(status.get("last_reload_time") or status["startup_time"])
+
+
+def _needed_a_reload(paths: Paths) -> bool:
+    """Whether the live generation differs from the one before it in a file Asterisk re-reads on
+    a reload (a change to e.g. cel.conf alone is deployed without one: nothing to miss)."""
+    generations = Generations(paths)
+    before = generations.target(paths.previous)
+    if before is None:
+        return True
+    changed = generations.changed_files(generations.live(), against=read_dir(before))
+    return any(name in RELOAD_TARGETS or name in RESTART_FILES for name in changed)
 
 
 def _epoch(text: str) -> float:
@@ -142,7 +155,12 @@ async def configuration(p: Platform) -> Finding:
     if p.rendered is None:
         return Finding("configuration", "ok", "not compared (no FILES given)")
     generations = Generations(p.paths)
-    changed = generations.changed_files(await asyncio.to_thread(p.rendered))
+    try:
+        rendered = await asyncio.to_thread(p.rendered, p.secrets)
+    except MissingSecret as exc:
+        return Finding("configuration", "warn", f"not compared: the secret {exc} does not exist yet "
+                       "(the YAML has something new that vipbx deploy has not rendered)")
+    changed = generations.changed_files(rendered)
     if changed:
         return Finding("configuration", "warn", f"the YAML files differ from the live generation in "
                        f"{', '.join(changed)}: vipbx diff, then vipbx deploy")
@@ -261,7 +279,7 @@ def _schema_version(p: Platform) -> int | None:
         return None if version is None else int(version)
     from callstate.factory import open_postgres
 
-    db = open_postgres(settings, lambda name: p.secrets.get(name), migrate=False)
+    db = open_postgres(settings, p.secrets.get, migrate=False)
     try:
         row = db.read(lambda tx: tx.one("SELECT MAX(version) FROM schema_version"))
     finally:

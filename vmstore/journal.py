@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from .store import Message, VoicemailStore
 
 log = logging.getLogger(__name__)
 
+CLOSED_KEPT = 1024  # closed entries remembered per process: only calls taken up at a start ask
 MIN_SECONDS = 1.0  # shorter recordings are hang-ups, not messages
 
 
@@ -40,9 +42,13 @@ class RecordingJournal:
         self.dir = Path(recordings_dir)
         # Recordings this process is still handling: never orphans, however quiet their file.
         self._active: set[str] = set()
-        # Entries another process began and this one took over (see `adopt`): never orphans
-        # either, but maybe delivered already by the one that began them.
+        # Entries another process began and this one took over (see `adopt`), or that this
+        # process's orphan scan is delivering: never taken by the other of the two.
         self._adopted: set[str] = set()
+        self._claims = threading.Lock()  # adopt (event loop's threads) and the scan (its thread)
+        # Entries this process closed, by channel id: a call taken up after the scan delivered its
+        # message is told it was saved, not asked to record again.
+        self._closed_channels: dict[str, dict[str, Any]] = {}
         self._reported: set[str] = set()  # bad entries already logged
 
     def audio(self, name: str) -> Path:
@@ -73,21 +79,40 @@ class RecordingJournal:
         self._active.discard(name)
         self._adopted.discard(name)
 
-    def adopt(self, channel: str, live_within: float = 10.0) -> str | None:
-        """Take over the open entry of the recording on `channel` (by channel name) that an earlier
-        process began and left running (its audio written within `live_within` seconds: Asterisk
-        writes every frame, silence too); its name, or None when there is none."""
-        for name, _ in self._entries():
-            if name in self._active or name in self._adopted or _age(self.audio(name)) > live_within:
-                continue
-            try:
-                meta = self.read(name)
-            except (OSError, ValueError):
-                continue
-            if meta is not None and channel and meta.get("channel") == channel:
-                self._adopted.add(name)
-                return name
-        return None
+    def adopt(self, channel_id: str, channel: str = "", live_within: float = 10.0) -> str | None:
+        """Take over the open entry of the recording on the channel `channel_id` (Asterisk's
+        unique id, never reused) that an earlier process began and left to Asterisk; its name, or
+        None when there is none. An entry of an older version, without the id, is matched by the
+        channel's name while its audio is being written (names repeat after Asterisk restarts)."""
+        with self._claims:
+            for name, _ in self._entries():
+                if name in self._active or name in self._adopted:
+                    continue
+                try:
+                    meta = self.read(name)
+                except (OSError, ValueError):
+                    continue
+                if meta is None:
+                    continue
+                if (channel_id and meta.get("channel_id") == channel_id) or (
+                        channel and "channel_id" not in meta and meta.get("channel") == channel
+                        and 0 <= _age(self.audio(name)) <= live_within):
+                    self._adopted.add(name)
+                    return name
+            return None
+
+    def closed_for(self, channel_id: str) -> dict[str, Any] | None:
+        """The meta of the entry of `channel_id` that this process closed (delivered), if any."""
+        with self._claims:
+            return self._closed_channels.get(channel_id) if channel_id else None
+
+    def claim_orphan(self, name: str) -> bool:
+        """For the orphan scan: the entry is its to deliver, unless a call took it up first."""
+        with self._claims:
+            if name in self._active or name in self._adopted:
+                return False
+            self._adopted.add(name)
+            return True
 
     def began_here(self, name: str) -> bool:
         """Whether this process began the entry and has not closed it yet."""
@@ -112,6 +137,11 @@ class RecordingJournal:
         self.sidecar(name).unlink(missing_ok=True)
         self._active.discard(name)
         self._adopted.discard(name)
+        if meta is not None and meta.get("channel_id"):
+            with self._claims:
+                self._closed_channels[str(meta["channel_id"])] = meta
+                while len(self._closed_channels) > CLOSED_KEPT:  # the oldest first: a dict keeps order
+                    del self._closed_channels[next(iter(self._closed_channels))]
         return meta
 
     def orphans(self, older_than: float) -> list[tuple[Path, dict[str, Any]]]:
@@ -236,12 +266,16 @@ def deliver_orphans(journal: RecordingJournal, store: VoicemailStore, *, older_t
     delivered: list[Message] = []
     for audio, meta in journal.orphans(older_than):
         name = audio.relative_to(journal.dir).with_suffix("").as_posix()  # the file's, not what it says
+        if not journal.claim_orphan(name):
+            continue  # a call taken up after a restart delivers it
         try:
             message = deliver_recording(journal, store, name, meta, min_seconds=min_seconds, accept=accept)
         except (LookupError, ValueError) as exc:
+            journal.release(name)
             journal.report_bad(name, exc)
             continue
         except Exception:  # the spool or a lock: tried again at the next scan
+            journal.release(name)
             log.exception("orphaned recording %s not delivered", name)
             continue
         if message is not None:

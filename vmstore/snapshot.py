@@ -119,7 +119,7 @@ def _copy_mailbox(box: Path, copy: SpoolCopy) -> int:
         for folder in folders:
             locks.enter_context(asterisk_path_lock(folder))
         for path in sorted(box.iterdir()):
-            if not path.name.startswith(".") and _regular(path):  # greetings (unavail, busy, ...)
+            if not path.name.startswith("."):  # greetings (unavail, busy, ...)
                 _grab(path, copy, f"{base}/{path.name}")
         for folder in folders:
             numbers = set(_numbers(folder))  # a message is its .txt; audio without one is a leftover
@@ -132,7 +132,11 @@ def _copy_mailbox(box: Path, copy: SpoolCopy) -> int:
 
 
 def _grab(source: Path, copy: SpoolCopy, relative: str) -> bool:
-    """`source` into the copy as `relative`: a hard link, else a copy. False if it is gone."""
+    """`source` into the copy as `relative`: a hard link, else a copy. False if it is gone, or
+    not a regular file: the spool belongs to Asterisk's account, and a symlink it planted there
+    must not make a backup run as root read (and a restore write back) some other file."""
+    if not _regular(source):
+        return False
     target = copy.root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -69,8 +69,13 @@ class Deposit:
         """A deposit an earlier app left recording (a restart, an upgrade): wait for the caller to
         finish, deliver, and say goodbye as `_record` would. Without such a recording (the caller
         was hearing the greeting) the call goes on in the dialplan's fallback."""
-        name = await self.service.adopt_recording(str(call.channel.get("name", "")))
+        name = await self.service.adopt_recording(call.id, str(call.channel.get("name", "")))
         if name is None:
+            delivered = await self.service.delivered_for(call.id)
+            if delivered is not None:  # the caller ended (#) while no app ran; the scan delivered it
+                lang = str(delivered.get("language") or self.service.config.platform.default_language)
+                await self._last_words(call, lang, ["vm-message-saved", "vm-goodbye"])
+                return
             await call.continue_in_dialplan()
             return
         log.info("%r: taking up recording %s left by the last start", call, name)
@@ -110,7 +115,7 @@ class Deposit:
         try:
             name = await self.service.start_message(mailbox, caller_number=caller.get("number", ""),
                                                     caller_name=caller.get("name", ""),
-                                                    channel=call.channel.get("name", ""))
+                                                    channel=call.channel.get("name", ""), channel_id=call.id)
         except NotSaved:
             await self._last_words(call, lang, ["vm-message-not-saved"])
             return

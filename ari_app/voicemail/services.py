@@ -246,7 +246,7 @@ class VoicemailService:
     # --- leaving a message -------------------------------------------------------------------
 
     async def start_message(self, mailbox: TenantUser, *, caller_number: str, caller_name: str,
-                            channel: str) -> str:
+                            channel: str, channel_id: str = "") -> str:
         """Open the recording journal entry for a new message; the recording name to record
         under. Written before the recording starts: if the app dies, the next start delivers it.
         NotSaved when the entry cannot be written (nothing would keep the message)."""
@@ -259,6 +259,7 @@ class VoicemailService:
             "caller_name": caller_name,
             "called_number": mailbox.user.number,
             "channel": channel,
+            "channel_id": channel_id,  # what a restarted app finds the call by (never reused)
             "started": datetime.now(UTC).isoformat(),
             "language": mailbox.user.language,
         }
@@ -303,10 +304,15 @@ class VoicemailService:
             await self._announce(message)
         return message
 
-    async def adopt_recording(self, channel: str) -> str | None:
-        """The recording an earlier app left running on `channel` (a channel name), now this
-        app's to deliver; None when there is none."""
-        return await run_blocking(self._journal.adopt, channel)
+    async def adopt_recording(self, channel_id: str, channel: str) -> str | None:
+        """The recording an earlier app left to Asterisk on this channel (its id, and its name for
+        entries of older versions), now this app's to deliver; None when there is none."""
+        return await run_blocking(self._journal.adopt, channel_id, channel)
+
+    async def delivered_for(self, channel_id: str) -> dict[str, Any] | None:
+        """The journal entry of this channel's message if this process already delivered it (the
+        orphan scan came first)."""
+        return await run_blocking(self._journal.closed_for, channel_id)
 
     async def recording_language(self, name: str) -> str:
         """The language of the mailbox a recording is for (from its journal entry)."""

@@ -327,6 +327,7 @@ async def test_a_restart_during_deposits_cuts_no_message_in_two(
             await wait_recording(observer, call, caller, since=since)
         await asyncio.gather(*(call.play_tone(1.5) for call in calls))
         await asyncio.to_thread(serve.stop)  # SIGTERM: the old version ends cleanly
+        assert "shutdown: 2 call(s) left recording in Asterisk for the next start" in serve.text()
         assert f.store.counts(ANNA.tenant, ANNA.box) == (0, 0) and all(not c.ended for c in calls)
         await asyncio.to_thread(serve.start)  # the new version
         await asyncio.gather(*(call.play_tone(1.5) for call in calls))

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -375,10 +375,12 @@ class RawSip:
     def send(self, data: bytes) -> None:
         self.sock.sendto(data, ("127.0.0.12", 15060))
 
-    def final(self, timeout: float) -> str | None:
-        """The first final response (status >= 200) within `timeout`, or None."""
+    def finals(self, timeout: float, on_final: Callable[[str, str], None]) -> dict[str, str]:
+        """The first final response (status >= 200) of each dialog within `timeout`, by Call-ID;
+        `on_final(call_id, response)` as each arrives."""
         import time
 
+        found: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -388,9 +390,11 @@ class RawSip:
             text = data.decode("utf-8", "replace")
             self.received.append(text)
             status = text.split(" ", 2)[1] if text.startswith("SIP/2.0 ") else ""
-            if status.isdigit() and int(status) >= 200:
-                return text
-        return None
+            call_id = header(text, "Call-ID")
+            if status.isdigit() and int(status) >= 200 and call_id not in found:
+                found[call_id] = text
+                on_final(call_id, text)
+        return found
 
 
 def header(message: str, name: str) -> str:
@@ -419,14 +423,17 @@ async def test_malformed_sip_neither_crashes_nor_misroutes(rig: Rig) -> None:
     since, mark = rig.observer.channels.mark(), rig.observer.mark()
     raw = RawSip()
     try:
+        # All at once, each its own dialog: one 5 s wait covers the messages the PBX drops unanswered.
         for n, name in enumerate(sorted(MALFORMED)):
             headers = MALFORMED[name]
             data = invite(VOICEMAIL, headers, call_id=f"hostile-{n}@127.0.0.14").replace(b"{port}", str(raw.port).encode())
             raw.send(data.replace(b"{n}", str(n).encode()))
-            # Refused at once, or answered by the deposit's apology; a message it drops: no answer.
-            response = await asyncio.to_thread(raw.final, 5.0)
-            if response is not None:
-                end_dialog(raw, response, VOICEMAIL, n)
+        # Refused at once, or answered by the deposit's apology (ended at once); a message it
+        # drops: no answer.
+        def ended(call_id: str, response: str) -> None:
+            end_dialog(raw, response, VOICEMAIL, int(call_id.split("-", 1)[1].split("@", 1)[0]))
+
+        await asyncio.to_thread(raw.finals, 5.0, ended)
     finally:
         raw.close()
     # The PBX is up and still serves a normal call.

@@ -101,6 +101,23 @@ def test_a_fresh_home_gets_every_message_greeting_recording_and_row(home: Path, 
     assert sorted(p.name for p in Paths(fresh).spool.iterdir()) == ["recording", "voicemail"]
 
 
+def test_a_symlink_planted_in_the_spool_is_not_followed(home: Path, tmp_path: Path) -> None:
+    """The spool is Asterisk's account's; a backup run as root must not archive what a link
+    planted there points at."""
+    secret = tmp_path / "root-only"
+    secret.write_text("not for the archive")
+    secret.chmod(0o600)
+    inbox = Paths(home).spool / "voicemail" / "acme" / ANNA[2] / "INBOX"
+    (inbox / "msg0007.txt").write_text("[message]\ncallerid=+358450000000\n")
+    (inbox / "msg0007.wav").symlink_to(secret)
+    (inbox.parent / "temp.wav").symlink_to(secret)  # a greeting, too
+    out = tmp_path / "linked.tar.gz"
+    assert cli_backup(home, out).exit_code == 0
+    archived = members(out)
+    assert not any(b"not for the archive" in data for data in archived.values())
+    assert not any(name.endswith(("msg0007.wav", "temp.wav")) for name in archived)
+
+
 def test_the_undelivered_recording_is_delivered_once_by_the_orphan_scan(archive: Path, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     assert cli_restore(fresh, archive).exit_code == 0

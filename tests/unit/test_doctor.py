@@ -143,3 +143,31 @@ async def test_a_hung_or_broken_check_is_a_failure_of_its_own() -> None:
 def test_asterisk_not_running_fails_without_asking_anything(tmp_path: Path) -> None:
     found = asyncio.run(checks.asterisk(doctor_for(tmp_path, platform_yaml(tmp_path))))
     assert found == Finding("asterisk", "fail", "not running (start it: vipbx asterisk start)")
+
+
+def test_doctor_never_generates_a_secret(tmp_path: Path) -> None:
+    """Comparing the YAML with the live files needs the secrets rendered into them; a missing one
+    is reported, not made (a secret doctor wrote could race a deploy's)."""
+    from asterisk_conf.render import render_config
+
+    config = platform_yaml(tmp_path)
+    p = Platform(config, Paths.resolve(tmp_path), lambda: None, lambda secrets: render_config(config, secrets))
+    found = asyncio.run(checks.configuration(p))
+    assert found.status == "warn" and found.detail.startswith("not compared: the secret ")
+    assert not (tmp_path / "secrets.json").exists()
+    assert asyncio.run(checks.fastagi(p)) == Finding("fastagi", "fail", "no AGI key: never deployed")
+    assert not (tmp_path / "secrets.json").exists()
+
+
+def test_a_generation_that_changed_no_reloaded_file_needs_no_reload(tmp_path: Path) -> None:
+    paths = Paths.resolve(tmp_path)
+    for number, cel in (("0001", "a"), ("0002", "b")):
+        folder = paths.generations / number
+        folder.mkdir(parents=True)
+        (folder / "extensions.conf").write_text("[x]\n")
+        (folder / "cel.conf").write_text(cel)
+    paths.current.symlink_to(paths.generations / "0002")
+    paths.previous.symlink_to(paths.generations / "0001")
+    assert not checks._needed_a_reload(paths)  # cel.conf is read at start only: nothing was missed
+    (paths.generations / "0002" / "extensions.conf").write_text("[y]\n")
+    assert checks._needed_a_reload(paths)

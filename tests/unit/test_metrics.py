@@ -115,7 +115,32 @@ async def test_the_endpoint_serves_the_registry() -> None:
     try:
         async with httpx.AsyncClient(trust_env=False) as client:
             answer = await client.get(f"http://127.0.0.1:{server.port}/metrics")
+        # Another host's connection is dropped before a thread is started for it.
+        assert server._server is not None
+        assert not server._server.verify_request(None, ("192.0.2.1", 40000))
+        assert server._server.verify_request(None, ("127.0.0.1", 40000))
     finally:
         server.stop()
     assert answer.status_code == 200
     assert 'vipbx_ivr_calls_total{entry="access"}' in answer.text
+
+
+async def test_a_key_nobody_waits_for_is_not_timed(metered: Harness) -> None:
+    """A key pressed during a prompt that cannot be interrupted waits for the prompt's end: that
+    wait is the prompt's length, not the IVR's slowness."""
+    metered.auto_finish = False
+    answered = value("vipbx_ivr_key_answer_seconds_count", entry="np")
+
+    async def notice(call: CallSession) -> None:
+        await call.play("sound:notice", barge_in=False)
+        await call.answer()
+
+    await metered.start(StasisApp(metered.client, {"np": notice}))
+    await metered.stasis_start("c1", "np")
+    await metered.until(lambda: metered.calls("POST", r"/channels/c1/play/.+"))
+    await metered.send("ChannelDtmfReceived", "c1", digit="3")
+    playback_id = metered.calls("POST", r"/channels/c1/play/.+")[0].url.path.rsplit("/", 1)[1]
+    await metered.finish(playback_id, "c1")
+    await metered.idle()
+    assert value("vipbx_ivr_keys_total", entry="np") >= 1
+    assert value("vipbx_ivr_key_answer_seconds_count", entry="np") == answered

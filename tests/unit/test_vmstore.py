@@ -416,26 +416,44 @@ def test_journal_begin_finish(tmp_path: Path) -> None:
             journal.begin(bad, _meta())
 
 
-def test_a_restarted_app_adopts_the_live_recording_of_a_channel(store: VoicemailStore, tmp_path: Path) -> None:
+def test_a_restarted_app_adopts_the_recording_of_a_channel_by_its_id(store: VoicemailStore, tmp_path: Path) -> None:
     rec = tmp_path / "recording"
     before = RecordingJournal(rec)
-    before.begin("vipbx/live", _meta(channel="PJSIP/carrier-00000001"))
-    before.begin("vipbx/quiet", _meta(channel="PJSIP/carrier-00000002"))
-    make_wav(rec / "vipbx" / "live.wav", 2)
-    make_wav(rec / "vipbx" / "quiet.wav", 2)
-    _age(rec / "vipbx" / "quiet.wav", 30)  # no longer written: an orphan, not a live recording
+    before.begin("vipbx/live", _meta(channel="PJSIP/carrier-00000001", channel_id="1700000000.1"))
+    before.begin("vipbx/quiet", _meta(channel="PJSIP/carrier-00000001", channel_id="1690000000.9"))
+    before.begin("vipbx/old-version", _meta(channel="PJSIP/carrier-00000003"))  # no channel_id
+    for name in ("live", "quiet", "old-version"):
+        make_wav(rec / "vipbx" / f"{name}.wav", 2)
+    _age(rec / "vipbx" / "quiet.wav", 30)  # an older Asterisk run's call with the same channel name
     before.release("vipbx/live")  # stopped mid-recording
 
     after = RecordingJournal(rec)
-    assert after.adopt("PJSIP/carrier-00000002") is None
-    assert after.adopt("PJSIP/carrier-00000009") is None
-    assert after.adopt("PJSIP/carrier-00000001") == "vipbx/live"
-    assert after.adopt("PJSIP/carrier-00000001") is None  # once
+    assert after.adopt("1700000000.7", "PJSIP/carrier-00000009") is None
+    assert after.adopt("1700000000.1", "PJSIP/carrier-00000001") == "vipbx/live"
+    assert after.adopt("1700000000.1", "PJSIP/carrier-00000001") is None  # once
+    assert after.adopt("1700000000.3", "PJSIP/carrier-00000003") == "vipbx/old-version"  # by name, live
     _age(rec / "vipbx" / "live.wav", 30)  # the caller is done; the file went quiet
-    assert [p.name for p, _ in after.orphans(older_than=10)] == ["quiet.wav"]  # adopted: not the scan's
+    # Adopted entries are not the scan's; the quiet one of the other run is.
+    assert [p.name for p, _ in after.orphans(older_than=10)] == ["quiet.wav"]
+    assert not after.claim_orphan("vipbx/live")
     message = deliver_recording(after, store, "vipbx/live")
     assert message is not None and store.counts(CTX, BOX) == (1, 0)
-    assert after.adopt("PJSIP/carrier-00000001") is None
+    assert after.adopt("1700000000.1", "PJSIP/carrier-00000001") is None
+    assert after.closed_for("1700000000.1")["msg_id"] == message.envelope.msg_id
+
+
+def test_the_scan_and_a_call_taken_up_never_both_deliver(store: VoicemailStore, tmp_path: Path) -> None:
+    """The caller ended with # while no app ran: the start's scan delivers it; the call taken up
+    afterwards finds it delivered (and is told so), never a second copy."""
+    rec = tmp_path / "recording"
+    RecordingJournal(rec).begin("vipbx/done", _meta(channel_id="1700000000.2"))
+    make_wav(rec / "vipbx" / "done.wav", 2)
+    _age(rec / "vipbx" / "done.wav", 30)
+    after = RecordingJournal(rec)
+    assert len(deliver_orphans(after, store, older_than=10)) == 1
+    assert after.adopt("1700000000.2") is None
+    assert after.closed_for("1700000000.2") is not None
+    assert store.counts(CTX, BOX) == (1, 0)
 
 
 def test_orphans_are_delivered_after_a_restart(store: VoicemailStore, tmp_path: Path) -> None:

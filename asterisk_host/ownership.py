@@ -37,9 +37,11 @@ def own_tree(root: Path, account: RunAccount, top_mode: int) -> None:
 
 def share_spool(root: Path, account: RunAccount) -> None:
     """The spool: Asterisk's, with every entry in its group and open to the group."""
-    os.chown(root, account.uid, account.gid)
+    # Looked at before it is changed: a spool made by someone else (e.g. `vipbx restore` into a
+    # fresh home) must be walked even when its top already has the set-group-ID bit.
     top = os.stat(root)
     prepared = top.st_gid == account.gid and top.st_mode & stat.S_ISGID
+    os.chown(root, account.uid, account.gid)
     os.chmod(root, SPOOL_DIR)
     if prepared:
         return  # since it was, the set-group-ID bit has kept everything new in the group

@@ -4,11 +4,10 @@ state row for row), lost from the live home, restored there from the archive, an
 when its owner calls the voicemail number.
 
 `vipbx backup` and `vipbx restore` run as operators run them (a subprocess each, clitool.py), on
-the session PBX's home with YAML equal to the running configuration. A second PBX on the fresh
-home would cost far more than the ~40 s this module may take; instead the fresh home's files are
-compared with the archive and the live home's, and the live home, restored from the same archive,
-plays the message. What the caller hears is the test phone's own audio: the message is a tone of
-a pitch no prompt has.
+the session PBX's home with YAML equal to the running configuration. Here the fresh home's files
+are compared with the archive and the live home's, and the live home, restored over from the same
+archive, plays the message; a fresh home heard from its own PBX is in test_serve.py. What the
+caller hears is the test phone's own audio: the message is a tone of a pitch no prompt has.
 """
 
 from __future__ import annotations

@@ -134,3 +134,16 @@ def test_allow_passing_adds_search_only(tmp_path: Path) -> None:
     os.chmod(private, 0o700)
     ownership.allow_passing(private / "inner")
     assert mode(private) == 0o701
+
+
+def test_a_restored_spool_with_a_set_group_id_top_is_still_given_to_the_group(tmp_path: Path) -> None:
+    """`vipbx restore` into a fresh home makes the spool as root (root:root, 2770, files 0660):
+    the set-group-ID bit alone must not pass it for one Asterisk's group was given."""
+    spool = tmp_path / "spool"
+    message = spool / "voicemail/acme/358401110001/INBOX/msg0000.wav"
+    message.parent.mkdir(parents=True)
+    message.write_bytes(b"RIFF")
+    for path in (spool, *spool.rglob("*")):
+        os.chmod(path, 0o2770 if path.is_dir() else 0o660)
+    ownership.share_spool(spool, ACCOUNT)
+    assert message.stat().st_gid == 4243 and message.parent.stat().st_gid == 4243

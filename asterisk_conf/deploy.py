@@ -26,6 +26,8 @@ from typing import NoReturn
 from base.paths import Paths
 
 from . import confcheck
+from .dialplan_patch import DialplanNotLive, DialplanPatch
+from .dialplan_patch import plan as plan_dialplan
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ RESTART_FILES = frozenset({"modules.conf"})
 KEEP_GENERATIONS = 10
 
 Reloader = Callable[[list[str]], Awaitable[None]]
+# Applies a dialplan change live (asterisk_conf.dialplan_patch), in place of a pbx_config reload.
+DialplanPatcher = Callable[[DialplanPatch], Awaitable[None]]
+DIALPLAN = "extensions.conf"
+PATCHED_MARK = "dialplan-patched"  # in <home>/etc: the generation whose dialplan went in live
 
 
 class DeployError(Exception):
@@ -64,6 +70,7 @@ class DeployResult:
     reloaded: list[str] = field(default_factory=list)
     restart_needed: bool = False
     asterisk_reached: bool = False
+    patched: int = 0  # extensions changed live through AMI, in place of a pbx_config reload
 
 
 class Generations:
@@ -162,8 +169,10 @@ class Generations:
             self.remove(old)
 
 
-async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -> DeployResult:
-    """Check, stage, swap and reload. `reload` is None when Asterisk is not running.
+async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *,
+                 patch_dialplan: DialplanPatcher | None = None) -> DeployResult:
+    """Check, stage, swap and reload. `reload` is None when Asterisk is not running. With
+    `patch_dialplan`, a change of extensions only goes in live instead of a pbx_config reload.
 
     On every failure the generation `current` pointed at before is what it points at after, and
     no generation that `current` or `previous` points at is ever deleted."""
@@ -189,17 +198,73 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None) -
     result.restart_needed = old_generation is not None and bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
+        patch = _dialplan_patch(old_generation, files, changed, patch_dialplan)
         try:
-            await reload(targets)
+            result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
         except Exception as exc:  # noqa: BLE001 - whatever the reloader raised, Asterisk did not take the files
+            # The reload of the old files also undoes a patch that went in halfway.
             await _restore(gens, old_generation, new_generation, reload, targets,
                            f"Asterisk refused the new configuration ({exc})")
-        result.reloaded = targets
         result.asterisk_reached = True
+        _mark_patched(gens, new_generation if result.patched else None)
     if old_generation is not None:
         _remember(gens, old_generation)
     gens.prune()
     return result
+
+
+def _dialplan_patch(live: Path | None, files: dict[str, str], changed: list[str],
+                    patcher: DialplanPatcher | None) -> DialplanPatch | None:
+    """The live change of the dialplan from generation `live` to `files`, when one can do."""
+    if patcher is None or live is None or DIALPLAN not in changed:
+        return None
+    try:
+        before = (live / DIALPLAN).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return plan_dialplan(before, files[DIALPLAN])
+
+
+async def _apply(targets: list[str], reload: Reloader, patch: DialplanPatch | None,
+                 patcher: DialplanPatcher | None) -> tuple[list[str], int]:
+    """Patch the dialplan (when `patch` and Asterisk runs the dialplan it was planned from) and
+    reload the rest of `targets`; what was reloaded, and how many extensions were patched."""
+    patched = 0
+    if patch is not None and patcher is not None:
+        try:
+            await patcher(patch)
+        except DialplanNotLive as exc:
+            log.info("dialplan reloaded, not changed live: %s", exc)
+        else:
+            patched = patch.extensions
+            targets = [t for t in targets if t != RELOAD_TARGETS[DIALPLAN]]
+    if targets:
+        await reload(targets)
+    return targets, patched
+
+
+def _mark_patched(gens: Generations, generation: Path | None) -> None:
+    """Remember which generation's dialplan went in live (`vipbx doctor` asks): Asterisk's last
+    reload is older than that generation, yet it runs its dialplan."""
+    mark = gens.etc / PATCHED_MARK
+    try:
+        if generation is None:
+            mark.unlink(missing_ok=True)
+        else:
+            tmp = mark.with_name(PATCHED_MARK + ".new")
+            tmp.write_text(generation.name + "\n", encoding="utf-8")
+            os.replace(tmp, mark)
+    except OSError as exc:
+        log.warning("could not note the live dialplan change in %s (%s): vipbx doctor may report "
+                    "the generation as not loaded", mark, exc)
+
+
+def patched_generation(paths: Paths) -> str | None:
+    """The generation whose dialplan change the last deploy or rollback made live, if any."""
+    try:
+        return (paths.etc / PATCHED_MARK).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _remember(gens: Generations, generation: Path) -> None:
@@ -237,7 +302,8 @@ async def _restore(gens: Generations, old: Path | None, new: Path, reload: Reloa
     raise DeployError(f"{why}; previous one restored: generation {old.name} is in place and reloaded")
 
 
-async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
+async def rollback(paths: Paths, reload: Reloader | None, *,
+                   patch_dialplan: DialplanPatcher | None = None) -> DeployResult:
     """Swap back to the generation before the last deploy; if Asterisk refuses it, swap forth."""
     gens = Generations(paths)
     previous, current = gens.target(gens.previous), gens.target(gens.current)
@@ -249,12 +315,13 @@ async def rollback(paths: Paths, reload: Reloader | None) -> DeployResult:
     result.restart_needed = bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
+        patch = _dialplan_patch(current, read_dir(previous), changed, patch_dialplan)
         try:
-            await reload(targets)
+            result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
         except Exception as exc:  # noqa: BLE001 - as in deploy()
             await _swap_forth(gens, current, previous, reload, targets, exc)
-        result.reloaded = targets
         result.asterisk_reached = True
+        _mark_patched(gens, previous if result.patched else None)
     if current is not None:
         _remember(gens, current)
     return result

@@ -16,7 +16,7 @@ from base.model import Config, Tenant, Trunk, User
 from base.paths import CALL_RECORDINGS
 from base.secrets import SecretStore
 
-from . import conffilters, dialplan_order
+from . import conffilters, dialplan_order, dialplan_patch
 
 # Output file → template. Order is the order files are written and checked.
 FILES = (
@@ -147,7 +147,7 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     }
     env = environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in FILES}
-    files["extensions.conf"] = dialplan_order.descending(files["extensions.conf"])
+    files["extensions.conf"] = dialplan_patch.stamp(dialplan_order.descending(files["extensions.conf"]))
     quiet = env.get_template("quiet.conf.j2").render(context)
     files.update({name: quiet for name in QUIET_FILES})
     return files

@@ -12,7 +12,8 @@ render: `make_tenants.py` writes the tenants; the platform has NODES serving nod
   node, deploy: which nodes' files changed).
 boot: the first serving node's files from the same platform in a real Asterisk (127.0.0.80; AMI
   19038), the time to fully booted and its memory, then the one-user change deployed to it with
-  an AMI reloader like `vipbx cluster deploy`'s, timing each module's reload.
+  an AMI reloader like `vipbx cluster deploy`'s (extensions changed live, the other modules
+  reloaded), timing each step.
 edge: Debian's Kamailio on the rendered edge configuration (127.0.0.90:26060) with the routing
   table of USERS users, SIPp stand-ins for the nodes (127.0.0.91-95, answering at once) and a
   SIPp carrier (127.0.0.97) calling random users' numbers at RATE calls/s for SECONDS; the same
@@ -158,7 +159,9 @@ def render_part(args: argparse.Namespace, work: Path) -> None:
 
 def boot_part(args: argparse.Namespace, work: Path) -> None:
     from asterisk_conf.deploy import deploy
+    from asterisk_conf.dialplan_patch import DialplanPatch
     from asterisk_host import AsteriskInstance, AsteriskRuntime
+    from cli.reload import RELOAD_TIMEOUT, ami_dialplan_patcher
 
     files = write_platform(args.tenants, args.users, args.nodes, work / "yaml")
     home = Paths(work / "home")
@@ -179,11 +182,21 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
             f.write(NEW_USER)
         reloads: dict[str, float] = {}
         settings = AmiSettings(config.platform.ami.bind, config.platform.ami.port, AMI_USER, secrets.get("ami"))
+        patcher = ami_dialplan_patcher(settings, 5, RELOAD_TIMEOUT)
+
+        async def timed_patch(change: DialplanPatch) -> None:
+            begun = time.perf_counter()
+            await patcher(change)
+            reloads[f"dialplan live ({change.extensions} extensions, {len(change.steps)} AMI actions)"] = (
+                time.perf_counter() - begun)
+
+        steps: dict[str, float] = {}
         start = time.perf_counter()
-        changed = load_config(files)
-        placement = place(changed, placement.tenants)
-        result = asyncio.run(deploy(node_home, render_node(changed, placement, node, secrets),
-                                    timed_reloader(settings, reloads)))
+        changed = timed("validate", steps, lambda: load_config(files))
+        placement = timed("place", steps, lambda: place(changed, placement.tenants))
+        rendered = timed("render", steps, lambda: render_node(changed, placement, node, secrets))
+        result = timed("deploy", steps, lambda: asyncio.run(deploy(
+            node_home, rendered, timed_reloader(settings, reloads), patch_dialplan=timed_patch)))
         change = time.perf_counter() - start
         found = instance.cli("pjsip show endpoint t000-bench-new")
         assert "t000-bench-new" in found, found
@@ -192,6 +205,9 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
     print(f"{node.name}: {placement.users[node.name]:,} users; fully booted in {boot:.1f} s, RSS {rss:.0f} MB")
     print(f"  one-user change (validate, place, render, deploy, reload): {change:.2f} s; changed "
           f"{', '.join(result.changed)}; reloads " + ", ".join(f"{m} {s:.2f} s" for m, s in reloads.items()))
+    asterisk = sum(reloads.values())
+    print("  steps: " + ", ".join(f"{what} {s:.2f} s" for what, s in steps.items())
+          + f" (of which Asterisk {asterisk:.2f} s, check + stage + swap {steps['deploy'] - asterisk:.2f} s)")
 
 
 class EdgeSniffer:

@@ -26,7 +26,7 @@ from cluster.placement import Placement, PlacementError, load, place, save
 from . import args as cliargs
 from .context import AMI_USER, Context
 from .context import load as load_files
-from .reload import ami_reloader, ami_timeouts
+from .reload import ami_dialplan_patcher, ami_reloader, ami_timeouts
 
 config_files = cliargs.config_files()
 
@@ -93,7 +93,13 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
             return None
         return ami_reloader(_node_ami(config, node, secret), ami_timeout, reload_timeout)
 
-    done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for))
+    def patcher_for(node: Node):  # type: ignore[no-untyped-def]
+        if no_reload:
+            return None
+        return ami_dialplan_patcher(_node_ami(config, node, secret), ami_timeout, reload_timeout)
+
+    done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for,
+                                    patcher_for=patcher_for))
     for each in done:
         click.echo(_deployed_line(each))
     if done and done[-1].error:
@@ -204,6 +210,8 @@ def _deployed_line(each: NodeDeploy) -> str:
         return f"{each.node}: no changes"
     assert each.result is not None
     line = f"{each.node}: generation {each.result.generation}; changed {', '.join(each.result.changed)}"
+    if each.result.patched:
+        line += f"; {each.result.patched} dialplan extension(s) changed live"
     if each.result.reloaded:
         line += f"; reloaded {', '.join(each.result.reloaded)}"
     if each.result.restart_needed:

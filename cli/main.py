@@ -41,7 +41,7 @@ from .presence import presence_group
 from .progress import progress
 from .prompts import prompts_group
 from .recording import recording_group
-from .reload import ami_reloader, ami_timeouts
+from .reload import ami_dialplan_patcher, ami_reloader, ami_timeouts
 from .service import service_group
 from .voicemail import voicemail
 from .web import web_group
@@ -131,6 +131,8 @@ def diff(obj: Context, files: tuple[str, ...]) -> None:
 def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: float, reload_timeout: float) -> None:
     """Render FILES, check, swap in atomically and reload only the changed Asterisk modules.
 
+    A change of dialplan extensions alone (users added, changed or removed) goes into the running
+    dialplan through AMI instead of a pbx_config reload, which takes a minute at 20,000 users.
     The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload, or does
     not answer it in time, the previous files are restored and reloaded, and the command fails
     saying which configuration is in place. If Asterisk is not running the files take effect when
@@ -141,7 +143,7 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     rendered = _rendered(config, obj)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
-                                        lambda r: deploying.deploy(obj.paths, rendered, r)))
+                                        lambda r, p: deploying.deploy(obj.paths, rendered, r, patch_dialplan=p)))
     _report(result, "deployed")
 
 
@@ -159,18 +161,19 @@ def rollback(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout:
     config = load(files)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
-                                        lambda r: deploying.rollback(obj.paths, r)))
+                                        lambda r, p: deploying.rollback(obj.paths, r, patch_dialplan=p)))
     _report(result, "rolled back to")
 
 
 async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts: tuple[float, float],
                          action):  # type: ignore[no-untyped-def]
     settings = ami_settings(config, obj.secrets.get("ami"))
-    reload = None
+    reload = patch = None
     if not no_reload:
         try:
             async with ami_session(settings, timeout=timeouts[0]):
                 reload = ami_reloader(settings, *timeouts, progress=progress())
+                patch = ami_dialplan_patcher(settings, *timeouts, progress=progress())
         except AmiTimeout as exc:
             # Something listens but does not answer: Asterisk may be hung. Swapping files in that
             # nobody reloads would leave the next start to find out whether they work.
@@ -185,7 +188,7 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
                     f"({exc}): nothing deployed, the live configuration stays") from exc
             click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
     try:
-        return await action(reload)
+        return await action(reload, patch)
     except deploying.DeployError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -207,6 +210,8 @@ def _report(result: deploying.DeployResult, verb: str) -> None:
         click.echo("no changes: nothing deployed")
         return
     click.echo(f"{verb} generation {result.generation}; changed: {', '.join(result.changed)}")
+    if result.patched:
+        click.echo(f"dialplan: {result.patched} extension(s) changed live, without a reload")
     if result.reloaded:
         click.echo(f"reloaded: {', '.join(result.reloaded)}")
     if result.restart_needed:

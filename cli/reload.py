@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from asterisk_conf import deploy as deploying
+from asterisk_conf.dialplan_patch import FINGERPRINT, DialplanNotLive, DialplanPatch
 from base.ami import CONNECT_TIMEOUT, AmiSettings, ami_session
 from base.progress import SILENT, Progress
 
@@ -39,3 +40,25 @@ def ami_reloader(settings: AmiSettings, connect_timeout: float, reload_timeout: 
                 progress.end()
 
     return reload
+
+
+def ami_dialplan_patcher(settings: AmiSettings, connect_timeout: float, action_timeout: float,
+                         progress: Progress = SILENT) -> deploying.DialplanPatcher:
+    """Applies a dialplan change through AMI (asterisk_conf.dialplan_patch), step by step, if
+    Asterisk runs the dialplan it was planned from (DialplanNotLive otherwise: the deploy reloads
+    instead). The first step Asterisk refuses raises, and the deploy puts the old files back."""
+    async def patch(change: DialplanPatch) -> None:
+        async with ami_session(settings, connect_timeout, action_timeout=action_timeout) as ami:
+            running = (await ami.action("Getvar", Variable=FINGERPRINT)).get("Value") or ""
+            if running != change.expected:
+                raise DialplanNotLive(f"Asterisk runs dialplan {running or '(unknown)'}, not "
+                                      f"{change.expected} which the change was planned from")
+            progress.begin(f"changing {change.extensions} dialplan extension(s) live", len(change.steps))
+            try:
+                for action, fields in change.steps:
+                    await ami.action(action, **fields)
+                    progress.advance()
+            finally:
+                progress.end()
+
+    return patch

@@ -27,6 +27,7 @@ from .placement import Placement
 
 NodeRenderer = Callable[[Config, Placement, Node, SecretStore], dict[str, str]]
 ReloaderFor = Callable[[Node], "deploying.Reloader | None"]
+PatcherFor = Callable[[Node], "deploying.DialplanPatcher | None"]
 INPUTS_FILE = "inputs.sha256"  # in a node's etc/: the digest of what its live files were made from
 
 
@@ -51,7 +52,8 @@ def rolling_order(nodes: tuple[Node, ...]) -> list[Node]:
 
 
 async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secrets: SecretStore,
-                       reloader_for: ReloaderFor, render: NodeRenderer = render_node) -> list[NodeDeploy]:
+                       reloader_for: ReloaderFor, render: NodeRenderer = render_node, *,
+                       patcher_for: PatcherFor | None = None) -> list[NodeDeploy]:
     """Every node in rolling order; stops at the first that fails (its own deploy rolled it back)."""
     done: list[NodeDeploy] = []
     for node in rolling_order(config.platform.nodes):
@@ -63,7 +65,8 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
             continue
         files = render(config, placement, node, secrets)
         try:
-            result = await deploying.deploy(own, files, reloader_for(node))
+            patcher = patcher_for(node) if patcher_for else None
+            result = await deploying.deploy(own, files, reloader_for(node), patch_dialplan=patcher)
         except deploying.DeployError as exc:
             done.append(NodeDeploy(node.name, error=str(exc)))
             break

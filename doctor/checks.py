@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from asterisk_conf.deploy import RELOAD_TARGETS, RESTART_FILES, Generations, read_dir
+from asterisk_conf.deploy import (
+    DIALPLAN,
+    RELOAD_TARGETS,
+    RESTART_FILES,
+    Generations,
+    patched_generation,
+    read_dir,
+)
 from asterisk_conf.render import AGI_KEY, AMI_USER, ARI_USER
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import LANGUAGES, Config, Listener
@@ -130,7 +137,10 @@ def _needed_a_reload(paths: Paths) -> bool:
     before = generations.target(paths.previous)
     if before is None:
         return True
-    changed = generations.changed_files(generations.live(), against=read_dir(before))
+    changed = set(generations.changed_files(generations.live(), against=read_dir(before)))
+    live = generations.target(paths.current)
+    if live is not None and patched_generation(paths) == live.name:
+        changed.discard(DIALPLAN)  # went in through AMI, without a reload
     return any(name in RELOAD_TARGETS or name in RESTART_FILES for name in changed)
 
 

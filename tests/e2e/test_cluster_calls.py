@@ -39,7 +39,7 @@ from asterisk_host import AsteriskRuntime
 from base.ami import AmiSettings
 from base.model import Config, Node, TenantNumber
 from base.paths import Paths
-from cli.reload import ami_reloader
+from cli.reload import ami_dialplan_patcher, ami_reloader
 from cluster import edge_control
 from cluster.deploy import deploy_nodes, live_generation
 from cluster.edge import write_edge_files
@@ -215,21 +215,26 @@ async def test_a_new_number_deploys_to_its_nodes_only_and_the_edge_routes_it_at_
         # Where `vipbx cluster deploy` reaches a node: its address, the platform's AMI port.
         return ami_reloader(AmiSettings(node.address, old.platform.ami.port, AMI_USER, secret), 5, 60)
 
-    async def roll(config: Config) -> tuple[list[str], dict[str, list[str]]]:
+    def patcher_for(node: Node):  # type: ignore[no-untyped-def]
+        return ami_dialplan_patcher(AmiSettings(node.address, old.platform.ami.port, AMI_USER, secret), 5, 60)
+
+    async def roll(config: Config) -> tuple[list[str], dict[str, tuple[list[str], int]]]:
         edge_changed = write_edge_files(
             render_cluster_edge(config, running.placement, running.edge_dir / "data", running.edge.run_dir),
             running.edge_files, running.edge_dir / "kamailio.cfg")
         reloaded = edge_control.reload_changed(running.edge.run_dir, edge_changed)
-        done = await deploy_nodes(paths, config, running.placement, running.secrets, reloader_for, render_for_test)
+        done = await deploy_nodes(paths, config, running.placement, running.secrets, reloader_for, render_for_test,
+                                  patcher_for=patcher_for)
         assert [d.error for d in done if d.error] == []
-        return reloaded, {d.node: d.result.reloaded for d in done if d.result is not None}
+        return reloaded, {d.node: (d.result.reloaded, d.result.patched) for d in done if d.result is not None}
 
     try:
         edge_reloaded, nodes_reloaded = await roll(new)
         # Node1 serves neither the tenant nor the number: untouched. Node2 and the standby (which
-        # carries every tenant) reload their dialplan; the edge reads its new table.
+        # carries every tenant) get the number's extension in their running dialplan, without a
+        # pbx_config reload; the edge reads its new table.
         assert edge_reloaded == ["routes"]
-        assert nodes_reloaded == {"node1": [], "node2": ["pbx_config.so"], "standby1": ["pbx_config.so"]}
+        assert nodes_reloaded == {"node1": ([], 0), "node2": ([], 1), "standby1": ([], 1)}
         call = await phone.call(NEW_NUMBER, caller_number=OUTSIDE)
         assert await ring_and_answer(phone, running, call, JAMES) == "node2"
         await call.hangup()

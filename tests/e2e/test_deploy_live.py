@@ -50,12 +50,28 @@ def args(files: dict[str, Path]) -> list[str]:
 
 
 def endpoints(vipbx: Vipbx) -> set[str]:
-    found = re.findall(r"^ Endpoint:\s+([a-z0-9_-]+)", vipbx.cli("pjsip show endpoints"), re.M)
+    found = re.findall(r"^ Endpoint:\s+([a-z0-9_-]+)", vipbx.cli("pjsip show endpoints"), re.MULTILINE)
     return set(found)
 
 
 def asterisk_pid(vipbx: Vipbx) -> str:
     return re.search(r"pid (\d+)", vipbx("asterisk", "status").stdout).group(1)  # type: ignore[union-attr]
+
+
+def live_dialplan(vipbx: Vipbx) -> tuple[str, str]:
+    """The whole running dialplan and its hints, without where each line came from (the file and
+    line of a reload, `pbx_config` for an extension added through AMI)."""
+    plan = re.sub(r"\s+\[(?:extensions\.conf:\d+|pbx_config)\]", "", vipbx.cli("dialplan show"))
+    return plan, vipbx.cli("core show hints")
+
+
+def assert_same_as_the_files(vipbx: Vipbx) -> None:
+    """The dialplan changed live is the one a reload of the files gives."""
+    patched = live_dialplan(vipbx)
+    assert "Dialplan reloaded" in vipbx.cli("dialplan reload")
+    reloaded = live_dialplan(vipbx)
+    assert patched[0].count("=>") > 50 and "hints registered" in patched[1]
+    assert patched == reloaded
 
 
 def test_first_deploy_is_live_with_every_device(vipbx: Vipbx) -> None:
@@ -79,20 +95,47 @@ def test_diff_deploy_and_rollback_change_the_running_pbx_without_restart(vipbx: 
 
         out = vipbx("deploy", *args(files)).stdout
         assert "changed: extensions.conf, pjsip.conf, voicemail.conf" in out
-        assert "reloaded: pbx_config.so, res_pjsip.so, app_voicemail.so" in out
+        # The user's extensions go into the running dialplan through AMI: no pbx_config reload.
+        assert re.search(r"^dialplan: [1-9]\d* extension\(s\) changed live, without a reload$", out, re.MULTILINE), out
+        assert "reloaded: res_pjsip.so, app_voicemail.so" in out
         assert "acme-pekka-soft" in endpoints(vipbx)
         assert "'104' =>" in vipbx.cli("dialplan show 104@vipbx-t-acme")
         assert "358401110004" in vipbx.cli("voicemail show users for acme")
+        assert_same_as_the_files(vipbx)
         assert vipbx("deploy", *args(files)).stdout.strip() == "no changes: nothing deployed"
 
         out = vipbx("rollback", *args(files)).stdout
-        assert "rolled back to generation" in out
+        assert "rolled back to generation" in out and "changed live" in out
         assert "acme-pekka-soft" not in endpoints(vipbx)
         assert "358401110004" not in vipbx.cli("voicemail show users for acme")
         assert "There is no existence of 104@vipbx-t-acme" in vipbx.cli("dialplan show 104@vipbx-t-acme")
+        assert_same_as_the_files(vipbx)
         assert asterisk_pid(vipbx) == pid  # reloaded, never restarted
     finally:
         files["acme"].write_text(original, encoding="utf-8")
+
+
+def test_a_dialplan_asterisk_does_not_run_is_reloaded_not_patched(vipbx: Vipbx, files: dict[str, Path]) -> None:
+    """After `deploy --no-reload`, Asterisk runs an older dialplan than the live files: the next
+    deploy must not send only its own difference, or the user of the first would be missing."""
+    original = files["acme"].read_text(encoding="utf-8")
+    second = (NEW_USER.replace("pekka.nieminen", "liisa.koski").replace("Pekka Nieminen", "Liisa Koski")
+              .replace("+358401110004", "+358401110005").replace('"104"', '"105"')
+              .replace("acme-pekka-soft", "acme-liisa-soft"))
+    try:
+        files["acme"].write_text(original + NEW_USER, encoding="utf-8")
+        vipbx("deploy", "--no-reload", *args(files))
+        assert "There is no existence of 104@vipbx-t-acme" in vipbx.cli("dialplan show 104@vipbx-t-acme")
+        files["acme"].write_text(original + NEW_USER + second, encoding="utf-8")
+        out = vipbx("deploy", *args(files)).stdout
+        assert "changed live" not in out and "reloaded: pbx_config.so" in out, out
+        for exten in ("104", "105"):
+            assert f"'{exten}' =>" in vipbx.cli(f"dialplan show {exten}@vipbx-t-acme")
+        assert_same_as_the_files(vipbx)
+    finally:
+        files["acme"].write_text(original, encoding="utf-8")
+        vipbx("deploy", *args(files))
+    assert "There is no existence of 105@vipbx-t-acme" in vipbx.cli("dialplan show 105@vipbx-t-acme")
 
 
 def test_bad_configuration_deploys_nothing(vipbx: Vipbx, files: dict[str, Path]) -> None:

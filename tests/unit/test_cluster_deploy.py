@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli.cluster as cluster_cli
+from asterisk_conf.dialplan_patch import DialplanPatch, Step
 from base.ami import AmiError, AmiSettings
 from base.paths import Paths
 from cli.main import main
@@ -28,6 +29,7 @@ class FakeNodes:
     def __init__(self) -> None:
         self.reloaded: dict[str, list[str]] = {}
         self.refusing: set[str] = set()
+        self.patched: dict[str, list[Step]] = {}
 
     def reloader(self, settings: AmiSettings, connect_timeout: float, reload_timeout: float):  # type: ignore[no-untyped-def]
         async def reload(targets: list[str]) -> None:
@@ -36,11 +38,19 @@ class FakeNodes:
             self.reloaded.setdefault(settings.host, []).extend(targets)
         return reload
 
+    def patcher(self, settings: AmiSettings, connect_timeout: float, action_timeout: float):  # type: ignore[no-untyped-def]
+        async def patch(change: DialplanPatch) -> None:
+            if settings.host in self.refusing:
+                raise AmiError(f"{settings.host} refused")
+            self.patched.setdefault(settings.host, []).extend(change.steps)
+        return patch
+
 
 @pytest.fixture
 def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     fake = FakeNodes()
     monkeypatch.setattr(cluster_cli, "ami_reloader", fake.reloader)
+    monkeypatch.setattr(cluster_cli, "ami_dialplan_patcher", fake.patcher)
     return fake
 
 
@@ -76,8 +86,14 @@ def test_a_change_reloads_only_the_nodes_that_serve_it(tmp_path: Path, nodes: Fa
     code, out = deploy(tmp_path, with_new_number(tmp_path))
     assert code == 0, out
     assert "node1: no changes" in out and "edge: changed db/routes" in out
-    # At each node's own address; node1 (acme only) is not asked anything.
-    assert nodes.reloaded == {"127.0.0.32": ["pbx_config.so"], "127.0.0.33": ["pbx_config.so"]}
+    # At each node's own address; node1 (acme only) is not asked anything. A new number is a
+    # new extension: it goes into the dialplan live, without a pbx_config reload.
+    assert nodes.reloaded == {}
+    assert set(nodes.patched) == {"127.0.0.32", "127.0.0.33"}
+    for steps in nodes.patched.values():
+        assert steps[-1][0] == "Setvar"  # the new dialplan's fingerprint
+        assert {(f["Context"], f["Extension"]) for _, f in steps[:-1]} == {("vipbx-public", "+358501220099")}
+    assert "node2: generation 0002; changed extensions.conf; 1 dialplan extension(s) changed live" in out
     assert live_generation(Paths(tmp_path), "node1") == "0001"
     assert live_generation(Paths(tmp_path), "node2") == "0002"
 
@@ -89,14 +105,15 @@ def test_a_node_that_refuses_is_rolled_back_and_stops_the_roll(tmp_path: Path, n
     assert code != 0 and "node2 refused its files and was rolled back; not deployed: standby1" in out
     assert live_generation(Paths(tmp_path), "node2") == "0001"
     assert live_generation(Paths(tmp_path), "standby1") == "0001"
-    assert "127.0.0.33" not in nodes.reloaded
+    assert "127.0.0.33" not in nodes.reloaded and "127.0.0.33" not in nodes.patched
 
 
 def test_no_reload_writes_every_file_and_asks_nobody(tmp_path: Path, nodes: FakeNodes) -> None:
     assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
     code, out = deploy(tmp_path, with_new_number(tmp_path), "--no-reload")
     assert code == 0, out
-    assert nodes.reloaded == {} and live_generation(Paths(tmp_path), "node2") == "0002"
+    assert nodes.reloaded == {} and nodes.patched == {}
+    assert live_generation(Paths(tmp_path), "node2") == "0002"
 
 
 def test_standbys_deploy_last() -> None:

@@ -171,3 +171,21 @@ def test_a_generation_that_changed_no_reloaded_file_needs_no_reload(tmp_path: Pa
     assert not checks._needed_a_reload(paths)  # cel.conf is read at start only: nothing was missed
     (paths.generations / "0002" / "extensions.conf").write_text("[y]\n")
     assert checks._needed_a_reload(paths)
+
+
+def test_a_dialplan_changed_live_needs_no_reload_but_other_files_still_do(tmp_path: Path) -> None:
+    paths = Paths.resolve(tmp_path)
+    for number, exten in (("0001", "1"), ("0002", "2")):
+        folder = paths.generations / number
+        folder.mkdir(parents=True)
+        (folder / "extensions.conf").write_text(f"[x]\nexten => {exten},1,Hangup()\n")
+        (folder / "pjsip.conf").write_text("[t]\ntype=transport\n")
+    paths.current.symlink_to(paths.generations / "0002")
+    paths.previous.symlink_to(paths.generations / "0001")
+    assert checks._needed_a_reload(paths)
+    (paths.etc / "dialplan-patched").write_text("0001\n")  # an older generation's: not this one
+    assert checks._needed_a_reload(paths)
+    (paths.etc / "dialplan-patched").write_text("0002\n")
+    assert not checks._needed_a_reload(paths)
+    (paths.generations / "0002" / "pjsip.conf").write_text("[t]\ntype=transport\nbind=127.0.0.1\n")
+    assert checks._needed_a_reload(paths)

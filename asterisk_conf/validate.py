@@ -20,15 +20,15 @@ from .schema.cluster import named_nodes_fit
 from .schema.platform import platform
 from .schema.tenant import Scope, tenant
 from .values import FORBIDDEN_TEXT
-from .yamlsource import INVALID, Document, load_all
+from .yamlsource import INVALID, Document, ParseCache, load_all
 
-__all__ = ["FORBIDDEN_TEXT", "load_config", "validate_files"]
+__all__ = ["FORBIDDEN_TEXT", "ParseCache", "load_config", "validate_files"]
 
 
-def _documents(chk: Checker, paths: Sequence[str | Path]) -> list[Document]:
+def _documents(chk: Checker, paths: Sequence[str | Path], cache: ParseCache | None) -> list[Document]:
     docs: list[Document] = []
     seen: dict[Path, str] = {}
-    for path, doc in zip(paths, load_all(paths)):
+    for path, doc in zip(paths, load_all(paths, cache)):
         try:
             resolved = Path(path).resolve()
         except (OSError, ValueError, RuntimeError):  # unreadable: load_yaml has said so
@@ -46,25 +46,25 @@ def _documents(chk: Checker, paths: Sequence[str | Path]) -> list[Document]:
     return docs
 
 
-def _check(paths: Sequence[str | Path]) -> tuple[Config | None, list[Problem]]:
+def _check(paths: Sequence[str | Path], cache: ParseCache | None = None) -> tuple[Config | None, list[Problem]]:
     # The parsed trees are acyclic, so reference counting frees them; the cyclic collector would
     # only rescan hundreds of thousands of young objects again and again (superlinear time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _check_all(paths)
+        return _check_all(paths, cache)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _check_all(paths: Sequence[str | Path]) -> tuple[Config | None, list[Problem]]:
+def _check_all(paths: Sequence[str | Path], cache: ParseCache | None) -> tuple[Config | None, list[Problem]]:
     chk = Checker()
     if isinstance(paths, (str, Path)):
         paths = [paths]  # a lone path would otherwise be read as a list of characters
     if not paths:
         return None, [Problem("", None, "", "no configuration file given")]
-    docs = _documents(chk, paths)
+    docs = _documents(chk, paths, cache)
     platform_loc: Loc | None = None
     tenant_lists: list[tuple[Any, Loc]] = []
     for doc in docs:
@@ -106,15 +106,16 @@ def _check_all(paths: Sequence[str | Path]) -> tuple[Config | None, list[Problem
     return Config(plat, tuple(tenants), tuple(str(path) for path in paths)), []
 
 
-def validate_files(paths: Sequence[str | Path]) -> list[Problem]:
-    """Every problem of the configuration in `paths` (merged), in file and line order."""
-    return _check(paths)[1]
+def validate_files(paths: Sequence[str | Path], cache: ParseCache | None = None) -> list[Problem]:
+    """Every problem of the configuration in `paths` (merged), in file and line order. With
+    `cache`, files parsed before are not parsed again."""
+    return _check(paths, cache)[1]
 
 
-def load_config(paths: Sequence[str | Path]) -> Config:
+def load_config(paths: Sequence[str | Path], cache: ParseCache | None = None) -> Config:
     """The validated configuration of `paths` (merged); raises `ConfigError` listing every
-    problem."""
-    config, problems = _check(paths)
+    problem. With `cache`, files parsed before are not parsed again."""
+    config, problems = _check(paths, cache)
     if config is None:
         raise ConfigError(problems)
     return config

@@ -9,10 +9,13 @@ becomes a `Problem` with a line, never a traceback.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import marshal
 import multiprocessing
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -134,6 +137,12 @@ def format_key(data: Any, path: KeyPath) -> str:
 
 def load_yaml(path: str | Path) -> Document:
     """Read and parse one file; the file name in problems is `path` as given."""
+    raw = _read(path)
+    return raw if isinstance(raw, Document) else parse_yaml(raw, str(path))
+
+
+def _read(path: str | Path) -> bytes | Document:
+    """The bytes of a file, or a Document with the problem of reading it."""
     name = str(path)
     try:
         with open(path, "rb") as handle:
@@ -144,30 +153,141 @@ def load_yaml(path: str | Path) -> Document:
         return _failed(name, None, f"cannot read the file: {exc}")
     if len(raw) > MAX_BYTES:
         return _failed(name, None, f"file is larger than {MAX_BYTES} bytes")
-    return parse_yaml(raw, name)
+    return raw
 
 
 # From this much YAML on, `load_all` parses in worker processes.
 PARALLEL_BYTES = 4 * 1024 * 1024
 
 
-def load_all(paths: Sequence[str | Path]) -> list[Document]:
+class ParseCache:
+    """Files parsed before, found by the SHA-256 of their bytes (and of this parser's code).
+
+    A large platform's deploy reads 100 files to change one, and a parsed file is read back
+    from here several times faster than it parses (bench/README.md). Only files that parsed
+    without a problem are kept, as marshal data of plain values, in a folder of the operator's
+    own (0700). A broken entry is parsed again; a folder that cannot be written is not used.
+    Entries unused for PRUNE_DAYS are removed."""
+
+    PRUNE_DAYS = 7
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._usable = True
+
+    def key(self, raw: bytes) -> str:
+        return hashlib.sha256(_parser_digest() + raw).hexdigest()
+
+    def get(self, key: str) -> Any:
+        """The parsed data of `key`, or _MISSING."""
+        path = self.folder / f"{key}.marshal"
+        try:
+            data = marshal.loads(path.read_bytes())
+            os.utime(path)  # used: not pruned
+        except (OSError, EOFError, ValueError, TypeError):
+            return _MISSING
+        return data
+
+    def put(self, key: str, data: Any) -> None:
+        if not self._usable:
+            return
+        try:
+            blob = marshal.dumps(data)
+        except ValueError:  # not plain values: never cached
+            return
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+            os.replace(tmp, self.folder / f"{key}.marshal")
+        except OSError:
+            self._usable = False  # read-only home, full disk: parse every time
+
+    def prune(self) -> None:
+        cutoff = time.time() - self.PRUNE_DAYS * 86400
+        try:
+            for entry in self.folder.iterdir():
+                if entry.suffix == ".marshal" and entry.stat().st_mtime < cutoff:
+                    entry.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+_MISSING: Any = object()
+
+
+def load_all(paths: Sequence[str | Path], cache: ParseCache | None = None) -> list[Document]:
     """`load_yaml` of every path, in order. Parsing is most of the time of validating a large
     platform, files parse independently, and a parsed file comes back from another process
-    (pickled) ~30x faster than it parses: so big inputs are parsed by one process per core."""
-    workers = min(len(paths), _cores())
+    (pickled) ~30x faster than it parses: so big inputs are parsed by one process per core.
+    With `cache`, a file parsed before is not parsed again."""
+    if cache is None:
+        if _parallel(paths, _total_size(paths)):
+            parsed = _in_workers(load_yaml, list(paths))
+            if parsed is not None:
+                return parsed
+        return [load_yaml(path) for path in paths]
+    docs: list[Document | None] = []
+    todo: list[tuple[int, bytes, str]] = []
+    for path in paths:
+        raw = _read(path)
+        if isinstance(raw, Document):
+            docs.append(raw)
+            continue
+        key = cache.key(raw)
+        data = cache.get(key)
+        if data is _MISSING:
+            todo.append((len(docs), raw, key))
+            docs.append(None)
+        else:
+            docs.append(Document(str(path), data, None, [], _decoded(raw)))
+    names = [str(paths[index]) for index, _, _ in todo]
+    raws = [raw for _, raw, _ in todo]
+    parsed = None
+    if _parallel(raws, sum(len(raw) for raw in raws)):
+        parsed = _in_workers(parse_yaml, raws, names)
+    if parsed is None:
+        parsed = [parse_yaml(raw, name) for raw, name in zip(raws, names)]
+    for (index, _, key), doc in zip(todo, parsed):
+        docs[index] = doc
+        if doc.data is not None and not doc.problems and doc._text is not None:
+            cache.put(key, doc.data)
+    if todo:
+        cache.prune()
+    return [doc for doc in docs if doc is not None]
+
+
+def _parallel(items: Sequence[Any], size: int) -> bool:
     # A daemonic process (e.g. a multiprocessing pool's worker) may not start processes.
-    if workers > 1 and not multiprocessing.current_process().daemon and (
-        _total_size(paths) >= PARALLEL_BYTES
-    ):
-        try:
-            # fork: starts in milliseconds and, unlike spawn, needs no __main__ guard in callers.
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                return list(pool.map(load_yaml, paths))
-        except (OSError, ValueError, BrokenProcessPool):
-            pass  # no worker processes here (no fork, a sandbox): parse in this one
-    return [load_yaml(path) for path in paths]
+    return (min(len(items), _cores()) > 1 and not multiprocessing.current_process().daemon
+            and size >= PARALLEL_BYTES)
+
+
+def _in_workers(parse: Any, *columns: Sequence[Any]) -> list[Document] | None:
+    try:
+        # fork: starts in milliseconds and, unlike spawn, needs no __main__ guard in callers.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(len(columns[0]), _cores()), mp_context=context) as pool:
+            return list(pool.map(parse, *columns))
+    except (OSError, ValueError, BrokenProcessPool):
+        return None  # no worker processes here (no fork, a sandbox): parse in this one
+
+
+def _decoded(raw: bytes) -> str:
+    """The text of a file that parsed before (so it is UTF-8), as `parse_yaml` reads it."""
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+
+
+_DIGEST: list[bytes] = []
+
+
+def _parser_digest() -> bytes:
+    """This module's code: a changed parser does not read entries of the old one."""
+    if not _DIGEST:
+        _DIGEST.append(hashlib.sha256(Path(__file__).read_bytes()).digest() + marshal.version.to_bytes(2, "big"))
+    return _DIGEST[0]
 
 
 def _cores() -> int:
@@ -193,8 +313,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def parse_yaml(source: bytes | str, file: str) -> Document:
     if isinstance(source, bytes):
-        if source.startswith(codecs.BOM_UTF8):
-            source = source[len(codecs.BOM_UTF8) :]
+        source = source.removeprefix(codecs.BOM_UTF8)
         try:
             text = source.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -94,6 +94,12 @@ class Paths:
         return self.home / "cluster"
 
     @property
+    def yaml_cache(self) -> Path:
+        """YAML files parsed before, by digest (asterisk_conf.yamlsource.ParseCache): a deploy
+        of a large platform does not parse its unchanged files again."""
+        return self.home / "cache" / "yaml"
+
+    @property
     def state_db(self) -> Path:
         """The call-state database when it is SQLite (the default)."""
         return self.home / "state.sqlite3"

@@ -9,7 +9,8 @@ render: `make_tenants.py` writes the tenants; the platform has NODES serving nod
   21,000 users each: 20,000 placed, room to grow) and a standby per node (`standby_for`), as
   docs/cluster.md recommends at this size. Times: validation, placement, each node's render and first deploy (files written as
   `vipbx cluster deploy --no-reload` does), and a one-user change (validate, place, render every
-  node, deploy: which nodes' files changed).
+  node, deploy: which nodes' files changed). Validation uses the home's parse cache as the CLI
+  does: the first one fills it, the change parses the one changed file.
 boot: the first serving node's files from the same platform in a real Asterisk (127.0.0.80; AMI
   19038), the time to fully booted and its memory, then the one-user change deployed to it with
   an AMI reloader like `vipbx cluster deploy`'s (extensions changed live, the other modules
@@ -49,7 +50,7 @@ from bench_reload import NEW_USER, rss_mb, timed_reloader
 from make_tenants import write
 
 from asterisk_conf.render import AMI_USER
-from asterisk_conf.validate import load_config
+from asterisk_conf.validate import ParseCache, load_config
 from base.ami import AmiSettings
 from base.paths import Paths
 from base.secrets import SecretStore
@@ -115,7 +116,7 @@ def render_part(args: argparse.Namespace, work: Path) -> None:
     home = Paths(work / "home")
     secrets = SecretStore(home.secrets)
     times: dict[str, float] = {}
-    config = timed("validate", times, lambda: load_config(files))
+    config = timed("validate", times, lambda: load_config(files, ParseCache(home.yaml_cache)))
     placement = timed("place", times, lambda: place(config))
     sizes: dict[str, float] = {}
     node_times: dict[str, float] = {}
@@ -144,7 +145,7 @@ def render_part(args: argparse.Namespace, work: Path) -> None:
         f.write(NEW_USER)
     change: dict[str, float] = {}
     start = time.perf_counter()
-    config = timed("validate", change, lambda: load_config(files))
+    config = timed("validate", change, lambda: load_config(files, ParseCache(home.yaml_cache)))
     placement = timed("place", change, lambda: place(config, placement.tenants))
     changed_edge = write_edge_files(render_cluster_edge(config, placement, edge.data_dir, edge.run_dir), edge,
                                     edge_dir / "kamailio.cfg")
@@ -166,7 +167,7 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
     files = write_platform(args.tenants, args.users, args.nodes, work / "yaml")
     home = Paths(work / "home")
     secrets = SecretStore(home.secrets)
-    config = load_config(files)
+    config = load_config(files, ParseCache(home.yaml_cache))
     placement = place(config)
     node = config.platform.nodes[0]
     node_home = node_paths(home, node.name)
@@ -192,7 +193,7 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
 
         steps: dict[str, float] = {}
         start = time.perf_counter()
-        changed = timed("validate", steps, lambda: load_config(files))
+        changed = timed("validate", steps, lambda: load_config(files, ParseCache(home.yaml_cache)))
         placement = timed("place", steps, lambda: place(changed, placement.tenants))
         rendered = timed("render", steps, lambda: render_node(changed, placement, node, secrets))
         result = timed("deploy", steps, lambda: asyncio.run(deploy(

@@ -6,6 +6,7 @@ print nothing but their one-line summary, and refuse or fail with one line and e
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -14,12 +15,16 @@ from pathlib import Path
 import click
 
 from backup import BackupError, Manifest, make_backup, plural, restore_backup
+from base.model import Config
+from base.paths import Paths
 from base.secrets import MissingSecret, ReadOnlySecrets
 from callstate import StorageError
 from vmstore import StoreBusy
+from vmstore.mwi import refresh_all_mwi
 
 from . import args as cliargs
-from .context import load, paths_of
+from .asterisk import running_pid
+from .context import deployed_ami, load, paths_of
 from .progress import progress
 
 config_files = cliargs.config_files()
@@ -107,6 +112,20 @@ def restore_command(ctx: click.Context, files: tuple[str, ...], source: Path, fo
                 if done.schema_version != done.manifest.schema_version else "")
     click.echo(f"restored {source} (made {done.manifest.created_at}) into {paths.home}: "
                f"{contents(done.manifest)}{migrated}")
+    _refresh_message_lights(paths, config)
+
+
+def _refresh_message_lights(paths: Paths, config: Config) -> None:
+    """The phones' message lights follow the restored mailboxes when Asterisk runs; otherwise
+    app_voicemail counts them when it starts."""
+    settings = deployed_ami(paths, config)
+    if settings is None or running_pid(paths) is None:
+        return
+    if asyncio.run(refresh_all_mwi(settings)):
+        click.echo("message lights refreshed")
+    else:
+        click.echo("note: Asterisk did not take the message-light refresh; phones catch up at their "
+                   "mailbox's next change", err=True)
 
 
 def _size(size: int) -> str:

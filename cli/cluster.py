@@ -17,6 +17,7 @@ import click
 
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import Config, Node
+from base.paths import Paths
 from cluster import edge_control
 from cluster.deploy import NodeDeploy, deploy_nodes, live_generation
 from cluster.edge import Edge, write_edge_files
@@ -47,7 +48,7 @@ def cluster_plan(ctx: Context, files: tuple[str, ...], dry_run: bool) -> None:
     with the most room. The placement is saved in <home>/cluster/placement.json and the edge's
     Kamailio files are written to <home>/cluster/edge/; a running edge reads the new routing
     table with `kamcmd -s unix:<home>/cluster/edge/run/kamailio_ctl htable.reload routes`."""
-    config = _cluster_config(files)
+    config = _cluster_config(files, ctx.paths)
     placement = _place(ctx, config)
     _show(config.platform.nodes, placement)
     if dry_run:
@@ -71,7 +72,7 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
     generation, and only a node whose files changed is reloaded, through its AMI at the node's
     address and platform.ami.port. Serving nodes go first, standbys last; the first node that
     refuses its files is rolled back and stops the roll: the nodes after it keep what they run."""
-    config = _cluster_config(files)
+    config = _cluster_config(files, ctx.paths)
     placement = _place(ctx, config)
     changed = _write_edge(ctx, config, placement)
     run_dir = ctx.paths.cluster / "edge" / "run"
@@ -116,7 +117,7 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
 def cluster_status(ctx: Context, files: tuple[str, ...], ami_timeout: float) -> None:
     """Each node: its role, tenants and users, the generation deployed to it, whether its
     Asterisk answers, and whether the edge counts it as up. Exit 1 if any node is down."""
-    config = _cluster_config(files)
+    config = _cluster_config(files, ctx.paths)
     saved = load(ctx.paths.cluster / "placement.json")
     placement = Placement(saved, _users(config, saved))
     run_dir = ctx.paths.cluster / "edge" / "run"
@@ -162,8 +163,8 @@ def _users(config: Config, saved: dict[str, str]) -> dict[str, int]:
     return {n.name: sum(size.get(t, 0) for t, node in saved.items() if node == n.name) for n in config.platform.nodes}
 
 
-def _cluster_config(files: tuple[str, ...]) -> Config:
-    config = load_files(files)
+def _cluster_config(files: tuple[str, ...], paths: Paths) -> Config:
+    config = load_files(files, paths)
     if not config.platform.nodes or config.platform.sip_edge is None:
         raise click.ClickException("the configuration has no platform.nodes and sip_edge: it is one machine")
     return config

@@ -14,7 +14,7 @@ import click
 
 from asterisk_conf.errors import ConfigError
 from asterisk_conf.render import AMI_USER
-from asterisk_conf.validate import load_config
+from asterisk_conf.validate import ParseCache, load_config
 from base.ami import AmiSettings
 from base.model import Config, TenantUser
 from base.paths import Paths
@@ -57,9 +57,12 @@ def paths_of(ctx: click.Context | None) -> Paths:
     return root.paths if isinstance(root, Context) else Paths.resolve()
 
 
-def load(files: tuple[str, ...]) -> Config:
+def load(files: tuple[str, ...], cache_in: Paths | None = None) -> Config:
+    """The validated configuration of FILES, or a ClickException listing every problem. With
+    `cache_in` (a home that exists), files parsed by an earlier command are not parsed again."""
+    cache = ParseCache(cache_in.yaml_cache) if cache_in is not None and cache_in.home.is_dir() else None
     try:
-        return load_config(files)
+        return load_config(files, cache)
     except ConfigError as exc:
         raise click.ClickException(f"the configuration has {len(exc.problems)} problem(s):\n{exc}") from exc
 

@@ -98,7 +98,7 @@ def render(obj: Context, files: tuple[str, ...], out: Path) -> None:
 
     The folder and the files are made readable by their owner only (they hold passwords and PINs).
     """
-    rendered = render_config(load(files), obj.secrets)
+    rendered = render_config(load(files, obj.paths), obj.secrets)
     # Passwords and PINs are in these files: owner-only, whatever the umask.
     private_dir(out)
     for name, text in rendered.items():
@@ -114,7 +114,7 @@ def diff(obj: Context, files: tuple[str, ...]) -> None:
 
     Passwords, generated secrets and voicemail PINs are shown as ********.
     """
-    text = deploying.Generations(obj.paths).diff(render_config(load(files), obj.secrets))
+    text = deploying.Generations(obj.paths).diff(render_config(load(files, obj.paths), obj.secrets))
     if not text:
         click.echo("no changes")
         return
@@ -139,7 +139,7 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     it starts; if it runs but its AMI does not answer (or accepts connections but stays silent),
     nothing is deployed and the command fails.
     """
-    config = load(files)
+    config = load(files, obj.paths)
     rendered = _rendered(config, obj)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,

@@ -20,15 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import needs_psycopg  # noqa: F401 - skips this module without psycopg
 import pytest
-
-try:
-    import psycopg  # noqa: F401
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("psycopg 3 is not installed (the extra vipbx[postgresql])", allow_module_level=True)
-
 import yaml
 from click.testing import CliRunner
 from pgserver import PgRaw, PgServer

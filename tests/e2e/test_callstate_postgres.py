@@ -8,21 +8,14 @@ connection errors.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import needs_psycopg  # noqa: F401 - skips this module without psycopg
+import psycopg
 import pytest
-
-try:
-    import psycopg
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("psycopg 3 is not installed (the extra vipbx[postgresql])", allow_module_level=True)
-
 from pgserver import PgRaw, rerun_on_postgresql, unit_module
 
 from base.model import Config, StateDatabase

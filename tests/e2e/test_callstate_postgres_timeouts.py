@@ -4,19 +4,13 @@ StorageError, and the connection pool carries on."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import needs_psycopg  # noqa: F401 - skips this module without psycopg
+import psycopg
 import pytest
-
-try:
-    import psycopg
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("psycopg 3 is not installed (the extra vipbx[postgresql])", allow_module_level=True)
 
 from base.model import StateDatabase
 from callstate import StorageError

@@ -31,7 +31,9 @@ from click.testing import CliRunner, Result
 
 from backup import SILENT, BackupError, make_backup
 from backup.archive import MANIFEST
+from base.ami import AmiSettings
 from base.paths import Paths
+from base.secrets import SecretStore
 from callstate import CallStateService, dump
 from callstate.db import Database
 from callstate.schema import MIGRATIONS
@@ -438,3 +440,28 @@ def test_a_missing_output_folder_is_one_line(home: Path, tmp_path: Path) -> None
     refused(result, "no folder")
     with pytest.raises(BackupError):
         make_backup(Paths(home), CONFIG, lambda name: "", tmp_path / "nowhere" / "b.tar.gz")
+
+
+def test_message_lights_are_refreshed_when_the_homes_asterisk_runs(archive: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli.backup as command
+
+    asked: list[AmiSettings] = []
+
+    async def refresh(settings: AmiSettings) -> bool:
+        asked.append(settings)
+        return answer
+
+    monkeypatch.setattr(command, "refresh_all_mwi", refresh)
+    fresh = tmp_path / "fresh"
+    answer = True
+    assert "message lights" not in cli_restore(fresh, archive).output  # no Asterisk: nothing asked
+    assert asked == []
+    SecretStore(Paths(fresh).secrets).ensure(["ami"])
+    monkeypatch.setattr(command, "running_pid", lambda paths: 4242)
+    done = cli_restore(fresh, archive, "--force")
+    assert done.exit_code == 0 and done.stdout.splitlines()[-1] == "message lights refreshed"
+    assert [(s.port, s.secret) for s in asked] == [(CONFIG.platform.ami.port, SecretStore(Paths(fresh).secrets).get("ami"))]
+    answer = False  # Asterisk did not take it: the restore stands, the operator is told
+    done = cli_restore(fresh, archive, "--force")
+    assert done.exit_code == 0 and "did not take the message-light refresh" in done.stderr

@@ -165,8 +165,18 @@ def render_units(settings: UnitSettings) -> dict[str, str]:
         "asterisk_unit": ASTERISK_UNIT,
         "serve_unit": SERVE_UNIT,
         "target": TARGET,
+        # A private /tmp would hide the service's own files where they are under /tmp (a checkout
+        # or a home there): vipbx serve would not find its YAML (seen under a booted systemd).
+        "private_tmp": not any(_in_shared_tmp(Path(p)) for p in (
+            settings.venv, settings.home, settings.cache, *settings.config)),
     }
     return {name: env.get_template(f"{name}.j2").render(**values) for name in UNITS}
+
+
+def _in_shared_tmp(path: Path) -> bool:
+    """Whether `path` is under /tmp or /var/tmp, which PrivateTmp= replaces for the service."""
+    resolved = path.resolve()
+    return any(resolved == tmp or tmp in resolved.parents for tmp in (Path("/tmp"), Path("/var/tmp")))
 
 
 def write_units(units: Mapping[str, str], directory: Path) -> list[str]:

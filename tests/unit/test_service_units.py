@@ -186,6 +186,21 @@ def test_restart_limits_journal_order_and_hardening() -> None:
     assert target["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+@pytest.mark.parametrize("home, config, venv, private", [
+    ("/var/lib/vipbx", ("/etc/vipbx/platform.yaml",), "/opt/vipbx", True),
+    ("/tmp/vipbx", ("/etc/vipbx/platform.yaml",), "/opt/vipbx", False),
+    ("/var/lib/vipbx", ("/var/tmp/checkout/examples/acme.yaml",), "/opt/vipbx", False),
+    ("/var/lib/vipbx", ("/etc/vipbx/platform.yaml",), "/tmp/clone/.venv", False),
+])
+def test_a_private_tmp_only_where_the_services_files_are_not_in_tmp(home: str, config: tuple[str, ...], venv: str,
+                                                                    private: bool) -> None:
+    """Under a booted systemd, PrivateTmp= hid a checkout's YAML in /tmp from vipbx serve."""
+    serve = parsed(render_units(settings(home, Path(venv), config))[SERVE_UNIT])
+    assert ("PrivateTmp" in serve["Service"]) is private
+    if private:
+        assert serve["Service"]["PrivateTmp"] == ["yes"]
+
+
 @pytest.mark.parametrize("change, says", [
     ({"config": ("/etc/vipbx/a.yaml\nExecStartPre=/bin/false",)}, "control character"),
     ({"venv": Path('/opt/"vipbx"')}, "quotes or backslashes"),

@@ -101,7 +101,9 @@ def restore_command(ctx: click.Context, files: tuple[str, ...], source: Path, fo
 
     Every file is checked against the archive's checksums first. A home that already has
     messages or call state is refused unless --force; the restore happens whole or not at all.
-    Stop `vipbx serve` first when restoring into a running home (docs/backup.md).
+    Stop `vipbx serve` first when restoring into a running home (docs/backup.md). When the
+    home's Asterisk runs, it is then asked to recount every mailbox, so the phones' message
+    lights follow the restored messages.
     """
     config = load(files)
     paths = paths_of(ctx)

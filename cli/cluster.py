@@ -70,7 +70,8 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
     A running edge reads a changed routing table and node list at once (a changed kamailio.cfg
     needs the edge restarted). Each node's files go to <home>/cluster/nodes/NAME/etc/ as a new
     generation, and only a node whose files changed is reloaded, through its AMI at the node's
-    address and platform.ami.port. Serving nodes go first, standbys last; the first node that
+    address and platform.ami.port (a change of dialplan extensions alone goes in live, without
+    a dialplan reload). Serving nodes go first, standbys last; the first node that
     refuses its files is rolled back and stops the roll: the nodes after it keep what they run."""
     config = _cluster_config(files, ctx.paths)
     placement = _place(ctx, config)

@@ -180,7 +180,8 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
     if problems:
         raise DeployError("rendered configuration failed its check:\n" + "\n".join(problems))
     gens = Generations(paths)
-    changed = gens.changed_files(files)
+    live = gens.live()
+    changed = gens.changed_files(files, live)
     if not changed:
         return DeployResult(generation=None)
     old_generation = gens.target(gens.current)
@@ -198,7 +199,7 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
     result.restart_needed = old_generation is not None and bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
-        patch = _dialplan_patch(old_generation, files, changed, patch_dialplan)
+        patch = _dialplan_patch(live, files, changed, patch_dialplan)
         try:
             result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
         except Exception as exc:  # noqa: BLE001 - whatever the reloader raised, Asterisk did not take the files
@@ -213,16 +214,12 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
     return result
 
 
-def _dialplan_patch(live: Path | None, files: dict[str, str], changed: list[str],
+def _dialplan_patch(live: dict[str, str], files: dict[str, str], changed: list[str],
                     patcher: DialplanPatcher | None) -> DialplanPatch | None:
-    """The live change of the dialplan from generation `live` to `files`, when one can do."""
-    if patcher is None or live is None or DIALPLAN not in changed:
+    """The live change of the dialplan from the `live` files to `files`, when one can do."""
+    if patcher is None or DIALPLAN not in changed or DIALPLAN not in live or DIALPLAN not in files:
         return None
-    try:
-        before = (live / DIALPLAN).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return plan_dialplan(before, files[DIALPLAN])
+    return plan_dialplan(live[DIALPLAN], files[DIALPLAN])
 
 
 async def _apply(targets: list[str], reload: Reloader, patch: DialplanPatch | None,
@@ -309,13 +306,14 @@ async def rollback(paths: Paths, reload: Reloader | None, *,
     previous, current = gens.target(gens.previous), gens.target(gens.current)
     if previous is None or not previous.is_dir():
         raise DeployError("no previous generation to roll back to")
-    changed = gens.changed_files(read_dir(previous), gens.live())
+    live, older = gens.live(), read_dir(previous)
+    changed = gens.changed_files(older, live)
     gens.point(gens.current, previous)
     result = DeployResult(generation=previous.name, changed=changed)
     result.restart_needed = bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
-        patch = _dialplan_patch(current, read_dir(previous), changed, patch_dialplan)
+        patch = _dialplan_patch(live, older, changed, patch_dialplan)
         try:
             result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
         except Exception as exc:  # noqa: BLE001 - as in deploy()

@@ -223,21 +223,15 @@ def load_all(paths: Sequence[str | Path], cache: ParseCache | None = None) -> li
     platform, files parse independently, and a parsed file comes back from another process
     (pickled) ~30x faster than it parses: so big inputs are parsed by one process per core.
     With `cache`, a file parsed before is not parsed again."""
-    if cache is None:
-        if _parallel(paths, _total_size(paths)):
-            parsed = _in_workers(load_yaml, list(paths))
-            if parsed is not None:
-                return parsed
-        return [load_yaml(path) for path in paths]
     docs: list[Document | None] = []
-    todo: list[tuple[int, bytes, str]] = []
+    todo: list[tuple[int, bytes, str]] = []  # (index, bytes, cache key) of the files to parse
     for path in paths:
         raw = _read(path)
         if isinstance(raw, Document):
             docs.append(raw)
             continue
-        key = cache.key(raw)
-        data = cache.get(key)
+        key = cache.key(raw) if cache is not None else ""
+        data = cache.get(key) if cache is not None else _MISSING
         if data is _MISSING:
             todo.append((len(docs), raw, key))
             docs.append(None)
@@ -252,9 +246,9 @@ def load_all(paths: Sequence[str | Path], cache: ParseCache | None = None) -> li
         parsed = [parse_yaml(raw, name) for raw, name in zip(raws, names)]
     for (index, _, key), doc in zip(todo, parsed):
         docs[index] = doc
-        if doc.data is not None and not doc.problems and doc._text is not None:
+        if cache is not None and doc.data is not None and not doc.problems and doc._text is not None:
             cache.put(key, doc.data)
-    if todo:
+    if cache is not None and todo:
         cache.prune()
     return [doc for doc in docs if doc is not None]
 
@@ -295,16 +289,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _total_size(paths: Sequence[str | Path]) -> int:
-    total = 0
-    for path in paths:
-        try:
-            total += os.stat(path).st_size
-        except (OSError, ValueError):
-            pass  # load_yaml reports it
-    return total
 
 
 # libyaml composes ~10x faster than the pure-Python parser (100k users: seconds, not a minute).

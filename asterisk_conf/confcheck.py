@@ -12,6 +12,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from . import gcpause
+
 _SECTION = re.compile(r"^\[([A-Za-z0-9_.+-]+)\](\([!A-Za-z0-9_,-]*\))?$")
 _SETTING = re.compile(r"^([A-Za-z0-9_.+*#-]+)\s*(=>|=)\s*(.*)$")
 # Dialplan applications that jump to a context named in their first argument.
@@ -36,25 +38,30 @@ def parse(text: str, filename: str) -> tuple[list[Section], list[str]]:
     """Sections of an Asterisk config file, and every line that breaks its grammar."""
     sections: list[Section] = []
     errors: list[str] = []
+    # Bound once: this runs for every line of a 20 MB pjsip.conf (880,000 lines at 20,000 users).
+    section_match, setting_match = _SECTION.match, _SETTING.match
+    settings: list[tuple[str, str, int]] | None = None  # the last section's
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line or line.startswith(";"):
+        if not line or line[0] == ";":
             continue
-        if line.startswith("#"):
+        if line[0] == "#":
             errors.append(f"{filename}:{number}: directive {line.split()[0]!r} is never generated")
             continue
-        if match := _SECTION.match(line):
-            sections.append(Section(match.group(1), number))
+        if line[0] == "[" and (match := section_match(line)):
+            section = Section(match.group(1), number)
+            sections.append(section)
+            settings = section.settings
             continue
-        if match := _SETTING.match(line):
-            if not sections:
+        if match := setting_match(line):
+            if settings is None:
                 errors.append(f"{filename}:{number}: setting outside any section")
                 continue
-            value = match.group(3)
+            key, _, value = match.groups()
             # A backslash before it escapes a ";" (a SIP URI parameter such as ";lr").
-            if ";" in value.replace("\\;", ""):
+            if ";" in value and ";" in value.replace("\\;", ""):
                 errors.append(f"{filename}:{number}: ';' inside a value would start a comment")
-            sections[-1].settings.append((match.group(1), value, number))
+            settings.append((key, value, number))
             continue
         errors.append(f"{filename}:{number}: not an Asterisk config line: {line[:60]!r}")
     return sections, errors
@@ -62,6 +69,11 @@ def parse(text: str, filename: str) -> tuple[list[Section], list[str]]:
 
 def check(files: dict[str, str]) -> list[str]:
     """Every problem found in a rendered set of files; empty means it may be deployed."""
+    with gcpause.paused():  # a million small acyclic objects (see gcpause)
+        return _check(files)
+
+
+def _check(files: dict[str, str]) -> list[str]:
     errors: list[str] = []
     parsed: dict[str, list[Section]] = {}
     for name, text in files.items():

@@ -21,13 +21,15 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from base.paths import Paths
 
 from . import confcheck
 from .dialplan_patch import DialplanNotLive, DialplanPatch
 from .dialplan_patch import plan as plan_dialplan
+from .pjsip_patch import PjsipNotLive, PjsipPatch
+from .pjsip_patch import plan as plan_devices
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,8 @@ RELOAD_TARGETS = {
     "confbridge.conf": "app_confbridge.so",
     "prometheus.conf": "res_prometheus.so",
 }
-# Files whose change needs an Asterisk restart (the set of loaded modules).
-RESTART_FILES = frozenset({"modules.conf"})
+# Files whose change needs an Asterisk restart (the modules loaded, the stores res_pjsip reads).
+RESTART_FILES = frozenset({"modules.conf", "sorcery.conf"})
 KEEP_GENERATIONS = 10
 
 Reloader = Callable[[list[str]], Awaitable[None]]
@@ -57,6 +59,21 @@ Reloader = Callable[[list[str]], Awaitable[None]]
 DialplanPatcher = Callable[[DialplanPatch], Awaitable[None]]
 DIALPLAN = "extensions.conf"
 PATCHED_MARK = "dialplan-patched"  # in <home>/etc: the generation whose dialplan went in live
+DEVICES = "pjsip.conf"
+PUSHED_FILE = "pjsip-pushed"  # in <home>/etc: objects created live since res_pjsip's last reload
+ObjectRef = tuple[str, str]  # (type, id) of a res_pjsip object
+
+
+class DevicePusher(Protocol):
+    """Creates new SIP devices in the running Asterisk (asterisk_conf.pjsip_patch), in place of a
+    res_pjsip reload, and deletes them again once a reload has read them from the file."""
+
+    async def push(self, patch: PjsipPatch) -> None:
+        """Create the patch's objects; PjsipNotLive (nothing created) when Asterisk runs another
+        pjsip.conf than the one the patch was planned from."""
+
+    async def forget(self, objects: list[ObjectRef]) -> list[ObjectRef]:
+        """Delete pushed objects from Asterisk's memory store; those it could not delete."""
 
 
 class DeployError(Exception):
@@ -71,6 +88,7 @@ class DeployResult:
     restart_needed: bool = False
     asterisk_reached: bool = False
     patched: int = 0  # extensions changed live through AMI, in place of a pbx_config reload
+    pushed: int = 0  # devices created live through ARI, in place of a res_pjsip reload
 
 
 class Generations:
@@ -170,9 +188,11 @@ class Generations:
 
 
 async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *,
-                 patch_dialplan: DialplanPatcher | None = None) -> DeployResult:
+                 patch_dialplan: DialplanPatcher | None = None,
+                 push_devices: DevicePusher | None = None) -> DeployResult:
     """Check, stage, swap and reload. `reload` is None when Asterisk is not running. With
-    `patch_dialplan`, a change of extensions only goes in live instead of a pbx_config reload.
+    `patch_dialplan`, a change of extensions only goes in live instead of a pbx_config reload;
+    with `push_devices`, new devices alone go in live instead of a res_pjsip reload.
 
     On every failure the generation `current` pointed at before is what it points at after, and
     no generation that `current` or `previous` points at is ever deleted."""
@@ -199,50 +219,109 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
     result.restart_needed = old_generation is not None and bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
-        patch = _dialplan_patch(live, files, changed, patch_dialplan)
+        live_change = _LiveChange(gens, live, files, changed, patch_dialplan, push_devices)
+        reload = live_change.forgetting(reload)
         try:
-            result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
+            result.reloaded, result.patched, result.pushed = await live_change.apply(targets, reload)
         except Exception as exc:  # noqa: BLE001 - whatever the reloader raised, Asterisk did not take the files
             # The reload of the old files also undoes a patch that went in halfway.
             await _restore(gens, old_generation, new_generation, reload, targets,
                            f"Asterisk refused the new configuration ({exc})")
         result.asterisk_reached = True
-        _mark_patched(gens, new_generation if result.patched else None)
+        _mark_patched(gens, new_generation if result.patched or result.pushed else None)
     if old_generation is not None:
         _remember(gens, old_generation)
     gens.prune()
     return result
 
 
-def _dialplan_patch(live: dict[str, str], files: dict[str, str], changed: list[str],
-                    patcher: DialplanPatcher | None) -> DialplanPatch | None:
-    """The live change of the dialplan from the `live` files to `files`, when one can do."""
-    if patcher is None or DIALPLAN not in changed or DIALPLAN not in live or DIALPLAN not in files:
-        return None
-    return plan_dialplan(live[DIALPLAN], files[DIALPLAN])
+class _LiveChange:
+    """What of a change from the `live` files to `files` goes into the running Asterisk without
+    a module reload: extensions through AMI, new devices through ARI."""
+
+    def __init__(self, gens: Generations, live: dict[str, str], files: dict[str, str], changed: list[str],
+                 patcher: DialplanPatcher | None, pusher: DevicePusher | None) -> None:
+        self.gens, self.patcher, self.pusher = gens, patcher, pusher
+
+        def both(name: str) -> bool:
+            return name in changed and name in live and name in files
+        self.dialplan = plan_dialplan(live[DIALPLAN], files[DIALPLAN]) if patcher and both(DIALPLAN) else None
+        self.devices = plan_devices(live[DEVICES], files[DEVICES]) if pusher and both(DEVICES) else None
+
+    async def apply(self, targets: list[str], reload: Reloader) -> tuple[list[str], int, int]:
+        """Make live what can be and reload the rest of `targets`: what was reloaded, how many
+        extensions were patched and how many devices pushed."""
+        patched = pushed = 0
+        if self.dialplan is not None and self.patcher is not None:
+            try:
+                await self.patcher(self.dialplan)
+            except DialplanNotLive as exc:
+                log.info("dialplan reloaded, not changed live: %s", exc)
+            else:
+                patched = self.dialplan.extensions
+                targets = [t for t in targets if t != RELOAD_TARGETS[DIALPLAN]]
+        if self.devices is not None and self.pusher is not None:
+            # Noted first: whatever a push cut short created is deleted after the next reload.
+            _write_pushed(self.gens, _read_pushed(self.gens) + [(o.type, o.id) for o in self.devices.objects])
+            try:
+                await self.pusher.push(self.devices)
+            except PjsipNotLive as exc:
+                log.info("res_pjsip reloaded, devices not created live: %s", exc)
+            else:
+                pushed = self.devices.devices
+                targets = [t for t in targets if t != RELOAD_TARGETS[DEVICES]]
+        if targets:
+            await reload(targets)
+        return targets, patched, pushed
+
+    def forgetting(self, reload: Reloader) -> Reloader:
+        """`reload`, and after a reload of res_pjsip the deletion of what pushes created: the file
+        Asterisk has just read holds every device it should keep (a device removed since a push
+        would otherwise stay)."""
+        pusher, gens = self.pusher, self.gens
+        if pusher is None:
+            return reload
+
+        async def reload_and_forget(targets: list[str]) -> None:
+            await reload(targets)
+            pushed = _read_pushed(gens) if RELOAD_TARGETS[DEVICES] in targets else []
+            if pushed:
+                try:
+                    left = await pusher.forget(pushed)
+                except Exception as exc:  # noqa: BLE001 - the reload is done; only the clean-up failed
+                    log.warning("could not delete the SIP objects created live: %s", exc)
+                    left = pushed
+                _write_pushed(gens, left)
+                if left:
+                    log.warning("%d SIP object(s) created live could not be deleted after res_pjsip's "
+                                "reload (%s); the next deploy that reloads it tries again",
+                                len(left), ", ".join(f"{kind} {name}" for kind, name in left[:5]))
+
+        return reload_and_forget
 
 
-async def _apply(targets: list[str], reload: Reloader, patch: DialplanPatch | None,
-                 patcher: DialplanPatcher | None) -> tuple[list[str], int]:
-    """Patch the dialplan (when `patch` and Asterisk runs the dialplan it was planned from) and
-    reload the rest of `targets`; what was reloaded, and how many extensions were patched."""
-    patched = 0
-    if patch is not None and patcher is not None:
-        try:
-            await patcher(patch)
-        except DialplanNotLive as exc:
-            log.info("dialplan reloaded, not changed live: %s", exc)
-        else:
-            patched = patch.extensions
-            targets = [t for t in targets if t != RELOAD_TARGETS[DIALPLAN]]
-    if targets:
-        await reload(targets)
-    return targets, patched
+def _read_pushed(gens: Generations) -> list[ObjectRef]:
+    try:
+        lines = (gens.etc / PUSHED_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [(kind, name) for kind, _, name in (line.partition(" ") for line in lines) if name]
+
+
+def _write_pushed(gens: Generations, objects: list[ObjectRef]) -> None:
+    path = gens.etc / PUSHED_FILE
+    if not objects:
+        path.unlink(missing_ok=True)
+        return
+    unique = list(dict.fromkeys(objects))
+    tmp = path.with_name(PUSHED_FILE + ".new")
+    tmp.write_text("".join(f"{kind} {name}\n" for kind, name in unique), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _mark_patched(gens: Generations, generation: Path | None) -> None:
-    """Remember which generation's dialplan went in live (`vipbx doctor` asks): Asterisk's last
-    reload is older than that generation, yet it runs its dialplan."""
+    """Remember which generation went in live (its extensions or new devices; `vipbx doctor`
+    asks): Asterisk's last reload is older than that generation, yet it runs it."""
     mark = gens.etc / PATCHED_MARK
     try:
         if generation is None:
@@ -300,7 +379,8 @@ async def _restore(gens: Generations, old: Path | None, new: Path, reload: Reloa
 
 
 async def rollback(paths: Paths, reload: Reloader | None, *,
-                   patch_dialplan: DialplanPatcher | None = None) -> DeployResult:
+                   patch_dialplan: DialplanPatcher | None = None,
+                   push_devices: DevicePusher | None = None) -> DeployResult:
     """Swap back to the generation before the last deploy; if Asterisk refuses it, swap forth."""
     gens = Generations(paths)
     previous, current = gens.target(gens.previous), gens.target(gens.current)
@@ -313,13 +393,14 @@ async def rollback(paths: Paths, reload: Reloader | None, *,
     result.restart_needed = bool(RESTART_FILES & set(changed))
     targets = [RELOAD_TARGETS[name] for name in changed if name in RELOAD_TARGETS]
     if reload is not None and targets:
-        patch = _dialplan_patch(live, older, changed, patch_dialplan)
+        live_change = _LiveChange(gens, live, older, changed, patch_dialplan, push_devices)
+        reload = live_change.forgetting(reload)
         try:
-            result.reloaded, result.patched = await _apply(targets, reload, patch, patch_dialplan)
+            result.reloaded, result.patched, result.pushed = await live_change.apply(targets, reload)
         except Exception as exc:  # noqa: BLE001 - as in deploy()
             await _swap_forth(gens, current, previous, reload, targets, exc)
         result.asterisk_reached = True
-        _mark_patched(gens, previous if result.patched else None)
+        _mark_patched(gens, previous if result.patched or result.pushed else None)
     if current is not None:
         _remember(gens, current)
     return result

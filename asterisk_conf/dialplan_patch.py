@@ -23,6 +23,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from . import gcpause
+
 # More extensions than this are reloaded: the reload's cost does not grow with the change.
 MAX_EXTENSIONS = 2000
 HINT = "hint"
@@ -85,6 +87,11 @@ def stamp(text: str) -> str:
 def plan(old: str, new: str, limit: int = MAX_EXTENSIONS) -> DialplanPatch | None:
     """The AMI steps that turn the dialplan of `old` into that of `new`, or None when only a
     reload can (or more than `limit` extensions change)."""
+    with gcpause.paused():  # both files as lists of lines, freed before it resumes (see gcpause)
+        return _plan(old, new, limit)
+
+
+def _plan(old: str, new: str, limit: int) -> DialplanPatch | None:
     read_old, read_new = _read(old), _read(new)
     if read_old is None or read_new is None:
         return None

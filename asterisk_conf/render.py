@@ -16,7 +16,7 @@ from base.model import Config, Tenant, Trunk, User
 from base.paths import CALL_RECORDINGS
 from base.secrets import SecretStore
 
-from . import conffilters, dialplan_order, dialplan_patch
+from . import conffilters, dialplan_order, dialplan_patch, gcpause, pjsip_patch
 
 # Output file → template. Order is the order files are written and checked.
 FILES = (
@@ -37,6 +37,7 @@ FILES = (
     "ccss.conf",
     "confbridge.conf",
     "prometheus.conf",
+    "sorcery.conf",
 )
 # Files Asterisk looks for at start whose defaults are right for us: rendered empty.
 QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf")
@@ -111,6 +112,11 @@ def environment() -> jinja2.Environment:
 
 def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     """Every generated file name → its text."""
+    with gcpause.paused():  # a view per user, a string per line (see gcpause)
+        return _render_config(config, secrets)
+
+
+def _render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     views = user_views(config)
     # One pass over the users, not one per tenant (that was tenants x users: quadratic).
     users_by_tenant: dict[str, list[UserView]] = {t.id: [] for t in config.tenants}
@@ -148,6 +154,7 @@ def render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
     env = environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in FILES}
     files["extensions.conf"] = dialplan_patch.stamp(dialplan_order.descending(files["extensions.conf"]))
+    files["pjsip.conf"] = pjsip_patch.stamp(files["pjsip.conf"])
     quiet = env.get_template("quiet.conf.j2").render(context)
     files.update({name: quiet for name in QUIET_FILES})
     return files

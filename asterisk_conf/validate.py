@@ -7,13 +7,13 @@ tenant may hold is `schema/`.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from base.model import Config
 
+from . import gcpause
 from .checks import Checker, Fields, Loc, Place, Uniques, list_items
 from .errors import ConfigError, Problem
 from .schema.cluster import named_nodes_fit
@@ -49,13 +49,8 @@ def _documents(chk: Checker, paths: Sequence[str | Path], cache: ParseCache | No
 def _check(paths: Sequence[str | Path], cache: ParseCache | None = None) -> tuple[Config | None, list[Problem]]:
     # The parsed trees are acyclic, so reference counting frees them; the cyclic collector would
     # only rescan hundreds of thousands of young objects again and again (superlinear time).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gcpause.paused():
         return _check_all(paths, cache)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _check_all(paths: Sequence[str | Path], cache: ParseCache | None) -> tuple[Config | None, list[Problem]]:

@@ -13,8 +13,8 @@ render: `make_tenants.py` writes the tenants; the platform has NODES serving nod
   does: the first one fills it, the change parses the one changed file.
 boot: the first serving node's files from the same platform in a real Asterisk (127.0.0.80; AMI
   19038), the time to fully booted and its memory, then the one-user change deployed to it with
-  an AMI reloader like `vipbx cluster deploy`'s (extensions changed live, the other modules
-  reloaded), timing each step.
+  an AMI reloader like `vipbx cluster deploy`'s (extensions changed live through AMI, the new
+  device through ARI, the other modules reloaded), timing each step.
 edge: Debian's Kamailio on the rendered edge configuration (127.0.0.90:26060) with the routing
   table of USERS users, SIPp stand-ins for the nodes (127.0.0.91-95, answering at once) and a
   SIPp carrier (127.0.0.97) calling random users' numbers at RATE calls/s for SECONDS; the same
@@ -161,8 +161,10 @@ def render_part(args: argparse.Namespace, work: Path) -> None:
 def boot_part(args: argparse.Namespace, work: Path) -> None:
     from asterisk_conf.deploy import deploy
     from asterisk_conf.dialplan_patch import DialplanPatch
+    from asterisk_conf.pjsip_patch import PjsipPatch
+    from asterisk_conf.render import ARI_USER
     from asterisk_host import AsteriskInstance, AsteriskRuntime
-    from cli.reload import RELOAD_TIMEOUT, ami_dialplan_patcher
+    from cli.reload import RELOAD_TIMEOUT, AriDevicePusher, ami_dialplan_patcher
 
     files = write_platform(args.tenants, args.users, args.nodes, work / "yaml")
     home = Paths(work / "home")
@@ -191,13 +193,27 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
             reloads[f"dialplan live ({change.extensions} extensions, {len(change.steps)} AMI actions)"] = (
                 time.perf_counter() - begun)
 
+        http = config.platform.http
+        pusher = AriDevicePusher(f"http://{http.bind}:{http.port}/ari", ARI_USER, secrets.get("ari"), RELOAD_TIMEOUT)
+
+        class TimedPusher:
+            async def push(self, change: PjsipPatch) -> None:
+                begun = time.perf_counter()
+                await pusher.push(change)
+                reloads[f"devices live ({change.devices} device, {len(change.objects)} ARI requests)"] = (
+                    time.perf_counter() - begun)
+
+            async def forget(self, objects: list[tuple[str, str]]) -> list[tuple[str, str]]:
+                return await pusher.forget(objects)
+
         steps: dict[str, float] = {}
         start = time.perf_counter()
         changed = timed("validate", steps, lambda: load_config(files, ParseCache(home.yaml_cache)))
         placement = timed("place", steps, lambda: place(changed, placement.tenants))
         rendered = timed("render", steps, lambda: render_node(changed, placement, node, secrets))
         result = timed("deploy", steps, lambda: asyncio.run(deploy(
-            node_home, rendered, timed_reloader(settings, reloads), patch_dialplan=timed_patch)))
+            node_home, rendered, timed_reloader(settings, reloads), patch_dialplan=timed_patch,
+            push_devices=TimedPusher())))
         change = time.perf_counter() - start
         found = instance.cli("pjsip show endpoint t000-bench-new")
         assert "t000-bench-new" in found, found

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import click
 
+from asterisk_conf.deploy import RESTART_FILES
+from asterisk_conf.render import ARI_USER
 from base.ami import AmiError, AmiSettings, ami_session
 from base.model import Config, Node
 from base.paths import Paths
@@ -25,9 +27,9 @@ from cluster.edge_config import render_cluster_edge
 from cluster.placement import Placement, PlacementError, load, place, save
 
 from . import args as cliargs
-from .context import AMI_USER, Context
+from .context import AMI_USER, Context, ari_url
 from .context import load as load_files
-from .reload import ami_dialplan_patcher, ami_reloader, ami_timeouts
+from .reload import AriDevicePusher, ami_dialplan_patcher, ami_reloader, ami_timeouts
 
 config_files = cliargs.config_files()
 
@@ -100,8 +102,14 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
             return None
         return ami_dialplan_patcher(_node_ami(config, node, secret), ami_timeout, reload_timeout)
 
+    def pusher_for(node: Node):  # type: ignore[no-untyped-def]
+        if no_reload:
+            return None
+        # Where the deploying host cannot reach the node's ARI (loopback there), the node reloads.
+        return AriDevicePusher(ari_url(config, node.address), ARI_USER, ctx.secrets.get("ari"), ami_timeout)
+
     done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for,
-                                    patcher_for=patcher_for))
+                                    patcher_for=patcher_for, pusher_for=pusher_for))
     for each in done:
         click.echo(_deployed_line(each))
     if done and done[-1].error:
@@ -214,10 +222,12 @@ def _deployed_line(each: NodeDeploy) -> str:
     line = f"{each.node}: generation {each.result.generation}; changed {', '.join(each.result.changed)}"
     if each.result.patched:
         line += f"; {each.result.patched} dialplan extension(s) changed live"
+    if each.result.pushed:
+        line += f"; {each.result.pushed} SIP device(s) created live"
     if each.result.reloaded:
         line += f"; reloaded {', '.join(each.result.reloaded)}"
     if each.result.restart_needed:
-        line += "; modules.conf changed: restart this node's Asterisk"
+        line += f"; {', '.join(sorted(set(each.result.changed) & RESTART_FILES))} changed: restart this node's Asterisk"
     return line
 
 

@@ -74,6 +74,14 @@ def ami_settings(config: Config, secret: str) -> AmiSettings:
     return AmiSettings(host, config.platform.ami.port, AMI_USER, secret)
 
 
+def ari_url(config: Config, host: str | None = None) -> str:
+    """ARI's base URL: at `host` (a cluster node's address) or where http.conf binds it."""
+    http = config.platform.http
+    host = host or ("127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{http.port}/ari"
+
+
 def deployed_ami(paths: Paths, config: Config) -> AmiSettings | None:
     """AMI of the PBX, or None when it has never been deployed (no secrets yet): reading must not
     generate a secret."""

@@ -33,7 +33,7 @@ from .asterisk import asterisk, running_pid
 from .backup import backup_command, restore_command
 from .cluster import cluster_group
 from .conference import conference_group
-from .context import Context, ami_settings, load
+from .context import Context, ami_settings, ari_url, load
 from .doctor import doctor
 from .forward import callwaiting_group, forward_group
 from .phone import phone
@@ -41,7 +41,7 @@ from .presence import presence_group
 from .progress import progress
 from .prompts import prompts_group
 from .recording import recording_group
-from .reload import ami_dialplan_patcher, ami_reloader, ami_timeouts
+from .reload import AriDevicePusher, ami_dialplan_patcher, ami_reloader, ami_timeouts
 from .service import service_group
 from .voicemail import voicemail
 from .web import web_group
@@ -143,7 +143,8 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     rendered = _rendered(config, obj)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
-                                        lambda r, p: deploying.deploy(obj.paths, rendered, r, patch_dialplan=p)))
+                                        lambda r, p, d: deploying.deploy(obj.paths, rendered, r, patch_dialplan=p,
+                                                                                 push_devices=d)))
     _report(result, "deployed")
 
 
@@ -161,19 +162,22 @@ def rollback(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout:
     config = load(files)
     timeouts = (ami_timeout, reload_timeout)
     result = asyncio.run(_with_reloader(obj, config, no_reload, timeouts,
-                                        lambda r, p: deploying.rollback(obj.paths, r, patch_dialplan=p)))
+                                        lambda r, p, d: deploying.rollback(obj.paths, r, patch_dialplan=p,
+                                                                                   push_devices=d)))
     _report(result, "rolled back to")
 
 
 async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts: tuple[float, float],
                          action):  # type: ignore[no-untyped-def]
     settings = ami_settings(config, obj.secrets.get("ami"))
-    reload = patch = None
+    reload = patch = push = None
     if not no_reload:
         try:
             async with ami_session(settings, timeout=timeouts[0]):
                 reload = ami_reloader(settings, *timeouts, progress=progress())
                 patch = ami_dialplan_patcher(settings, *timeouts, progress=progress())
+                push = AriDevicePusher(ari_url(config), ARI_USER, obj.secrets.get("ari"), timeouts[0],
+                                       progress=progress())
         except AmiTimeout as exc:
             # Something listens but does not answer: Asterisk may be hung. Swapping files in that
             # nobody reloads would leave the next start to find out whether they work.
@@ -188,7 +192,7 @@ async def _with_reloader(obj: Context, config: Config, no_reload: bool, timeouts
                     f"({exc}): nothing deployed, the live configuration stays") from exc
             click.echo(f"note: Asterisk not reachable ({exc}); the files take effect when it starts", err=True)
     try:
-        return await action(reload, patch)
+        return await action(reload, patch, push)
     except deploying.DeployError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -212,10 +216,13 @@ def _report(result: deploying.DeployResult, verb: str) -> None:
     click.echo(f"{verb} generation {result.generation}; changed: {', '.join(result.changed)}")
     if result.patched:
         click.echo(f"dialplan: {result.patched} extension(s) changed live, without a reload")
+    if result.pushed:
+        click.echo(f"SIP: {result.pushed} new device(s) created live, without a reload")
     if result.reloaded:
         click.echo(f"reloaded: {', '.join(result.reloaded)}")
     if result.restart_needed:
-        click.echo("modules.conf changed: restart Asterisk (`vipbx asterisk stop && vipbx asterisk start`) to load or unload modules", err=True)
+        click.echo(f"{', '.join(sorted(set(result.changed) & deploying.RESTART_FILES))} changed: restart Asterisk "
+                   "(`vipbx asterisk stop && vipbx asterisk start`) to load them", err=True)
 
 
 @main.command()
@@ -229,15 +236,12 @@ def serve(obj: Context, files: tuple[str, ...]) -> None:
     """
     os.umask(SERVE_UMASK)
     config = load(files)
-    http = config.platform.http
-    host = "127.0.0.1" if http.bind in ("0.0.0.0", "::") else http.bind
-    host = f"[{host}]" if ":" in host else host
     plugin, deps = plugins.load(config, obj.paths, ami_settings(config, obj.secrets.get("ami")), obj.secrets.get)
     # The configuration lives as long as the process: keep the collector from walking it on every
     # full collection (20-35 ms pauses with 10,000 users, in the middle of calls' routing answers).
     gc.collect()
     gc.freeze()
-    service = Service(config, f"http://{host}:{http.port}/ari", ARI_USER, obj.secrets.get("ari"),
+    service = Service(config, ari_url(config), ARI_USER, obj.secrets.get("ari"),
                       agi_key=obj.secrets.get(AGI_KEY), handlers=plugin.handlers, background=plugin.background,
                       state=deps.callstate, on_connect=plugin.on_connect, sounds_dir=obj.paths.sounds,
                       resumers=plugin.resumers)

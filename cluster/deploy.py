@@ -28,6 +28,7 @@ from .placement import Placement
 NodeRenderer = Callable[[Config, Placement, Node, SecretStore], dict[str, str]]
 ReloaderFor = Callable[[Node], "deploying.Reloader | None"]
 PatcherFor = Callable[[Node], "deploying.DialplanPatcher | None"]
+PusherFor = Callable[[Node], "deploying.DevicePusher | None"]
 INPUTS_FILE = "inputs.sha256"  # in a node's etc/: the digest of what its live files were made from
 
 
@@ -53,7 +54,8 @@ def rolling_order(nodes: tuple[Node, ...]) -> list[Node]:
 
 async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secrets: SecretStore,
                        reloader_for: ReloaderFor, render: NodeRenderer = render_node, *,
-                       patcher_for: PatcherFor | None = None) -> list[NodeDeploy]:
+                       patcher_for: PatcherFor | None = None,
+                       pusher_for: PusherFor | None = None) -> list[NodeDeploy]:
     """Every node in rolling order; stops at the first that fails (its own deploy rolled it back)."""
     done: list[NodeDeploy] = []
     for node in rolling_order(config.platform.nodes):
@@ -66,7 +68,9 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
         files = render(config, placement, node, secrets)
         try:
             patcher = patcher_for(node) if patcher_for else None
-            result = await deploying.deploy(own, files, reloader_for(node), patch_dialplan=patcher)
+            pusher = pusher_for(node) if pusher_for else None
+            result = await deploying.deploy(own, files, reloader_for(node), patch_dialplan=patcher,
+                                            push_devices=pusher)
         except deploying.DeployError as exc:
             done.append(NodeDeploy(node.name, error=str(exc)))
             break

@@ -34,12 +34,12 @@ from pgserver import PgServer
 from support import PbxObserver, Person, eventually
 from test_voicemail import SipSniffer, leave_message
 
-from asterisk_conf.render import AMI_USER
+from asterisk_conf.render import AMI_USER, ARI_USER
 from asterisk_host import AsteriskRuntime
 from base.ami import AmiSettings
-from base.model import Config, Node, TenantNumber
+from base.model import Config, Device, Node, TenantNumber
 from base.paths import Paths
-from cli.reload import ami_dialplan_patcher, ami_reloader
+from cli.reload import AriDevicePusher, ami_dialplan_patcher, ami_reloader
 from cluster import edge_control
 from cluster.deploy import deploy_nodes, live_generation
 from cluster.edge import write_edge_files
@@ -53,6 +53,8 @@ ANNA = Person("acme", "anna.virtanen", "+358401110001", "acme-anna-soft", "")  #
 JAMES = Person("borealis", "james.taylor", "+358501220001", "borealis-james-soft", "")  # on node2
 OUTSIDE = "+358451234567"
 NEW_NUMBER = "+358501220099"  # a number the deploy test gives James
+# A user the deploy test adds to borealis (node2), with a device of her own.
+OLIVIA = Person("borealis", "olivia.brown", "+358501220077", "borealis-olivia-soft", "")
 VOICEMAIL = "+358201243100"
 
 
@@ -202,14 +204,19 @@ async def test_voicemail_number_keeps_each_message_in_its_mailbox_and_mwi_crosse
         sniffer.close()
 
 
-async def test_a_new_number_deploys_to_its_nodes_only_and_the_edge_routes_it_at_once(
+async def test_a_new_user_and_number_deploy_to_their_nodes_only_live_and_the_edge_routes_them_at_once(
         running: Cluster, phone: TestPhone) -> None:
     paths = Paths(running.home)
     secret = running.secrets.get("ami")
     old = running.config
     borealis = next(t for t in old.tenants if t.id == JAMES.tenant)
-    extra = replace(borealis, numbers=(*borealis.numbers, TenantNumber(NEW_NUMBER, JAMES.user)))
+    james = next(u for u in borealis.users if u.id == JAMES.user)
+    olivia = replace(james, id=OLIVIA.user, name="Olivia Brown", number=OLIVIA.number, extension="177",
+                     email=None, devices=(Device(OLIVIA.device),))
+    extra = replace(borealis, numbers=(*borealis.numbers, TenantNumber(NEW_NUMBER, JAMES.user)),
+                    users=(*borealis.users, olivia))
     new = replace(old, tenants=tuple(extra if t.id == JAMES.tenant else t for t in old.tenants))
+    assert running.phone is not None
 
     def reloader_for(node: Node):  # type: ignore[no-untyped-def]
         # Where `vipbx cluster deploy` reaches a node: its address, the platform's AMI port.
@@ -218,30 +225,59 @@ async def test_a_new_number_deploys_to_its_nodes_only_and_the_edge_routes_it_at_
     def patcher_for(node: Node):  # type: ignore[no-untyped-def]
         return ami_dialplan_patcher(AmiSettings(node.address, old.platform.ami.port, AMI_USER, secret), 5, 60)
 
+    def pusher_for(node: Node):  # type: ignore[no-untyped-def]
+        http = running.nodes[node.name].config.platform.http
+        return AriDevicePusher(f"http://{http.bind}:{http.port}/ari", ARI_USER, running.secrets.get("ari"), 60)
+
     async def roll(config: Config) -> tuple[list[str], dict[str, tuple[list[str], int]]]:
         edge_changed = write_edge_files(
             render_cluster_edge(config, running.placement, running.edge_dir / "data", running.edge.run_dir),
             running.edge_files, running.edge_dir / "kamailio.cfg")
         reloaded = edge_control.reload_changed(running.edge.run_dir, edge_changed)
         done = await deploy_nodes(paths, config, running.placement, running.secrets, reloader_for, render_for_test,
-                                  patcher_for=patcher_for)
+                                  patcher_for=patcher_for, pusher_for=pusher_for)
         assert [d.error for d in done if d.error] == []
-        return reloaded, {d.node: (d.result.reloaded, d.result.patched) for d in done if d.result is not None}
+        return reloaded, {d.node: (d.result.reloaded, d.result.patched, d.result.pushed)
+                          for d in done if d.result is not None}
+
+    async def phone_has(config: Config) -> None:
+        """The test phone's devices are those of `config`, registered through the edge."""
+        assert running.phone is not None
+        running.phone.configure(config, running.phone.settings)
+        running.phone.asterisk.cli("module reload res_pjsip.so")
+        state = await asyncio.to_thread(running.phone.wait_registered, timeout=30)
+        assert all(state.get(d) == "Registered" for d in running.phone.devices), state
 
     try:
         edge_reloaded, nodes_reloaded = await roll(new)
-        # Node1 serves neither the tenant nor the number: untouched. Node2 and the standby (which
-        # carries every tenant) get the number's extension in their running dialplan, without a
-        # pbx_config reload; the edge reads its new table.
+        # Node1 serves neither the tenant nor the numbers: untouched. Node2 and the standby (which
+        # carries every tenant) get the extensions in their running dialplan and Olivia's device
+        # in their running SIP stack, without a pbx_config or res_pjsip reload; the edge reads
+        # its new table.
         assert edge_reloaded == ["routes"]
-        assert nodes_reloaded == {"node1": ([], 0), "node2": ([], 1), "standby1": ([], 1)}
+        assert nodes_reloaded["node1"] == ([], 0, 0)
+        for node in ("node2", "standby1"):
+            reloaded, patched, pushed = nodes_reloaded[node]
+            assert "res_pjsip.so" not in reloaded and "pbx_config.so" not in reloaded and pushed == 1, reloaded
+            assert patched >= 3, patched  # her number and extension, James's new number
         call = await phone.call(NEW_NUMBER, caller_number=OUTSIDE)
         assert await ring_and_answer(phone, running, call, JAMES) == "node2"
         await call.hangup()
         await call.wait_hangup(10)
+        # Olivia's softphone registers through the edge with the node2 device made live, and a
+        # call to her number rings it there.
+        await phone_has(new)
+        call = await phone.call(OLIVIA.number, caller_number=OUTSIDE)
+        assert await ring_and_answer(phone, running, call, OLIVIA) == "node2"
+        await call.hangup()
+        await call.wait_hangup(10)
     finally:
         await roll(old)
+        await phone_has(old)
     assert live_generation(paths, "node1") == "0001"
+    # Her removal reloaded res_pjsip, and the device made live went with it.
+    shown = running.nodes["node2"].pbx.cli(f"pjsip show endpoint {OLIVIA.device}")
+    assert "Unable to find object" in shown, shown
 
 
 async def test_a_killed_node_loses_its_calls_and_the_standby_takes_over_with_every_message(

@@ -74,6 +74,19 @@ def assert_same_as_the_files(vipbx: Vipbx) -> None:
     assert patched == reloaded
 
 
+def device_as_asterisk_shows_it(vipbx: Vipbx, device: str) -> str:
+    """The endpoint, its aor and its auth as Asterisk has them, whichever store they came from."""
+    return "\n".join(vipbx.cli(f"pjsip show {kind} {device}") for kind in ("endpoint", "aor", "auth"))
+
+
+def assert_device_same_as_the_files(vipbx: Vipbx, device: str) -> None:
+    """A device created live through ARI is the one a res_pjsip reload of the file gives."""
+    pushed = device_as_asterisk_shows_it(vipbx, device)
+    assert "VIPBX_TENANT" in pushed and "password" in pushed and "mailboxes" in pushed, pushed
+    vipbx.cli("module reload res_pjsip.so")
+    assert device_as_asterisk_shows_it(vipbx, device) == pushed
+
+
 def test_first_deploy_is_live_with_every_device(vipbx: Vipbx) -> None:
     assert endpoints(vipbx) == {
         "carrier", "acme-anna-soft", "acme-mikko-soft", "acme-mikko-desk", "acme-sara-soft",
@@ -97,8 +110,11 @@ def test_diff_deploy_and_rollback_change_the_running_pbx_without_restart(vipbx: 
         assert "changed: extensions.conf, pjsip.conf, voicemail.conf" in out
         # The user's extensions go into the running dialplan through AMI: no pbx_config reload.
         assert re.search(r"^dialplan: [1-9]\d* extension\(s\) changed live, without a reload$", out, re.MULTILINE), out
-        assert "reloaded: res_pjsip.so, app_voicemail.so" in out
+        # Its device goes in through ARI: no res_pjsip reload either.
+        assert re.search(r"^SIP: 1 new device\(s\) created live, without a reload$", out, re.MULTILINE), out
+        assert "reloaded: app_voicemail.so" in out
         assert "acme-pekka-soft" in endpoints(vipbx)
+        assert_device_same_as_the_files(vipbx, "acme-pekka-soft")
         assert "'104' =>" in vipbx.cli("dialplan show 104@vipbx-t-acme")
         assert "358401110004" in vipbx.cli("voicemail show users for acme")
         assert_same_as_the_files(vipbx)
@@ -129,6 +145,9 @@ def test_a_dialplan_asterisk_does_not_run_is_reloaded_not_patched(vipbx: Vipbx, 
         files["acme"].write_text(original + NEW_USER + second, encoding="utf-8")
         out = vipbx("deploy", *args(files)).stdout
         assert "changed live" not in out and "reloaded: pbx_config.so" in out, out
+        # Nor are its devices pushed: Asterisk does not run the live pjsip.conf either.
+        assert "created live" not in out and "res_pjsip.so" in out, out
+        assert {"acme-pekka-soft", "acme-liisa-soft"} <= endpoints(vipbx)
         for exten in ("104", "105"):
             assert f"'{exten}' =>" in vipbx.cli(f"dialplan show {exten}@vipbx-t-acme")
         assert_same_as_the_files(vipbx)

@@ -50,8 +50,9 @@ RELOAD_TARGETS = {
     "confbridge.conf": "app_confbridge.so",
     "prometheus.conf": "res_prometheus.so",
 }
-# Files whose change needs an Asterisk restart (the modules loaded, the stores res_pjsip reads).
-RESTART_FILES = frozenset({"modules.conf", "sorcery.conf"})
+# Files whose change needs an Asterisk restart (the modules loaded, where res_pjsip and
+# app_voicemail read their objects).
+RESTART_FILES = frozenset({"modules.conf", "sorcery.conf", "extconfig.conf", "res_pgsql.conf"})
 KEEP_GENERATIONS = 10
 
 Reloader = Callable[[list[str]], Awaitable[None]]

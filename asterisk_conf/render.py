@@ -14,9 +14,16 @@ import jinja2
 
 from base.model import Config, Tenant, Trunk, User
 from base.paths import CALL_RECORDINGS
-from base.secrets import SecretStore
+from base.secrets import POSTGRESQL_SECRET, SecretStore
 
-from . import conffilters, dialplan_order, dialplan_patch, gcpause, pjsip_patch
+from . import (
+    conffilters,
+    dialplan_order,
+    dialplan_patch,
+    gcpause,
+    mailbox_table,
+    pjsip_patch,
+)
 
 # Output file → template. Order is the order files are written and checked.
 FILES = (
@@ -38,6 +45,8 @@ FILES = (
     "confbridge.conf",
     "prometheus.conf",
     "sorcery.conf",
+    "extconfig.conf",
+    "res_pgsql.conf",
 )
 # Files Asterisk looks for at start whose defaults are right for us: rendered empty.
 QUIET_FILES = ("acl.conf", "udptl.conf", "pjproject.conf", "websocket_client.conf")
@@ -136,6 +145,9 @@ def _render_config(config: Config, secrets: SecretStore) -> dict[str, str]:
             for codecs in {device.codecs for view in views for device in view.user.devices}
         },
         "call_recordings": CALL_RECORDINGS,
+        # A cluster's nodes read their mailboxes from a table (asterisk_conf/mailbox_table.py).
+        "mailbox_table": mailbox_table.TABLE if mailbox_table.in_table(config.platform) else "",
+        "postgresql_password": secrets.get(POSTGRESQL_SECRET) if mailbox_table.in_table(config.platform) else "",
         "ari_user": ARI_USER,
         "prometheus_user": PROMETHEUS_USER,
         "ami_user": AMI_USER,

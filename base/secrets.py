@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 _TOKEN_BYTES = 18  # 24 URL-safe characters: far beyond online guessing
+POSTGRESQL_SECRET = "postgresql"  # the state database's password (the call state; a cluster's mailboxes)
 
 
 class SecretStore:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -72,6 +74,7 @@ from cluster.placement import place
 KAMAILIO = "/usr/sbin/kamailio"
 UAS = HERE.parent / "tests" / "e2e" / "sipp" / "edge_node.xml"
 UAC = HERE / "sipp" / "uac_rtt.xml"
+PG_PORT = 15952  # the PostgreSQL of `boot` (127.0.0.1)
 NODE_BASE = "127.0.0.8"  # nodes 127.0.0.81.., standbys 127.0.0.86.. (render and boot)
 EDGE_IP, EDGE_PORT = "127.0.0.90", 26060
 STAND_INS = [f"127.0.0.{91 + i}" for i in range(5)]
@@ -79,9 +82,11 @@ CARRIER_IP = "127.0.0.97"
 SO_TIMESTAMPNS = 35  # socket.h: kernel receive time as a timespec
 
 
-def platform_yaml(nodes: int) -> str:
+def platform_yaml(nodes: int, pg_port: int | None = None) -> str:
     lines = [
         "platform:",
+        *([f"  state_database: {{backend: postgresql, host: 127.0.0.1, port: {pg_port}, name: bench}}"]
+          if pg_port else []),
         "  sip: {bind: 127.0.0.80, port: 19060}",
         "  http: {bind: 127.0.0.80, port: 19088}",
         "  ami: {bind: 127.0.0.80, port: 19038}",
@@ -98,9 +103,9 @@ def platform_yaml(nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_platform(tenants: int, users: int, nodes: int, folder: Path) -> list[str]:
+def write_platform(tenants: int, users: int, nodes: int, folder: Path, pg_port: int | None = None) -> list[str]:
     paths = write(tenants, users, folder)
-    (folder / "platform.yaml").write_text(platform_yaml(nodes), encoding="utf-8")
+    (folder / "platform.yaml").write_text(platform_yaml(nodes, pg_port), encoding="utf-8")
     return [str(p) for p in paths]
 
 
@@ -159,18 +164,43 @@ def render_part(args: argparse.Namespace, work: Path) -> None:
 
 
 def boot_part(args: argparse.Namespace, work: Path) -> None:
+    sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
+    from pgserver import PgServer, find_bindir
+
+    # The call state on PostgreSQL, as a cluster has it: the node reads its mailboxes from there.
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("boot needs the PostgreSQL server programs (initdb, pg_ctl, postgres)")
+    # Its own folder under /tmp: the server runs as `postgres`, which cannot enter `work`.
+    folder = Path(tempfile.mkdtemp(prefix="vipbx-bench-pg-"))
+    pg = PgServer(bindir, folder, port=PG_PORT)
+    try:
+        pg.start()
+        pg.create_database("bench")
+        boot_node(args, work, pg.password)
+    finally:
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def boot_node(args: argparse.Namespace, work: Path, pg_password: str) -> None:
     from asterisk_conf.deploy import deploy
     from asterisk_conf.dialplan_patch import DialplanPatch
     from asterisk_conf.pjsip_patch import PjsipPatch
     from asterisk_conf.render import ARI_USER
     from asterisk_host import AsteriskInstance, AsteriskRuntime
     from cli.reload import RELOAD_TIMEOUT, AriDevicePusher, ami_dialplan_patcher
+    from cluster.mailboxes import sync_mailboxes
 
-    files = write_platform(args.tenants, args.users, args.nodes, work / "yaml")
+    files = write_platform(args.tenants, args.users, args.nodes, work / "yaml", PG_PORT)
     home = Paths(work / "home")
+    home.home.mkdir(parents=True, exist_ok=True)
+    home.secrets.write_text(json.dumps({"postgresql": pg_password}), encoding="utf-8")
+    home.secrets.chmod(0o600)
     secrets = SecretStore(home.secrets)
     config = load_config(files, ParseCache(home.yaml_cache))
     placement = place(config)
+    sync_mailboxes(config, secrets.get)
     node = config.platform.nodes[0]
     node_home = node_paths(home, node.name)
     asyncio.run(deploy(node_home, render_node(config, placement, node, secrets), None))
@@ -210,6 +240,7 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
         start = time.perf_counter()
         changed = timed("validate", steps, lambda: load_config(files, ParseCache(home.yaml_cache)))
         placement = timed("place", steps, lambda: place(changed, placement.tenants))
+        timed("mailbox table", steps, lambda: sync_mailboxes(changed, secrets.get))
         rendered = timed("render", steps, lambda: render_node(changed, placement, node, secrets))
         result = timed("deploy", steps, lambda: asyncio.run(deploy(
             node_home, rendered, timed_reloader(settings, reloads), patch_dialplan=timed_patch,
@@ -217,6 +248,8 @@ def boot_part(args: argparse.Namespace, work: Path) -> None:
         change = time.perf_counter() - start
         found = instance.cli("pjsip show endpoint t000-bench-new")
         assert "t000-bench-new" in found, found
+        found = instance.cli("voicemail show users for t000")
+        assert "358499999999" in found, found
     finally:
         instance.stop()
     print(f"{node.name}: {placement.users[node.name]:,} users; fully booted in {boot:.1f} s, RSS {rss:.0f} MB")

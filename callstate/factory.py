@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from base.model import Config, StateDatabase
+from base.secrets import POSTGRESQL_SECRET
 
 from .db import Backend, Database
 from .errors import StorageError
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresDatabase
 
 DB_FILE_NAME = "state.sqlite3"
-PASSWORD_SECRET = "postgresql"  # the generated secret in secrets.json, never YAML
+PASSWORD_SECRET = POSTGRESQL_SECRET  # the generated secret in secrets.json, never YAML
 
 SecretGetter = Callable[[str], str]
 

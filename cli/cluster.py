@@ -24,6 +24,7 @@ from cluster import edge_control
 from cluster.deploy import NodeDeploy, deploy_nodes, live_generation
 from cluster.edge import Edge, write_edge_files
 from cluster.edge_config import render_cluster_edge
+from cluster.mailboxes import MailboxSync, MailboxSyncError
 from cluster.placement import Placement, PlacementError, load, place, save
 
 from . import args as cliargs
@@ -108,8 +109,17 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
         # Where the deploying host cannot reach the node's ARI (loopback there), the node reloads.
         return AriDevicePusher(ari_url(config, node.address), ARI_USER, ctx.secrets.get("ari"), ami_timeout)
 
-    done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for,
-                                    patcher_for=patcher_for, pusher_for=pusher_for))
+    def mailboxes_written(synced: MailboxSync) -> None:
+        if synced.any:
+            click.echo(f"mailboxes: {synced.added} added, {synced.changed} changed, {synced.removed} removed "
+                       "in the mailbox table")
+
+    try:
+        done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for,
+                                        patcher_for=patcher_for, pusher_for=pusher_for,
+                                        on_mailboxes=mailboxes_written))
+    except MailboxSyncError as exc:
+        raise click.ClickException(f"{exc}; no node was deployed") from exc
     for each in done:
         click.echo(_deployed_line(each))
     if done and done[-1].error:

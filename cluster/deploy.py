@@ -9,6 +9,7 @@ the configuration they run."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from base.model import Config, Node
 from base.paths import Paths
 from base.secrets import SecretStore
 
+from .mailboxes import MailboxSync, sync_mailboxes
 from .nodes import node_config, render_node
 from .placement import Placement
 
@@ -55,8 +57,14 @@ def rolling_order(nodes: tuple[Node, ...]) -> list[Node]:
 async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secrets: SecretStore,
                        reloader_for: ReloaderFor, render: NodeRenderer = render_node, *,
                        patcher_for: PatcherFor | None = None,
-                       pusher_for: PusherFor | None = None) -> list[NodeDeploy]:
-    """Every node in rolling order; stops at the first that fails (its own deploy rolled it back)."""
+                       pusher_for: PusherFor | None = None,
+                       on_mailboxes: Callable[[MailboxSync], None] | None = None) -> list[NodeDeploy]:
+    """The mailbox table first (a cluster on PostgreSQL: MailboxSyncError and nothing deployed
+    when it cannot be written), then every node in rolling order; stops at the first that fails
+    (its own deploy rolled it back)."""
+    synced = await asyncio.to_thread(sync_mailboxes, config, secrets.get)
+    if synced is not None and on_mailboxes is not None:
+        on_mailboxes(synced)
     done: list[NodeDeploy] = []
     for node in rolling_order(config.platform.nodes):
         own = node_paths(paths, node.name)

@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "ari_app": {"base", "callstate", "vmstore", "notify", "prompts", "agi"},
     "testphone": {"base", "asterisk_conf", "asterisk_host", "ari_app"},
     "web": {"base", "callstate", "vmstore", "notify", "prompts", "agi", "ari_app"},
-    "cluster": {"base", "asterisk_conf"},
+    "cluster": {"base", "asterisk_conf", "callstate"},
     "backup": {"base", "callstate", "vmstore"},
     "doctor": {"base", "asterisk_conf", "callstate", "prompts"},
     "cli": {"base", "asterisk_conf", "asterisk_host", "callstate", "vmstore", "notify", "prompts", "agi",

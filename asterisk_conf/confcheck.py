@@ -67,10 +67,122 @@ def parse(text: str, filename: str) -> tuple[list[Section], list[str]]:
     return sections, errors
 
 
-def check(files: dict[str, str]) -> list[str]:
-    """Every problem found in a rendered set of files; empty means it may be deployed."""
+def check(files: dict[str, str], live: dict[str, str] | None = None) -> list[str]:
+    """Every problem found in a rendered set of files; empty means it may be deployed.
+
+    `live`: the files in place now, which passed this check. When only some sections of
+    pjsip.conf and extensions.conf differ from them (a user added or changed), only those are
+    read line by line and their references checked against every section's name: a second,
+    not a whole check of 900,000 lines. Whenever that cannot prove the files fine (a section
+    removed, anything unusual), the whole check runs, and every problem comes from it."""
     with gcpause.paused():  # a million small acyclic objects (see gcpause)
+        if live and _fine_as_changed(files, live):
+            return []
         return _check(files)
+
+
+# Line breaks other than "\n" that splitlines() also honours, and a section head after blanks:
+# a file with one is checked whole (the sections below are cut at "\n["). Searched apart: one
+# pattern for both scans 20 MB ten times slower.
+_OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_INDENTED_HEAD = re.compile(r"\n[ \t]+\[")
+
+
+def _unusual(text: str) -> bool:
+    return any(c in text for c in _OTHER_BREAKS) or _INDENTED_HEAD.search(text) is not None
+_LARGE = ("pjsip.conf", "extensions.conf")
+MAX_GONE = 50  # sections gone, each searched for in the new file; more: the whole check
+
+
+@dataclass
+class _Changed:
+    """A large file cut into sections (their text after "\n["), compared with its live one."""
+
+    keys: list[tuple[str, str]]  # (type, name) of every section, in order ("" type in the dialplan)
+    added: list[Section]  # the sections not in the live file, as parse() reads them
+
+
+def _fine_as_changed(files: dict[str, str], live: dict[str, str]) -> bool:
+    for name, text in files.items():
+        if name not in _LARGE and text != live.get(name) and parse(text, name)[1]:
+            return False
+    pjsip = _changed(live.get("pjsip.conf"), files.get("pjsip.conf"), "pjsip.conf", typed=True)
+    dialplan = _changed(live.get("extensions.conf"), files.get("extensions.conf"), "extensions.conf", typed=False)
+    if pjsip is None or dialplan is None:
+        return False
+    by_type: dict[str, set[str]] = defaultdict(set)
+    for kind, name in pjsip.keys:
+        by_type[kind].add(name)
+    contexts = {name for _, name in dialplan.keys}
+    if len(set(pjsip.keys)) != len(pjsip.keys):
+        return False  # a section twice
+    # Only the new sections' references: the others' were checked live, and nothing went away.
+    for section in pjsip.added:
+        kind = section.get("type") or ""
+        if kind == "endpoint":
+            for key, target in (("auth", "auth"), ("aors", "aor"), ("transport", "transport")):
+                if not all(ref in by_type[target] for ref in filter(None, (section.get(key) or "").split(","))):
+                    return False
+            context = section.get("context")
+            if context and context not in contexts:
+                return False
+        elif kind == "identify" and section.get("endpoint") not in by_type["endpoint"]:
+            return False
+    for section in dialplan.added:
+        for key, value, _ in section.settings:
+            if key == "include" and value.strip() not in contexts:
+                return False
+            if key in ("exten", "same") and not all(
+                    t in contexts for t in _JUMP.findall(value) + _CONDITIONAL_JUMP.findall(value)):
+                return False
+    return True
+
+
+def _changed(old: str | None, new: str | None, filename: str, *, typed: bool) -> _Changed | None:
+    """`new` against `old` (which passed), or None when the cut cannot prove it: no old file,
+    an unusual line, a new section that breaks the grammar, a section gone whose name is still
+    in the file (what names it would have to be checked again)."""
+    if old is None or new is None or _unusual(new) or _unusual(old):
+        return None
+    old_parts, new_parts = ("\n" + old).split("\n["), ("\n" + new).split("\n[")
+    if old_parts[0] != new_parts[0]:
+        return None  # the text before the first section
+    keys = [_key(part, typed) for part in new_parts[1:]]
+    old_set = set(old_parts)
+    # A dialplan context is checked line by line: of one that changed (a user's line added to a
+    # context of 20,000), only the lines it did not have. A pjsip section is read whole.
+    old_contexts = {} if typed else {part[:part.find("]")]: part for part in old_parts[1:]}
+    added: list[Section] = []
+    for part in new_parts[1:]:
+        if part in old_set:
+            continue
+        head, _, body = part.partition("\n")
+        was = old_contexts.get(head[:head.find("]")])
+        if was is not None:
+            had = set(was.split("\n"))
+            body = "\n".join(line for line in body.split("\n") if line not in had)
+        sections, problems = parse(f"[{head}\n{body}", filename)
+        if problems or len(sections) != 1:
+            return None
+        added.extend(sections)
+    new_set, new_keys = set(new_parts), set(keys)
+    gone = {_key(part, typed) for part in old_parts[1:] if part not in new_set} - new_keys
+    # A section gone is fine where its name is nowhere in the new file: nothing can name it.
+    if len(gone) > MAX_GONE or any(name in new for _, name in gone):
+        return None
+    return _Changed(keys, added)
+
+
+def _key(part: str, typed: bool) -> tuple[str, str]:
+    """(type, name) of a section from its text after "\n[": string operations only."""
+    name = part[:part.find("]")]
+    if not typed:
+        return "", name
+    at = part.find("\ntype=")
+    if at < 0:
+        return "", name
+    end = part.find("\n", at + 1)
+    return part[at + 6:end if end >= 0 else None].strip(), name
 
 
 def _check(files: dict[str, str]) -> list[str]:

@@ -197,11 +197,12 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
 
     On every failure the generation `current` pointed at before is what it points at after, and
     no generation that `current` or `previous` points at is ever deleted."""
-    problems = confcheck.check(files)
-    if problems:
-        raise DeployError("rendered configuration failed its check:\n" + "\n".join(problems))
     gens = Generations(paths)
     live = gens.live()
+    # The live files passed this check: only what changed from them is read line by line.
+    problems = confcheck.check(files, live)
+    if problems:
+        raise DeployError("rendered configuration failed its check:\n" + "\n".join(problems))
     changed = gens.changed_files(files, live)
     if not changed:
         return DeployResult(generation=None)

@@ -11,6 +11,8 @@ every tenant, written by the cluster's deploy, seen by every node at once, with 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from base.model import Config, Platform
@@ -34,12 +36,30 @@ class MailboxRow:
     maxsecs: int
 
 
-def mailbox_rows(config: Config) -> dict[tuple[str, str], MailboxRow]:
-    """Every mailbox of every tenant, by (context, mailbox): what voicemail.conf would list."""
+def mailbox_rows(config: Config, contexts: Collection[str] | None = None) -> dict[tuple[str, str], MailboxRow]:
+    """Every mailbox of every tenant (of those in `contexts`), by (context, mailbox): what
+    voicemail.conf would list."""
     rows: dict[tuple[str, str], MailboxRow] = {}
     for tenant in config.tenants:
+        if contexts is not None and tenant.id not in contexts:
+            continue
         for user in tenant.users:
             if user.has_voicemail:
                 rows[(tenant.id, user.mailbox)] = MailboxRow(tenant.id, user.mailbox, user.pin, user.name, ZONE,
                                                              tenant.max_message_seconds)
     return rows
+
+
+def tenant_digests(config: Config) -> dict[str, str]:
+    """Each tenant's mailbox rows as one digest: its rows' columns after `context`, tab-separated,
+    a line per row in the order of the mailbox (as cluster.mailboxes asks the database for it).
+    A change check, not security; tenants without a mailbox have none."""
+    digests: dict[str, str] = {}
+    for tenant in config.tenants:
+        maxsecs = str(tenant.max_message_seconds)
+        # "\t" sorts before every digit: the lines come in the order of their mailboxes.
+        lines = sorted(f"{user.mailbox}\t{user.pin}\t{user.name}\t{ZONE}\t{maxsecs}"
+                       for user in tenant.users if user.has_voicemail)
+        if lines:
+            digests[tenant.id] = hashlib.md5("\n".join(lines).encode(), usedforsecurity=False).hexdigest()
+    return digests

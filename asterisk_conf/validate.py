@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from base.model import Config
+from base.model import Config, Tenant
 
 from . import gcpause
+from .checked_tenants import CheckedTenants, RecordingUniques
 from .checks import Checker, Fields, Loc, Place, Uniques, list_items
 from .errors import ConfigError, Problem
 from .schema.cluster import named_nodes_fit
@@ -53,7 +54,8 @@ def _check(paths: Sequence[str | Path], cache: ParseCache | None = None) -> tupl
         return _check_all(paths, cache)
 
 
-def _check_all(paths: Sequence[str | Path], cache: ParseCache | None) -> tuple[Config | None, list[Problem]]:
+def _check_all(paths: Sequence[str | Path], cache: ParseCache | None, *,
+               reuse_tenants: bool = True) -> tuple[Config | None, list[Problem]]:
     chk = Checker()
     if isinstance(paths, (str, Path)):
         paths = [paths]  # a lone path would otherwise be read as a list of characters
@@ -85,12 +87,19 @@ def _check_all(paths: Sequence[str | Path], cache: ParseCache | None) -> tuple[C
         loc = platform_loc / label if platform_loc is not None and given else None
         place = Place(loc, f"the platform's default {label}")
         scope.uniques.add("number", "", getattr(plat, label), place)
+    # Tenants checked before come from the cache, unless something is wrong already: a failing
+    # run checks everything, so that every problem is found and named.
+    checked = CheckedTenants(cache, plat) if cache is not None and reuse_tenants and not chk.problems else None
     located = [
-        (tenant(chk, item_loc, item, scope), item_loc)
+        (_tenant(chk, item_loc, item, scope, checked), item_loc)
         for value, loc in tenant_lists
         if value is not INVALID
         for item, item_loc in list_items(chk, loc, value, "tenants")
     ]
+    if checked is not None and checked.used and (checked.clash(scope.uniques) or chk.problems):
+        # A value used twice (or another problem) where cached tenants take part: check it all
+        # again, so that each problem names its file, line and key.
+        return _check_all(paths, cache, reuse_tenants=False)
     tenants = [t for t, _ in located]
     scope.uniques.report(chk)
     named_nodes_fit(chk, plat.nodes, located)
@@ -99,6 +108,26 @@ def _check_all(paths: Sequence[str | Path], cache: ParseCache | None) -> tuple[C
     if problems:
         return None, problems
     return Config(plat, tuple(tenants), tuple(str(path) for path in paths)), []
+
+
+def _tenant(chk: Checker, loc: Loc, item: Any, scope: Scope, checked: CheckedTenants | None) -> Tenant:
+    """`tenant()`, or the same tenant checked before under this platform and code."""
+    key = checked.key(item) if checked is not None else None
+    if checked is None or key is None:
+        return tenant(chk, loc, item, scope)
+    found = checked.get(key)
+    if found is not None:
+        return found[0]
+    before = len(chk.problems)
+    recorder = RecordingUniques(scope.uniques)
+    scope.uniques = recorder  # type: ignore[assignment]
+    try:
+        result = tenant(chk, loc, item, scope)
+    finally:
+        scope.uniques = recorder.inner
+    if len(chk.problems) == before:
+        checked.put(key, result, recorder.keys)
+    return result
 
 
 def validate_files(paths: Sequence[str | Path], cache: ParseCache | None = None) -> list[Problem]:

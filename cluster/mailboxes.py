@@ -4,10 +4,15 @@ app_voicemail reload. One transaction: the nodes see the old rows or the new one
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import astuple, dataclass
 
-from asterisk_conf.mailbox_table import TABLE, MailboxRow, in_table, mailbox_rows
+from asterisk_conf.mailbox_table import (
+    TABLE,
+    MailboxRow,
+    in_table,
+    mailbox_rows,
+    tenant_digests,
+)
 from base.model import Config
 from callstate.errors import StorageError
 from callstate.factory import SecretGetter, open_postgres
@@ -47,32 +52,31 @@ def sync_mailboxes(config: Config, secret: SecretGetter) -> MailboxSync | None:
     voicemail.conf instead (no cluster on PostgreSQL)."""
     if not in_table(config.platform):
         return None
-    wanted = mailbox_rows(config)
     try:
         db = open_postgres(config.platform.state_database, secret)
     except StorageError as exc:
         raise MailboxSyncError(f"the mailbox table could not be written: {exc}") from exc
     try:
-        return db.write(lambda tx: _apply(tx, wanted))
+        return db.write(lambda tx: _apply(tx, config))
     except StorageError as exc:
         raise MailboxSyncError(f"the mailbox table could not be written: {exc}") from exc
     finally:
         db.close()
 
 
-def _apply(tx, wanted: dict[tuple[str, str], MailboxRow]) -> MailboxSync:  # type: ignore[no-untyped-def]
+def _apply(tx, config: Config) -> MailboxSync:  # type: ignore[no-untyped-def]
     tx.run(CREATE)
     # Only the tenants whose rows differ are read and compared row by row: a digest of each
     # tenant's rows on both sides (100,000 rows read and compared took a second).
     theirs = dict(tx.all(f"SELECT context, md5(string_agg(concat_ws(E'\\t', {', '.join(COLUMNS[1:])}), E'\\n' "
                          f"ORDER BY mailbox COLLATE \"C\")) FROM {TABLE} GROUP BY context"))
-    ours = _digests(wanted)
+    ours = tenant_digests(config)
     differ = sorted(context for context in ours.keys() | theirs.keys() if ours.get(context) != theirs.get(context))
     if not differ:
         return MailboxSync()
     have = {(row[0], row[1]): MailboxRow(*row) for row in tx.all(
         f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE context = ANY(?)", (differ,))}
-    wanted = {key: row for key, row in wanted.items() if key[0] in set(differ)}
+    wanted = mailbox_rows(config, set(differ))
     added = [row for key, row in wanted.items() if key not in have]
     changed = [row for key, row in wanted.items() if key in have and have[key] != row]
     removed = [key for key in have if key not in wanted]
@@ -87,13 +91,3 @@ def _apply(tx, wanted: dict[tuple[str, str], MailboxRow]) -> MailboxSync:  # typ
         tx.run(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {values}",
                tuple(value for row in batch for value in astuple(row)))
     return MailboxSync(len(added), len(changed), len(removed))
-
-
-def _digests(rows: dict[tuple[str, str], MailboxRow]) -> dict[str, str]:
-    """Each tenant's rows as the SELECT of _apply digests them (a change check, not security)."""
-    lines: dict[str, list[str]] = {}
-    for (context, mailbox), row in sorted(rows.items()):
-        lines.setdefault(context, []).append(
-            "\t".join((mailbox, row.password, row.fullname, row.tz, str(row.maxsecs))))
-    return {context: hashlib.md5("\n".join(found).encode(), usedforsecurity=False).hexdigest()
-            for context, found in lines.items()}

@@ -4,7 +4,6 @@ platform give exactly the problems of a run without the cache."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,7 @@ from asterisk_conf import validate
 from asterisk_conf.schema import tenant as tenant_schema
 from asterisk_conf.validate import ParseCache, load_config, validate_files
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> list[Path]:
-    copies = []
-    for name in ("platform.yaml", "acme.yaml", "borealis.yaml"):
-        shutil.copy(EXAMPLES / name, tmp_path / name)
-        copies.append(tmp_path / name)
-    return copies
+pytest_plugins = ("example_copies",)  # the `files` fixture
 
 
 class CountingChecks:

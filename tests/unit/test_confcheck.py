@@ -64,16 +64,8 @@ def rendered(tmp_path: Path, extra: str = "") -> dict[str, str]:
     return render_config(load_config(files), SecretStore(tmp_path / "secrets.json"))
 
 
-PEKKA = """\
-      - id: pekka.nieminen
-        name: Pekka Nieminen
-        number: "+358401110004"
-        extension: "104"
-        pin: "602817"
-        language: fi
-        devices:
-          - id: acme-pekka-soft
-"""
+PEKKA = ('      - {id: pekka.nieminen, name: Pekka Nieminen, number: "+358401110004", extension: "104", '
+         'pin: "602817", language: fi, devices: [{id: acme-pekka-soft}]}\n')
 
 
 class WholeChecks:

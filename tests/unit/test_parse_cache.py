@@ -4,7 +4,6 @@ configuration and the same problems as a parse; a changed, broken or foreign ent
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -13,16 +12,7 @@ import pytest
 from asterisk_conf import yamlsource
 from asterisk_conf.validate import ParseCache, load_config, validate_files
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> list[Path]:
-    copies = []
-    for name in ("platform.yaml", "acme.yaml", "borealis.yaml"):
-        shutil.copy(EXAMPLES / name, tmp_path / name)
-        copies.append(tmp_path / name)
-    return copies
+pytest_plugins = ("example_copies",)  # the `files` fixture
 
 
 class CountingParser:

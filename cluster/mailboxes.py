@@ -53,7 +53,8 @@ def sync_mailboxes(config: Config, secret: SecretGetter) -> MailboxSync | None:
     if not in_table(config.platform):
         return None
     try:
-        db = open_postgres(config.platform.state_database, secret)
+        # The call state's own schema is not this table's business (the services migrate it).
+        db = open_postgres(config.platform.state_database, secret, migrate=False)
     except StorageError as exc:
         raise MailboxSyncError(f"the mailbox table could not be written: {exc}") from exc
     try:

@@ -213,3 +213,31 @@ def test_asterisk_running_another_dialplan_gets_the_file_reloaded(tmp_path: Path
     result = deployed(tmp_path, PEKKA_FILES, asterisk)
     assert result.patched == 0 and asterisk.patches == [] and asterisk.reloads == [["pbx_config.so"]]
     assert deploy.patched_generation(Paths(tmp_path)) is None
+
+
+def test_reading_only_the_contexts_that_differ_plans_what_reading_everything_plans(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rendered platform's dialplan with a user added, changed and removed: the steps from the
+    contexts that differ are those of reading both files whole."""
+    from asterisk_conf import dialplan_patch
+    from asterisk_conf.render import render_config
+    from asterisk_conf.validate import load_config
+    from base.secrets import SecretStore
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    acme = (examples / "acme.yaml").read_text(encoding="utf-8")
+    user = ('      - {id: pekka.nieminen, name: Pekka Nieminen, number: "+358401110004", extension: "104", '
+            'pin: "602817", language: fi, devices: [{id: acme-pekka-soft}]}\n')
+    secrets = SecretStore(tmp_path / "secrets.json")
+
+    def dialplan(text: str) -> str:
+        (tmp_path / "acme.yaml").write_text(text, encoding="utf-8")
+        files = [str(examples / "platform.yaml"), str(tmp_path / "acme.yaml"), str(examples / "borealis.yaml")]
+        return render_config(load_config(files), secrets)["extensions.conf"]
+
+    versions = [dialplan(acme), dialplan(acme + user), dialplan(acme.replace("Anna Virtanen", "Anna Korhonen"))]
+    cut = [plan(a, b) for a in versions for b in versions if a != b]
+    monkeypatch.setattr(dialplan_patch, "_read_both", lambda old, new: (dialplan_patch._read(old),
+                                                                        dialplan_patch._read(new)))
+    whole = [plan(a, b) for a in versions for b in versions if a != b]
+    assert cut == whole and all(p is not None and p.extensions for p in cut)

@@ -66,10 +66,11 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
     if synced is not None and on_mailboxes is not None:
         on_mailboxes(synced)
     done: list[NodeDeploy] = []
+    seen: dict[int, bytes] = {}  # a standby serves its node's tenants again: each is read once
     for node in rolling_order(config.platform.nodes):
         own = node_paths(paths, node.name)
         stamp = own.etc / INPUTS_FILE
-        inputs = node_inputs(config, placement, node, secrets, render)
+        inputs = node_inputs(config, placement, node, secrets, render, seen)
         if _read(stamp) == inputs and deploying.Generations(own).target(own.current) is not None:
             done.append(NodeDeploy(node.name, deploying.DeployResult(generation=None)))
             continue
@@ -88,14 +89,20 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
 
 
 def node_inputs(config: Config, placement: Placement, node: Node, secrets: SecretStore,
-                render: NodeRenderer = render_node) -> str:
+                render: NodeRenderer = render_node, seen: dict[int, bytes] | None = None) -> str:
     """A digest of everything a node's files are made from: what it serves (its tenants and the
-    platform), the secrets its files hold, and the renderer (templates and code)."""
+    platform), the secrets its files hold, and the renderer (templates and code). `seen`: each
+    tenant's digest by id(), kept across the nodes of one deploy."""
     served = node_config(config, placement, node)
     names = ["ari", "ami", AGI_KEY] + [f"device:{d.id}" for t in served.tenants for u in t.users for d in u.devices]
     digest = hashlib.sha256(_renderer_digest().encode())
     # Not `sources`: the files a tenant came from do not change what is rendered.
-    digest.update(f"{render.__module__}.{render.__qualname__}\n{served.platform!r}\n{served.tenants!r}\n".encode())
+    digest.update(f"{render.__module__}.{render.__qualname__}\n{served.platform!r}\n".encode())
+    seen = {} if seen is None else seen
+    for tenant in served.tenants:
+        if id(tenant) not in seen:
+            seen[id(tenant)] = hashlib.sha256(repr(tenant).encode()).digest()
+        digest.update(seen[id(tenant)])
     for name, value in sorted(secrets.ensure(names).items()):
         digest.update(f"{name}={value}\n".encode())
     return digest.hexdigest()

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import cli.cluster as cluster_cli
 from asterisk_conf.dialplan_patch import DialplanPatch, Step
+from asterisk_conf.pjsip_patch import PjsipPatch
 from base.ami import AmiError, AmiSettings
 from base.paths import Paths
 from cli.main import main
@@ -30,6 +31,7 @@ class FakeNodes:
         self.reloaded: dict[str, list[str]] = {}
         self.refusing: set[str] = set()
         self.patched: dict[str, list[Step]] = {}
+        self.pushed: dict[str, list[str]] = {}  # each node's ARI: the objects created live
 
     def reloader(self, settings: AmiSettings, connect_timeout: float, reload_timeout: float):  # type: ignore[no-untyped-def]
         async def reload(targets: list[str]) -> None:
@@ -46,11 +48,26 @@ class FakeNodes:
         return patch
 
 
+    def pusher(self, ari_url: str, user: str, password: str, timeout: float):  # type: ignore[no-untyped-def]
+        host = ari_url.split("//")[1].split(":")[0]
+        fake = self
+
+        class Pusher:
+            async def push(self, patch: PjsipPatch) -> None:
+                fake.pushed.setdefault(host, []).extend(f"{o.type}/{o.id}" for o in patch.objects)
+
+            async def forget(self, objects: list[tuple[str, str]]) -> list[tuple[str, str]]:
+                return []
+
+        return Pusher()
+
+
 @pytest.fixture
 def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     fake = FakeNodes()
     monkeypatch.setattr(cluster_cli, "ami_reloader", fake.reloader)
     monkeypatch.setattr(cluster_cli, "ami_dialplan_patcher", fake.patcher)
+    monkeypatch.setattr(cluster_cli, "AriDevicePusher", fake.pusher)
     return fake
 
 
@@ -96,6 +113,33 @@ def test_a_change_reloads_only_the_nodes_that_serve_it(tmp_path: Path, nodes: Fa
     assert "node2: generation 0002; changed extensions.conf; 1 dialplan extension(s) changed live" in out
     assert live_generation(Paths(tmp_path), "node1") == "0001"
     assert live_generation(Paths(tmp_path), "node2") == "0002"
+
+
+def test_a_new_user_goes_into_its_nodes_live_at_their_own_ari(tmp_path: Path, nodes: FakeNodes) -> None:
+    assert deploy(tmp_path, EXAMPLES, "--no-reload")[0] == 0
+    copy = tmp_path / "borealis.yaml"
+    copy.write_text((REPO / "examples" / "borealis.yaml").read_text() + (
+        '      - {id: olivia.brown, name: Olivia Brown, number: "+358501220077", extension: "177", '
+        'pin: "602817", language: en, devices: [{id: borealis-olivia-soft}]}\n'))
+    code, out = deploy(tmp_path, [p if p.name != "borealis.yaml" else copy for p in EXAMPLES])
+    assert code == 0, out
+    assert set(nodes.pushed) == {"127.0.0.32", "127.0.0.33"}
+    for created in nodes.pushed.values():
+        assert created[:3] == ["auth/borealis-olivia-soft", "aor/borealis-olivia-soft", "endpoint/borealis-olivia-soft"]
+    # The example cluster keeps its call state in SQLite: its mailboxes are in voicemail.conf.
+    assert nodes.reloaded == {"127.0.0.32": ["app_voicemail.so"], "127.0.0.33": ["app_voicemail.so"]}
+    assert "node2: generation 0002;" in out and "; 1 SIP device(s) created live" in out
+
+
+def test_a_cluster_on_postgresql_deploys_nothing_when_its_mailbox_table_cannot_be_written(tmp_path: Path,
+                                                                                      nodes: FakeNodes) -> None:
+    platform = tmp_path / "platform.yaml"
+    platform.write_text((REPO / "examples" / "cluster" / "platform.yaml").read_text().replace(
+        "platform:\n", "platform:\n  state_database: {backend: postgresql, host: 127.0.0.1, port: 1, connect_timeout: 2}\n", 1))
+    code, out = deploy(tmp_path, [platform, *EXAMPLES[1:]], "--no-reload")
+    assert code == 1
+    assert "the mailbox table could not be written" in out and "no node was deployed" in out
+    assert all(live_generation(Paths(tmp_path), name) is None for name in ("node1", "node2", "standby1"))
 
 
 def test_a_node_that_refuses_is_rolled_back_and_stops_the_roll(tmp_path: Path, nodes: FakeNodes) -> None:

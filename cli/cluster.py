@@ -71,11 +71,14 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
     """Place, write the edge's files, then deploy node by node.
 
     A running edge reads a changed routing table and node list at once (a changed kamailio.cfg
-    needs the edge restarted). Each node's files go to <home>/cluster/nodes/NAME/etc/ as a new
-    generation, and only a node whose files changed is reloaded, through its AMI at the node's
-    address and platform.ami.port (a change of dialplan extensions alone goes in live, without
-    a dialplan reload). Serving nodes go first, standbys last; the first node that
-    refuses its files is rolled back and stops the roll: the nodes after it keep what they run."""
+    needs the edge restarted). With the call state on PostgreSQL, the nodes' mailbox table is
+    written next (also with --no-reload; if it cannot be, no node is deployed). Each node's files
+    go to <home>/cluster/nodes/NAME/etc/ as a new generation, and only a node whose files changed
+    is reloaded, through its AMI at the node's address and platform.ami.port: a change of
+    dialplan extensions alone goes in live, and new devices alone through the node's ARI (at its
+    address and platform.http.port), without a reload. Serving nodes go first, standbys last; the
+    first node that refuses its files is rolled back and stops the roll: the nodes after it keep
+    what they run."""
     config = _cluster_config(files, ctx.paths)
     placement = _place(ctx, config)
     changed = _write_edge(ctx, config, placement)

@@ -132,7 +132,8 @@ def deploy(obj: Context, files: tuple[str, ...], no_reload: bool, ami_timeout: f
     """Render FILES, check, swap in atomically and reload only the changed Asterisk modules.
 
     A change of dialplan extensions alone (users added, changed or removed) goes into the running
-    dialplan through AMI instead of a pbx_config reload, which takes a minute at 20,000 users.
+    dialplan through AMI instead of a pbx_config reload, which takes a minute at 20,000 users;
+    new SIP devices alone go into res_pjsip through ARI instead of its reload.
     The previous generation is kept for `vipbx rollback`. If Asterisk refuses the reload, or does
     not answer it in time, the previous files are restored and reloaded, and the command fails
     saying which configuration is in place. If Asterisk is not running the files take effect when

@@ -91,7 +91,7 @@ _INDENTED_HEAD = re.compile(r"\n[ \t]+\[")
 def _unusual(text: str) -> bool:
     return any(c in text for c in _OTHER_BREAKS) or _INDENTED_HEAD.search(text) is not None
 _LARGE = ("pjsip.conf", "extensions.conf")
-MAX_GONE = 50  # sections gone, each searched for in the new file; more: the whole check
+MAX_GONE = 50  # sections gone, each searched for in every file; more: the whole check
 
 
 @dataclass
@@ -100,6 +100,7 @@ class _Changed:
 
     keys: list[tuple[str, str]]  # (type, name) of every section, in order ("" type in the dialplan)
     added: list[Section]  # the sections not in the live file, as parse() reads them
+    gone: set[str]  # the names of the sections the live file had and this one has not
 
 
 def _fine_as_changed(files: dict[str, str], live: dict[str, str]) -> bool:
@@ -109,6 +110,10 @@ def _fine_as_changed(files: dict[str, str], live: dict[str, str]) -> bool:
     pjsip = _changed(live.get("pjsip.conf"), files.get("pjsip.conf"), "pjsip.conf", typed=True)
     dialplan = _changed(live.get("extensions.conf"), files.get("extensions.conf"), "extensions.conf", typed=False)
     if pjsip is None or dialplan is None:
+        return False
+    # A section gone is fine where its name is in no file: nothing can name it (an endpoint's
+    # context is named in pjsip.conf).
+    if any(name in text for name in pjsip.gone | dialplan.gone for text in files.values()):
         return False
     by_type: dict[str, set[str]] = defaultdict(set)
     for kind, name in pjsip.keys:
@@ -140,8 +145,8 @@ def _fine_as_changed(files: dict[str, str], live: dict[str, str]) -> bool:
 
 def _changed(old: str | None, new: str | None, filename: str, *, typed: bool) -> _Changed | None:
     """`new` against `old` (which passed), or None when the cut cannot prove it: no old file,
-    an unusual line, a new section that breaks the grammar, a section gone whose name is still
-    in the file (what names it would have to be checked again)."""
+    an unusual line, a new section that breaks the grammar, too many sections gone (each is
+    searched for in every file)."""
     if old is None or new is None or _unusual(new) or _unusual(old):
         return None
     old_parts, new_parts = ("\n" + old).split("\n["), ("\n" + new).split("\n[")
@@ -167,10 +172,9 @@ def _changed(old: str | None, new: str | None, filename: str, *, typed: bool) ->
         added.extend(sections)
     new_set, new_keys = set(new_parts), set(keys)
     gone = {_key(part, typed) for part in old_parts[1:] if part not in new_set} - new_keys
-    # A section gone is fine where its name is nowhere in the new file: nothing can name it.
-    if len(gone) > MAX_GONE or any(name in new for _, name in gone):
+    if len(gone) > MAX_GONE:
         return None
-    return _Changed(keys, added)
+    return _Changed(keys, added, {name for _, name in gone})
 
 
 def _key(part: str, typed: bool) -> tuple[str, str]:

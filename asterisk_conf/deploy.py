@@ -90,6 +90,7 @@ class DeployResult:
     asterisk_reached: bool = False
     patched: int = 0  # extensions changed live through AMI, in place of a pbx_config reload
     pushed: int = 0  # devices created live through ARI, in place of a res_pjsip reload
+    warnings: list[str] = field(default_factory=list)  # done, but an operator should know
 
 
 class Generations:
@@ -230,6 +231,7 @@ async def deploy(paths: Paths, files: dict[str, str], reload: Reloader | None, *
             await _restore(gens, old_generation, new_generation, reload, targets,
                            f"Asterisk refused the new configuration ({exc})")
         result.asterisk_reached = True
+        result.warnings = live_change.warnings
         _mark_patched(gens, new_generation if result.patched or result.pushed else None)
     if old_generation is not None:
         _remember(gens, old_generation)
@@ -244,6 +246,7 @@ class _LiveChange:
     def __init__(self, gens: Generations, live: dict[str, str], files: dict[str, str], changed: list[str],
                  patcher: DialplanPatcher | None, pusher: DevicePusher | None) -> None:
         self.gens, self.patcher, self.pusher = gens, patcher, pusher
+        self.warnings: list[str] = []
 
         def both(name: str) -> bool:
             return name in changed and name in live and name in files
@@ -262,12 +265,15 @@ class _LiveChange:
             else:
                 patched = self.dialplan.extensions
                 targets = [t for t in targets if t != RELOAD_TARGETS[DIALPLAN]]
-        if self.devices is not None and self.pusher is not None:
+        if self.devices is not None and self.pusher is not None and self._may_push():
+            before = _read_pushed(self.gens)
             # Noted first: whatever a push cut short created is deleted after the next reload.
-            _write_pushed(self.gens, _read_pushed(self.gens) + [(o.type, o.id) for o in self.devices.objects])
+            _write_pushed(self.gens, _Pushed(before.live + [(o.type, o.id) for o in self.devices.objects],
+                                             before.stale))
             try:
                 await self.pusher.push(self.devices)
             except PjsipNotLive as exc:
+                _write_pushed(self.gens, before)  # nothing was created
                 log.info("res_pjsip reloaded, devices not created live: %s", exc)
             else:
                 pushed = self.devices.devices
@@ -276,49 +282,91 @@ class _LiveChange:
             await reload(targets)
         return targets, patched, pushed
 
+    def _may_push(self) -> bool:
+        """Not while objects that should be gone may still be in the memory store (a clean-up
+        that failed): the reload, and the clean-up after it, come first."""
+        stale = _read_pushed(self.gens).stale
+        if stale:
+            log.info("res_pjsip reloaded, devices not created live: %d object(s) of earlier pushes "
+                     "still to delete", len(stale))
+        return not stale
+
     def forgetting(self, reload: Reloader) -> Reloader:
         """`reload`, and after a reload of res_pjsip the deletion of what pushes created: the file
         Asterisk has just read holds every device it should keep (a device removed since a push
-        would otherwise stay)."""
+        would otherwise stay). Never raises past the reload: what cannot be deleted is kept,
+        marked stale (no push until it is gone), and said in the result's warnings."""
         pusher, gens = self.pusher, self.gens
         if pusher is None:
             return reload
 
         async def reload_and_forget(targets: list[str]) -> None:
             await reload(targets)
-            pushed = _read_pushed(gens) if RELOAD_TARGETS[DEVICES] in targets else []
-            if pushed:
-                try:
-                    left = await pusher.forget(pushed)
-                except Exception as exc:  # noqa: BLE001 - the reload is done; only the clean-up failed
-                    log.warning("could not delete the SIP objects created live: %s", exc)
-                    left = pushed
-                _write_pushed(gens, left)
-                if left:
-                    log.warning("%d SIP object(s) created live could not be deleted after res_pjsip's "
-                                "reload (%s); the next deploy that reloads it tries again",
-                                len(left), ", ".join(f"{kind} {name}" for kind, name in left[:5]))
+            if RELOAD_TARGETS[DEVICES] not in targets:
+                return
+            pushed = _read_pushed(gens)
+            every = pushed.live + pushed.stale
+            if not every:
+                return
+            try:
+                left = await pusher.forget(every)
+            except Exception as exc:  # noqa: BLE001 - the reload is done; only the clean-up failed
+                log.warning("could not delete the SIP objects created live: %s", exc)
+                left = every
+            _write_pushed(gens, _Pushed([], left))
+            if left:
+                self.warnings.append(
+                    f"{len(left)} SIP object(s) created live could not be deleted after res_pjsip's reload "
+                    f"({', '.join(f'{kind} {name}' for kind, name in left[:3])}); until a later deploy "
+                    "deletes them (it reloads res_pjsip and tries again) or Asterisk restarts, a device "
+                    "removed since may still register")
 
         return reload_and_forget
 
 
-def _read_pushed(gens: Generations) -> list[ObjectRef]:
+@dataclass
+class _Pushed:
+    """etc/pjsip-pushed: objects created live since res_pjsip's last reload (`live`), and those
+    a clean-up after a reload could not delete (`stale`)."""
+
+    live: list[ObjectRef] = field(default_factory=list)
+    stale: list[ObjectRef] = field(default_factory=list)
+
+
+def _read_pushed(gens: Generations) -> _Pushed:
     try:
         lines = (gens.etc / PUSHED_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return []
-    return [(kind, name) for kind, _, name in (line.partition(" ") for line in lines) if name]
+        return _Pushed()
+    except (OSError, UnicodeDecodeError) as exc:
+        # Unknown: as if something were left to delete, so nothing is pushed onto it.
+        log.warning("could not read %s (%s): no device is created live until it is readable",
+                    gens.etc / PUSHED_FILE, exc)
+        return _Pushed([], [("?", "?")])
+    found = _Pushed()
+    for line in lines:
+        words = line.split(" ")
+        if len(words) == 3 and words[0] == "stale":
+            found.stale.append((words[1], words[2]))
+        elif len(words) == 2:
+            found.live.append((words[0], words[1]))
+    return found
 
 
-def _write_pushed(gens: Generations, objects: list[ObjectRef]) -> None:
+def _write_pushed(gens: Generations, pushed: _Pushed) -> None:
     path = gens.etc / PUSHED_FILE
-    if not objects:
-        path.unlink(missing_ok=True)
-        return
-    unique = list(dict.fromkeys(objects))
-    tmp = path.with_name(PUSHED_FILE + ".new")
-    tmp.write_text("".join(f"{kind} {name}\n" for kind, name in unique), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if not pushed.live and not pushed.stale:
+            path.unlink(missing_ok=True)
+            return
+        text = "".join(f"{kind} {name}\n" for kind, name in dict.fromkeys(pushed.live))
+        text += "".join(f"stale {kind} {name}\n" for kind, name in dict.fromkeys(pushed.stale))
+        tmp = path.with_name(PUSHED_FILE + ".new")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not write %s (%s): SIP objects created live may not be deleted after "
+                    "res_pjsip's next reload", path, exc)
 
 
 def _mark_patched(gens: Generations, generation: Path | None) -> None:
@@ -402,6 +450,7 @@ async def rollback(paths: Paths, reload: Reloader | None, *,
         except Exception as exc:  # noqa: BLE001 - as in deploy()
             await _swap_forth(gens, current, previous, reload, targets, exc)
         result.asterisk_reached = True
+        result.warnings = live_change.warnings
         _mark_patched(gens, previous if result.patched or result.pushed else None)
     if current is not None:
         _remember(gens, current)

@@ -53,7 +53,7 @@ def mailbox_rows(config: Config, contexts: Collection[str] | None = None) -> dic
 def tenant_digests(config: Config) -> dict[str, str]:
     """Each tenant's mailbox rows as one digest: its rows' columns after `context`, tab-separated,
     a line per row in the order of the mailbox (as cluster.mailboxes asks the database for it).
-    A change check, not security; tenants without a mailbox have none."""
+    SHA-256 (a server in FIPS mode refuses md5); tenants without a mailbox have none."""
     digests: dict[str, str] = {}
     for tenant in config.tenants:
         maxsecs = str(tenant.max_message_seconds)
@@ -61,5 +61,5 @@ def tenant_digests(config: Config) -> dict[str, str]:
         lines = sorted(f"{user.mailbox}\t{user.pin}\t{user.name}\t{ZONE}\t{maxsecs}"
                        for user in tenant.users if user.has_voicemail)
         if lines:
-            digests[tenant.id] = hashlib.md5("\n".join(lines).encode(), usedforsecurity=False).hexdigest()
+            digests[tenant.id] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     return digests

@@ -63,11 +63,14 @@ class PjsipNotLive(Exception):
 
 
 def stamp(text: str) -> str:
-    """A rendered pjsip.conf with its marker's name filled in: a digest of the rest."""
-    if _PENDING not in text:
+    """A rendered pjsip.conf with its marker's name filled in: a digest of the rest. Only the
+    marker's own section head, the last: a value from the YAML (a name) may hold the text too."""
+    head = f"\n[{_PENDING}]\n"
+    before, found, after = text.rpartition(head)
+    if not found:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]
-    return text.replace(_PENDING, MARKER_PREFIX + digest, 1)
+    return f"{before}\n[{MARKER_PREFIX}{digest}]\n{after}"
 
 
 def plan(old: str, new: str, limit: int = MAX_DEVICES) -> PjsipPatch | None:

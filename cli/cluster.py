@@ -116,6 +116,9 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
         if synced.any:
             click.echo(f"mailboxes: {synced.added} added, {synced.changed} changed, {synced.removed} removed "
                        "in the mailbox table")
+        if synced.to_remove:
+            click.echo(f"mailboxes: {synced.to_remove} gone from the YAML stay in the table until a deploy "
+                       "reaches every node", err=True)
 
     try:
         done = asyncio.run(deploy_nodes(ctx.paths, config, placement, ctx.secrets, reloader_for,
@@ -239,6 +242,8 @@ def _deployed_line(each: NodeDeploy) -> str:
         line += f"; {each.result.pushed} SIP device(s) created live"
     if each.result.reloaded:
         line += f"; reloaded {', '.join(each.result.reloaded)}"
+    for warning in each.result.warnings:
+        line += f"; warning: {warning}"
     if each.result.restart_needed:
         line += f"; {', '.join(sorted(set(each.result.changed) & RESTART_FILES))} changed: restart this node's Asterisk"
     return line

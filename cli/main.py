@@ -221,6 +221,8 @@ def _report(result: deploying.DeployResult, verb: str) -> None:
         click.echo(f"SIP: {result.pushed} new device(s) created live, without a reload")
     if result.reloaded:
         click.echo(f"reloaded: {', '.join(result.reloaded)}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.restart_needed:
         click.echo(f"{', '.join(sorted(set(result.changed) & deploying.RESTART_FILES))} changed: restart Asterisk "
                    "(`vipbx asterisk stop && vipbx asterisk start`) to load them", err=True)

@@ -104,9 +104,18 @@ class AriDevicePusher:
             try:
                 for each in patch.objects:
                     body = {"fields": [{"attribute": key, "value": value} for key, value in each.fields]}
-                    await ari.request("PUT", _object_path(each.type, each.id), json=body)
+                    try:
+                        await ari.request("PUT", _object_path(each.type, each.id), json=body)
+                    except AriError as exc:
+                        if not created:
+                            # Nothing created: e.g. res_pjsip has no memory store yet (sorcery.conf
+                            # is read at a restart). The reload does it all.
+                            raise PjsipNotLive(f"ARI refused the first object: {exc}") from exc
+                        raise
                     created.append(each)
                     self.progress.advance()
+            except PjsipNotLive:
+                raise
             except BaseException:
                 # Half a device must not stay: what this push created goes again (the deploy
                 # also noted it, for the reload that follows).
@@ -128,14 +137,14 @@ async def _delete(ari: AriClient, objects: list[tuple[str, str]]) -> list[tuple[
     """Delete each from the memory store; those that may still be there. 403 (not in the memory
     store, only in the file) and 404 (nowhere) count as gone."""
     left: list[tuple[str, str]] = []
-    for kind, name in objects:
+    for number, (kind, name) in enumerate(objects):
         try:
             await ari.request("DELETE", _object_path(kind, name))
         except AriError as exc:
             if exc.status not in (403, 404):
                 left.append((kind, name))
         except httpx.TransportError:
-            left.append((kind, name))
+            return left + objects[number:]  # ARI gone: not one timeout per object
     return left
 
 

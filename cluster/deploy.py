@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 from asterisk_conf import deploy as deploying
+from asterisk_conf.mailbox_table import in_table
 from asterisk_conf.render import AGI_KEY, templates_dir
 from base.model import Config, Node
 from base.paths import Paths
-from base.secrets import SecretStore
+from base.secrets import POSTGRESQL_SECRET, SecretStore
 
-from .mailboxes import MailboxSync, sync_mailboxes
+from .mailboxes import MailboxSync, MailboxSyncError, sync_mailboxes
 from .nodes import node_config, render_node
 from .placement import Placement
+
+log = logging.getLogger(__name__)
 
 NodeRenderer = Callable[[Config, Placement, Node, SecretStore], dict[str, str]]
 ReloaderFor = Callable[[Node], "deploying.Reloader | None"]
@@ -61,10 +65,10 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
                        on_mailboxes: Callable[[MailboxSync], None] | None = None) -> list[NodeDeploy]:
     """The mailbox table first (a cluster on PostgreSQL: MailboxSyncError and nothing deployed
     when it cannot be written), then every node in rolling order; stops at the first that fails
-    (its own deploy rolled it back)."""
-    synced = await asyncio.to_thread(sync_mailboxes, config, secrets.get)
-    if synced is not None and on_mailboxes is not None:
-        on_mailboxes(synced)
+    (its own deploy rolled it back). Mailboxes gone leave the table only after a roll in which no
+    node failed: a node that kept its files may still lead calls to them."""
+    # New and changed mailboxes before any node leads to them; gone ones after every node stopped.
+    synced = await asyncio.to_thread(sync_mailboxes, config, secrets.get, remove=False)
     done: list[NodeDeploy] = []
     seen: dict[int, bytes] = {}  # a standby serves its node's tenants again: each is read once
     for node in rolling_order(config.platform.nodes):
@@ -85,6 +89,15 @@ async def deploy_nodes(paths: Paths, config: Config, placement: Placement, secre
             break
         _write(stamp, inputs)
         done.append(NodeDeploy(node.name, result))
+    if synced is not None and synced.to_remove and not any(d.error for d in done):
+        try:
+            removed = await asyncio.to_thread(sync_mailboxes, config, secrets.get)
+        except MailboxSyncError as exc:  # the nodes are deployed: the rows go at the next deploy
+            log.warning("%s; the mailboxes gone stay in the table until the next deploy", exc)
+        else:
+            synced = replace(synced, removed=removed.removed if removed else 0, to_remove=0)
+    if synced is not None and on_mailboxes is not None:
+        on_mailboxes(synced)
     return done
 
 
@@ -95,6 +108,8 @@ def node_inputs(config: Config, placement: Placement, node: Node, secrets: Secre
     tenant's digest by id(), kept across the nodes of one deploy."""
     served = node_config(config, placement, node)
     names = ["ari", "ami", AGI_KEY] + [f"device:{d.id}" for t in served.tenants for u in t.users for d in u.devices]
+    if in_table(served.platform):
+        names.append(POSTGRESQL_SECRET)  # in res_pgsql.conf
     digest = hashlib.sha256(_renderer_digest().encode())
     # Not `sources`: the files a tenant came from do not change what is rendered.
     digest.update(f"{render.__module__}.{render.__qualname__}\n{served.platform!r}\n".encode())

@@ -41,15 +41,17 @@ class MailboxSync:
     added: int = 0
     changed: int = 0
     removed: int = 0
+    to_remove: int = 0  # rows of mailboxes gone, kept until the nodes no longer lead to them
 
     @property
     def any(self) -> bool:
         return bool(self.added or self.changed or self.removed)
 
 
-def sync_mailboxes(config: Config, secret: SecretGetter) -> MailboxSync | None:
-    """Make the table hold exactly the mailboxes of `config`; None when its nodes read
-    voicemail.conf instead (no cluster on PostgreSQL)."""
+def sync_mailboxes(config: Config, secret: SecretGetter, *, remove: bool = True) -> MailboxSync | None:
+    """Make the table hold the mailboxes of `config` (and no other with `remove`; without it the
+    rows to remove are only counted); None when its nodes read voicemail.conf instead (no cluster
+    on PostgreSQL)."""
     if not in_table(config.platform):
         return None
     try:
@@ -58,19 +60,20 @@ def sync_mailboxes(config: Config, secret: SecretGetter) -> MailboxSync | None:
     except StorageError as exc:
         raise MailboxSyncError(f"the mailbox table could not be written: {exc}") from exc
     try:
-        return db.write(lambda tx: _apply(tx, config))
+        return db.write(lambda tx: _apply(tx, config, remove))
     except StorageError as exc:
         raise MailboxSyncError(f"the mailbox table could not be written: {exc}") from exc
     finally:
         db.close()
 
 
-def _apply(tx, config: Config) -> MailboxSync:  # type: ignore[no-untyped-def]
+def _apply(tx, config: Config, remove: bool) -> MailboxSync:  # type: ignore[no-untyped-def]
     tx.run(CREATE)
     # Only the tenants whose rows differ are read and compared row by row: a digest of each
     # tenant's rows on both sides (100,000 rows read and compared took a second).
-    theirs = dict(tx.all(f"SELECT context, md5(string_agg(concat_ws(E'\\t', {', '.join(COLUMNS[1:])}), E'\\n' "
-                         f"ORDER BY mailbox COLLATE \"C\")) FROM {TABLE} GROUP BY context"))
+    theirs = dict(tx.all(f"SELECT context, encode(sha256(convert_to(string_agg(concat_ws(E'\\t', "
+                         f"{', '.join(COLUMNS[1:])}), E'\\n' ORDER BY mailbox COLLATE \"C\"), 'UTF8')), 'hex') "
+                         f"FROM {TABLE} GROUP BY context"))
     ours = tenant_digests(config)
     differ = sorted(context for context in ours.keys() | theirs.keys() if ours.get(context) != theirs.get(context))
     if not differ:
@@ -81,6 +84,10 @@ def _apply(tx, config: Config) -> MailboxSync:  # type: ignore[no-untyped-def]
     added = [row for key, row in wanted.items() if key not in have]
     changed = [row for key, row in wanted.items() if key in have and have[key] != row]
     removed = [key for key in have if key not in wanted]
+    if not remove:
+        removed, to_remove = [], len(removed)
+    else:
+        to_remove = 0
     for key in removed:
         tx.run(f"DELETE FROM {TABLE} WHERE context = ? AND mailbox = ?", key)
     for row in changed:
@@ -91,4 +98,4 @@ def _apply(tx, config: Config) -> MailboxSync:  # type: ignore[no-untyped-def]
         values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(batch))
         tx.run(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {values}",
                tuple(value for row in batch for value in astuple(row)))
-    return MailboxSync(len(added), len(changed), len(removed))
+    return MailboxSync(len(added), len(changed), len(removed), to_remove)

@@ -90,3 +90,22 @@ def test_forget_counts_objects_only_in_the_file_or_gone_as_deleted() -> None:
         return httpx.Response(500, text="internal")
     stuck = AriDevicePusher("http://127.0.0.1:1/ari", "u", "p", 5, transport=httpx.MockTransport(failing))
     assert asyncio.run(stuck.forget([("aor", "x")])) == [("aor", "x")]
+
+
+def test_an_asterisk_without_the_memory_store_gets_a_reload_not_a_failure() -> None:
+    """Until Asterisk restarts with sorcery.conf, res_pjsip cannot create objects (403)."""
+    fake = FakeAri({"vipbx-pjsip-old"}, refuse="auth/acme-pekka-soft")
+    with pytest.raises(PjsipNotLive, match="refused the first object"):
+        asyncio.run(pusher(fake).push(PATCH))
+    assert fake.objects == {"aor/vipbx-pjsip-old"}
+
+
+def test_forget_stops_at_an_ari_that_is_gone() -> None:
+    calls = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("Connection refused", request=request)
+    gone = AriDevicePusher("http://127.0.0.1:1/ari", "u", "p", 5, transport=httpx.MockTransport(down))
+    objects = [("aor", "a"), ("auth", "b"), ("endpoint", "c")]
+    assert asyncio.run(gone.forget(objects)) == objects and len(calls) == 1

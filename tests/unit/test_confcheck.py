@@ -110,6 +110,8 @@ def mutations(files: dict[str, str]) -> list[dict[str, str]]:
         {**files, "extensions.conf": dialplan + "\n[vipbx-new]\ninclude => vipbx-nowhere\n"},
         {**files, "extensions.conf": dialplan.replace("\n[vipbx-voicemail-number]\n", "\n[vipbx-voicemail-numbr]\n", 1)},
         {**files, "manager.conf": files["manager.conf"] + "\nnot a line\n"},
+        # A context gone that only the unchanged endpoints name (in pjsip.conf).
+        {**files, "extensions.conf": dialplan.replace("vipbx-t-acme", "vipbx-t-akme")},
         # Lines added to a context that was there (only its new lines are read).
         {**files, "extensions.conf": dialplan.replace(
             "\n[vipbx-voicemail-number]\n", "\n[vipbx-voicemail-number]\nexten => 9,1,Goto(vipbx-nowhere,s,1)\n", 1)},
@@ -122,6 +124,8 @@ def mutations(files: dict[str, str]) -> list[dict[str, str]]:
 
 def test_a_change_with_a_problem_gets_exactly_the_problems_of_the_whole_check(tmp_path: Path) -> None:
     live = rendered(tmp_path)
+    gone = mutations(live)[-4]["extensions.conf"]
+    assert "vipbx-t-acme" not in gone and "context=vipbx-t-acme\n" in live["pjsip.conf"]
     for number, bad in enumerate(mutations(live)):
         whole = confcheck.check(bad)
         assert whole, number  # each mutation is a problem the whole check finds

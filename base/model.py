@@ -142,6 +142,9 @@ class Node:
     capacity: int = 20000  # users
     standby: bool = False
     standby_for: tuple[str, ...] = ()
+    # Where a deploying host reaches this node's ARI (an operator's TLS reverse proxy); "": the
+    # node's address on platform.http.port, which answers only on the node's own machine.
+    ari_url: str = ""
 
     def stands_in_for(self, node: str) -> bool:
         return self.standby and (not self.standby_for or node in self.standby_for)

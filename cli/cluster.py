@@ -109,8 +109,10 @@ def cluster_deploy(ctx: Context, files: tuple[str, ...], no_reload: bool, ami_ti
     def pusher_for(node: Node):  # type: ignore[no-untyped-def]
         if no_reload:
             return None
-        # Where the deploying host cannot reach the node's ARI (loopback there), the node reloads.
-        return AriDevicePusher(ari_url(config, node.address), ARI_USER, ctx.secrets.get("ari"), ami_timeout)
+        # Through the operator's proxy when the node names one; else at the node's address, which
+        # answers only on its own machine: elsewhere the refused connection means a reload.
+        url = node.ari_url or ari_url(config, node.address)
+        return AriDevicePusher(url, ARI_USER, ctx.secrets.get("ari"), ami_timeout)
 
     def mailboxes_written(synced: MailboxSync) -> None:
         if synced.any:

@@ -3,19 +3,67 @@ edge in front of them (docs/cluster.md). Without them the platform is one machin
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from asterisk_conf.checks import Checker, Fields, Loc, list_items
-from asterisk_conf.values import boolean, integer, ip_address, pattern, port
+from asterisk_conf.values import (
+    boolean,
+    host,
+    integer,
+    ip_address,
+    pattern,
+    port,
+    string_value,
+)
 from base.model import Node, SipEdge, Tenant
 
-NODE_KEYS = ("name", "address", "port", "capacity", "standby", "standby_for")
+NODE_KEYS = ("name", "address", "port", "capacity", "standby", "standby_for", "ari_url")
 EDGE_KEYS = ("address", "port", "probe_seconds", "register_seconds")
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/\[\]%-]+")
 NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 node_name = pattern(NODE_NAME, "lowercase letters, digits and '-', starting with a letter", '"node1"')
 capacity = integer(1, 1_000_000)
+
+
+def ari_url(chk: Checker, loc: Loc, value: Any) -> str:
+    """Where a deploying host reaches a node's ARI through an operator's TLS reverse proxy:
+    https://HOST[:PORT]/PATH (plain http only to a loopback address), no user or password (the
+    deploy sends the generated ARI password), nothing that would end up in a request line."""
+    got = string_value(chk, loc, value, '"https://node1.pbx.example:8089/ari"')
+    if got is None:
+        return ""
+    try:
+        url = urlsplit(got)
+        _ = url.port  # a port that is no number raises here
+    except ValueError:
+        url = None
+    bad = (url is None or url.scheme not in ("https", "http") or not url.hostname or url.username is not None
+           or url.password is not None or url.query or url.fragment or not _URL_CHARS.fullmatch(got))
+    if bad or url is None:
+        chk.report(loc, f"{got!r} is not an ARI address: https://host[:port]/path, e.g. "
+                        "https://node1.pbx.example:8089/ari (no user, password or query)")
+        return ""
+    probe = Checker()
+    host(probe, loc, url.hostname)
+    if probe.problems:
+        chk.report(loc, f"{got!r}: {url.hostname!r} is not an IP address or a lowercase DNS name")
+        return ""
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        chk.report(loc, "plain http would send the ARI password over the network: use https (a TLS "
+                        "reverse proxy in front of the node's ARI, docs/cluster.md)")
+        return ""
+    return got.rstrip("/")
+
+
+def _is_loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost"
 
 
 def node_names(chk: Checker, loc: Loc, value: Any) -> list[str]:
@@ -42,6 +90,7 @@ def nodes(chk: Checker, loc: Loc, value: Any) -> tuple[Node, ...]:
             capacity=f.get("capacity", capacity, Node("", "").capacity),
             standby=f.get("standby", boolean, False),
             standby_for=tuple(f.get("standby_for", node_names, [])),
+            ari_url=f.get("ari_url", ari_url, ""),
         )
         if node.standby_for and not node.standby:
             chk.report(item_loc / "standby_for", "only a standby node stands in for others (add standby: true)")

@@ -6,6 +6,7 @@ real Asterisk nodes and Kamailio: tests/e2e/test_cluster_calls.py."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -49,7 +50,7 @@ class FakeNodes:
 
 
     def pusher(self, ari_url: str, user: str, password: str, timeout: float):  # type: ignore[no-untyped-def]
-        host = ari_url.split("//")[1].split(":")[0]
+        host = urlsplit(ari_url).hostname or ""
         fake = self
 
         class Pusher:
@@ -129,6 +130,21 @@ def test_a_new_user_goes_into_its_nodes_live_at_their_own_ari(tmp_path: Path, no
     # The example cluster keeps its call state in SQLite: its mailboxes are in voicemail.conf.
     assert nodes.reloaded == {"127.0.0.32": ["app_voicemail.so"], "127.0.0.33": ["app_voicemail.so"]}
     assert "node2: generation 0002;" in out and "; 1 SIP device(s) created live" in out
+
+
+def test_a_node_with_an_ari_url_is_pushed_to_through_it(tmp_path: Path, nodes: FakeNodes) -> None:
+    platform = tmp_path / "platform.yaml"
+    platform.write_text((REPO / "examples" / "cluster" / "platform.yaml").read_text().replace(
+        "{name: node2, address: 127.0.0.32, capacity: 20000}",
+        "{name: node2, address: 127.0.0.32, capacity: 20000, ari_url: 'https://node2-ari.pbx.example/ari'}", 1))
+    files = [platform, *EXAMPLES[1:]]
+    assert deploy(tmp_path, files, "--no-reload")[0] == 0
+    copy = tmp_path / "borealis.yaml"
+    copy.write_text((REPO / "examples" / "borealis.yaml").read_text() + (
+        '      - {id: olivia.brown, name: Olivia Brown, number: "+358501220077", extension: "177", '
+        'pin: "602817", language: en, devices: [{id: borealis-olivia-soft}]}\n'))
+    assert deploy(tmp_path, [platform, EXAMPLES[1], copy])[0] == 0
+    assert set(nodes.pushed) == {"node2-ari.pbx.example", "127.0.0.33"}
 
 
 def test_a_cluster_on_postgresql_deploys_nothing_when_its_mailbox_table_cannot_be_written(tmp_path: Path,

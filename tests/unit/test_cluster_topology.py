@@ -45,6 +45,12 @@ def test_the_example_cluster_is_valid_and_one_machine_configs_are_unchanged() ->
     assert all(t.node is None for t in single.tenants)
 
 
+def test_a_node_names_where_its_ari_is_reached(in_tmp: Path) -> None:
+    platform = NODES.replace("capacity: 100}", "capacity: 100, ari_url: 'https://node1.pbx.example:8089/ari/'}", 1)
+    nodes = load_config([_write(platform + tenant_yaml())]).platform.nodes
+    assert [n.ari_url for n in nodes] == ["https://node1.pbx.example:8089/ari", "", ""]
+
+
 def test_a_tenant_names_its_node(in_tmp: Path) -> None:
     config = load_config([_write(NODES + tenant_yaml("node: node2\n"))])
     assert config.tenants[0].node == "node2"
@@ -59,6 +65,15 @@ def test_a_tenant_names_its_node(in_tmp: Path) -> None:
     (NODES.replace("    - {name: spare, address: 127.0.0.33, standby: true}\n", ""), 3, "platform.nodes",
      ("no standby",)),
     (NODES.replace("127.0.0.30}", "127.0.0.30, probe: 2}"), 2, "platform.sip_edge.probe", ("unknown key",)),
+    # Where the deploy reaches a node's ARI: https through a proxy, never a password in the URL.
+    (NODES.replace("capacity: 100}", "capacity: 100, ari_url: 'http://10.0.0.1:8088/ari'}", 1), 4,
+     "platform.nodes[0].ari_url", ("use https",)),
+    (NODES.replace("capacity: 100}", "capacity: 100, ari_url: 'https://vipbx:pw@node1.example/ari'}", 1), 4,
+     "platform.nodes[0].ari_url", ("no user, password",)),
+    (NODES.replace("capacity: 100}", "capacity: 100, ari_url: 'https://node1.example/ari?x=1'}", 1), 4,
+     "platform.nodes[0].ari_url", ("not an ARI address",)),
+    (NODES.replace("capacity: 100}", "capacity: 100, ari_url: 'https://Node_1/ari'}", 1), 4,
+     "platform.nodes[0].ari_url", ("lowercase DNS name",)),
 ])
 def test_topology_mistakes_name_their_line_and_key(in_tmp: Path, platform: str, line: int, key: str,
                                                    words: tuple[str, ...]) -> None:

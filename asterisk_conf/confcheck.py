@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from . import gcpause
+from .sections import cut_sections
 
 _SECTION = re.compile(r"^\[([A-Za-z0-9_.+-]+)\](\([!A-Za-z0-9_,-]*\))?$")
 _SETTING = re.compile(r"^([A-Za-z0-9_.+*#-]+)\s*(=>|=)\s*(.*)$")
@@ -81,15 +83,9 @@ def check(files: dict[str, str], live: dict[str, str] | None = None) -> list[str
         return _check(files)
 
 
-# Line breaks other than "\n" that splitlines() also honours, and a section head after blanks:
-# a file with one is checked whole (the sections below are cut at "\n["). Searched apart: one
-# pattern for both scans 20 MB ten times slower.
+# Line breaks other than "\n" that splitlines() also honours: a file with one is checked whole
+# (the sections below are cut at "\n[", their lines at "\n").
 _OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
-_INDENTED_HEAD = re.compile(r"\n[ \t]+\[")
-
-
-def _unusual(text: str) -> bool:
-    return any(c in text for c in _OTHER_BREAKS) or _INDENTED_HEAD.search(text) is not None
 _LARGE = ("pjsip.conf", "extensions.conf")
 MAX_GONE = 50  # sections gone, each searched for in every file; more: the whole check
 
@@ -125,33 +121,24 @@ def _fine_as_changed(files: dict[str, str], live: dict[str, str]) -> bool:
     for section in pjsip.added:
         kind = section.get("type") or ""
         if kind == "endpoint":
-            for key, target in (("auth", "auth"), ("aors", "aor"), ("transport", "transport")):
-                if not all(ref in by_type[target] for ref in filter(None, (section.get(key) or "").split(","))):
-                    return False
             context = section.get("context")
-            if context and context not in contexts:
+            if _missing_refs(section, by_type) or (context and context not in contexts):
                 return False
         elif kind == "identify" and section.get("endpoint") not in by_type["endpoint"]:
             return False
-    for section in dialplan.added:
-        for key, value, _ in section.settings:
-            if key == "include" and value.strip() not in contexts:
-                return False
-            if key in ("exten", "same") and not all(
-                    t in contexts for t in _JUMP.findall(value) + _CONDITIONAL_JUMP.findall(value)):
-                return False
-    return True
+    return all(target in contexts for section in dialplan.added
+               for key, value, _ in section.settings for target in _jump_targets(key, value))
 
 
 def _changed(old: str | None, new: str | None, filename: str, *, typed: bool) -> _Changed | None:
     """`new` against `old` (which passed), or None when the cut cannot prove it: no old file,
     an unusual line, a new section that breaks the grammar, too many sections gone (each is
     searched for in every file)."""
-    if old is None or new is None or _unusual(new) or _unusual(old):
+    if old is None or new is None or any(c in text for text in (old, new) for c in _OTHER_BREAKS):
         return None
-    old_parts, new_parts = ("\n" + old).split("\n["), ("\n" + new).split("\n[")
-    if old_parts[0] != new_parts[0]:
-        return None  # the text before the first section
+    old_parts, new_parts = cut_sections(old), cut_sections(new)
+    if old_parts is None or new_parts is None or old_parts[0] != new_parts[0]:
+        return None  # a head the cut would miss; the text before the first section
     keys = [_key(part, typed) for part in new_parts[1:]]
     old_set = set(old_parts)
     # A dialplan context is checked line by line: of one that changed (a user's line added to a
@@ -210,10 +197,8 @@ def _check_pjsip(sections: list[Section]) -> list[str]:
             errors.append(f"pjsip.conf:{section.line}: duplicate {kind} [{section.name}]")
         by_type[kind][section.name] = section
     for endpoint in by_type["endpoint"].values():
-        for key, kind in (("auth", "auth"), ("aors", "aor"), ("transport", "transport")):
-            for ref in filter(None, (endpoint.get(key) or "").split(",")):
-                if ref not in by_type[kind]:
-                    errors.append(f"pjsip.conf:{endpoint.line}: endpoint [{endpoint.name}] names missing {kind} [{ref}]")
+        for kind, ref in _missing_refs(endpoint, by_type):
+            errors.append(f"pjsip.conf:{endpoint.line}: endpoint [{endpoint.name}] names missing {kind} [{ref}]")
     for identify in by_type["identify"].values():
         if identify.get("endpoint") not in by_type["endpoint"]:
             errors.append(f"pjsip.conf:{identify.line}: identify [{identify.name}] names a missing endpoint")
@@ -225,12 +210,7 @@ def _check_dialplan(extensions: list[Section], pjsip: list[Section]) -> list[str
     contexts = {s.name for s in extensions}
     for section in extensions:
         for key, value, line in section.settings:
-            targets = []
-            if key == "include":
-                targets.append(value.strip())
-            elif key in ("exten", "same"):
-                targets += _JUMP.findall(value) + _CONDITIONAL_JUMP.findall(value)
-            for target in targets:
+            for target in _jump_targets(key, value):
                 if target not in contexts:
                     errors.append(f"extensions.conf:{line}: [{section.name}] jumps to missing context [{target}]")
     for section in pjsip:
@@ -238,3 +218,21 @@ def _check_dialplan(extensions: list[Section], pjsip: list[Section]) -> list[str
         if section.get("type") == "endpoint" and context and context not in contexts:
             errors.append(f"pjsip.conf:{section.line}: endpoint [{section.name}] uses missing context [{context}]")
     return errors
+
+
+_ENDPOINT_REFS = (("auth", "auth"), ("aors", "aor"), ("transport", "transport"))  # key, kind
+
+
+def _missing_refs(endpoint: Section, names: Mapping[str, Container[str]]) -> list[tuple[str, str]]:
+    """(kind, name) of each auth, aor and transport `endpoint` names that `names[kind]` lacks."""
+    return [(kind, ref) for key, kind in _ENDPOINT_REFS
+            for ref in filter(None, (endpoint.get(key) or "").split(",")) if ref not in names[kind]]
+
+
+def _jump_targets(key: str, value: str) -> list[str]:
+    """The contexts a dialplan line names: an include's, a Goto's or Gosub's."""
+    if key == "include":
+        return [value.strip()]
+    if key in ("exten", "same"):
+        return _JUMP.findall(value) + _CONDITIONAL_JUMP.findall(value)
+    return []

@@ -265,31 +265,31 @@ class _LiveChange:
             else:
                 patched = self.dialplan.extensions
                 targets = [t for t in targets if t != RELOAD_TARGETS[DIALPLAN]]
-        if self.devices is not None and self.pusher is not None and self._may_push():
-            before = _read_pushed(self.gens)
-            # Noted first: whatever a push cut short created is deleted after the next reload.
-            _write_pushed(self.gens, _Pushed(before.live + [(o.type, o.id) for o in self.devices.objects],
-                                             before.stale))
-            try:
-                await self.pusher.push(self.devices)
-            except PjsipNotLive as exc:
-                _write_pushed(self.gens, before)  # nothing was created
-                log.info("res_pjsip reloaded, devices not created live: %s", exc)
-            else:
-                pushed = self.devices.devices
-                targets = [t for t in targets if t != RELOAD_TARGETS[DEVICES]]
+        if self.devices is not None and self.pusher is not None and await self._push(self.devices, self.pusher):
+            pushed = self.devices.devices
+            targets = [t for t in targets if t != RELOAD_TARGETS[DEVICES]]
         if targets:
             await reload(targets)
         return targets, patched, pushed
 
-    def _may_push(self) -> bool:
-        """Not while objects that should be gone may still be in the memory store (a clean-up
-        that failed): the reload, and the clean-up after it, come first."""
-        stale = _read_pushed(self.gens).stale
-        if stale:
+    async def _push(self, devices: PjsipPatch, pusher: DevicePusher) -> bool:
+        """Create `devices` live; False (nothing created) when res_pjsip's reload must do it."""
+        before = _read_pushed(self.gens)
+        if before.stale:
+            # Objects that should be gone may still be in the memory store (a clean-up that
+            # failed): the reload, and the clean-up after it, come first.
             log.info("res_pjsip reloaded, devices not created live: %d object(s) of earlier pushes "
-                     "still to delete", len(stale))
-        return not stale
+                     "still to delete", len(before.stale))
+            return False
+        # Noted first: whatever a push cut short created is deleted after the next reload.
+        _write_pushed(self.gens, _Pushed(before.live + [(o.type, o.id) for o in devices.objects]))
+        try:
+            await pusher.push(devices)
+        except PjsipNotLive as exc:
+            _write_pushed(self.gens, before)  # nothing was created
+            log.info("res_pjsip reloaded, devices not created live: %s", exc)
+            return False
+        return True
 
     def forgetting(self, reload: Reloader) -> Reloader:
         """`reload`, and after a reload of res_pjsip the deletion of what pushes created: the file

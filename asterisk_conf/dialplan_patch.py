@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import gcpause
+from .sections import cut_sections, has_indented_head
 
 # More extensions than this are reloaded: the reload's cost does not grow with the change.
 MAX_EXTENSIONS = 2000
@@ -147,7 +148,7 @@ def _read_both(old: str, new: str) -> tuple[tuple[dict[str, _Context], str] | No
     """`_read` of both files, where only the contexts whose text differs are read line by line:
     a node's dialplan has 200,000 lines, and a user's change touches a few contexts. The others
     are one empty `_Context` on both sides, which plan() finds equal."""
-    if _INDENTED_HEAD.search(old) or _INDENTED_HEAD.search(new):
+    if has_indented_head(old) or has_indented_head(new):
         return _read(old), _read(new)  # a head the cut at "\n[" would miss: read it all
     cut_old, cut_new = _cut(old), _cut(new)
     if cut_old is None or cut_new is None:
@@ -176,8 +177,8 @@ def _read_both(old: str, new: str) -> tuple[tuple[dict[str, _Context], str] | No
 def _cut(text: str) -> dict[str, str] | None:
     """Each context's text after its "\n[", by name; None when something stands before the
     first context or a context comes twice."""
-    parts = ("\n" + text).split("\n[")
-    if _read(parts[0]) != ({}, ""):
+    parts = cut_sections(text)
+    if parts is None or _read(parts[0]) != ({}, ""):
         return None
     cut: dict[str, str] = {}
     for part in parts[1:]:
@@ -187,8 +188,6 @@ def _cut(text: str) -> dict[str, str] | None:
         cut[head.group(1)] = part
     return cut
 
-
-_INDENTED_HEAD = re.compile(r"\n[ \t]+\[")
 
 
 def _read(text: str) -> tuple[dict[str, _Context], str] | None:

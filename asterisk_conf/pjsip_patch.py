@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from . import gcpause
+from .sections import cut_sections
 
 # Creation order: an endpoint names its auth and aor.
 LIVE_TYPES = ("auth", "aor", "endpoint")
@@ -122,10 +123,8 @@ def _marker(sections: dict[tuple[str, str], Fields]) -> str | None:
 def _parts(text: str) -> list[str] | None:
     """Each section's text after its "\\n["; None for a shape this reader does not know (text
     before the first section, a section head the cut would miss)."""
-    if _INDENTED_HEAD.search(text):
-        return None
-    parts = ("\n" + text).split("\n[")
-    if any(line.strip() and not line.lstrip().startswith(";") for line in parts[0].split("\n")):
+    parts = cut_sections(text)
+    if parts is None or any(line.strip() and not line.lstrip().startswith(";") for line in parts[0].split("\n")):
         return None
     return parts[1:]
 
@@ -164,5 +163,3 @@ def _fields(body: str) -> Fields | None:
         fields.append((field.group(1), field.group(2).strip()))
     return tuple(fields)
 
-
-_INDENTED_HEAD = re.compile(r"\n[ \t]+\[")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -31,7 +32,7 @@ from clusterrig import (
 from conftest import unavailable
 from edgerig import KAMAILIO
 from pgserver import PgServer
-from support import PbxObserver, Person, eventually
+from support import PbxObserver, Person, app_registered, eventually
 from test_voicemail import SipSniffer, leave_message
 
 from asterisk_conf.render import AMI_USER, ARI_USER
@@ -185,6 +186,33 @@ async def deposit(cluster: Cluster, phone: TestPhone, person: Person, node: str)
                      f"the message in {person.box}@{person.tenant}")
 
 
+async def fallback_deposit(cluster: Cluster, phone: TestPhone, person: Person, node: str) -> None:
+    """A divert to the voicemail number while `node`'s application is down: app_voicemail's
+    VoiceMail() records it into the person's mailbox (a tone over its greeting and beep). Returns
+    once the message is in the spool; the application runs again after."""
+    store = VoicemailStore(cluster.spool)
+    box = person.number[1:]
+    assert store.list(person.tenant, box, "INBOX") == []
+    serving = cluster.nodes[node]
+    await serving.stop_app()
+    try:
+        await eventually(lambda: not app_registered(serving.pbx.cli)(), 10, "the vipbx ARI app gone")
+        call = await phone.call(VOICEMAIL, caller_number=OUTSIDE, diversion=person.number)
+        await call.wait_state("Up", 15)
+        await call.play_tone(40.0, wait=False)  # over the greeting and the beep, into the recording
+        # Recording after the beep: app_voicemail writes the message into the mailbox's tmp/.
+        recording = store.mailbox_dir(person.tenant, box) / "tmp"
+        await eventually(lambda: recording.is_dir() and any(recording.iterdir()), 30, "the fallback recording")
+        await asyncio.sleep(3)
+        await call.hangup()
+        await call.wait_hangup(10)
+        inbox = await eventually(lambda: store.list(person.tenant, box, "INBOX"), 10,
+                                 f"the fallback's message in {box}@{person.tenant}")
+        assert len(inbox) == 1 and inbox[0].envelope.caller_number == OUTSIDE
+    finally:
+        await serving.start_app()
+
+
 async def test_voicemail_number_keeps_each_message_in_its_mailbox_and_mwi_crosses_the_edge(
         running: Cluster, phone: TestPhone) -> None:
     store = VoicemailStore(running.spool)
@@ -281,9 +309,14 @@ async def test_a_new_user_and_number_deploy_to_their_nodes_only_live_and_the_edg
         assert await ring_and_answer(phone, running, call, OLIVIA) == "node2"
         await call.hangup()
         await call.wait_hangup(10)
+        # With node2's application down, a call diverted from her number is recorded by the native
+        # fallback: app_voicemail finds her mailbox in the table, without a reload.
+        await fallback_deposit(running, phone, OLIVIA, "node2")
     finally:
         await roll(old)
         await phone_has(old)
+        shutil.rmtree(VoicemailStore(running.spool).mailbox_dir(OLIVIA.tenant, OLIVIA.number[1:]),
+                      ignore_errors=True)
     assert live_generation(paths, "node1") == "0001"
     # Her removal reloaded res_pjsip, and the device made live went with it; her mailbox row too.
     shown = running.nodes["node2"].pbx.cli(f"pjsip show endpoint {OLIVIA.device}")
